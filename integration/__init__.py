@@ -1,0 +1,98 @@
+"""mfg-twin's integration core: canonical messages in, exactly one correct ledger effect out.
+
+The public API is this module's `__all__`; everything else is private to the package.
+"""
+
+from integration.clock import Clock, ManualClock, SystemClock
+from integration.core import Core, open_store
+from integration.envelope import BusinessIds, Envelope, SourceSystem
+from integration.errors import (
+    ConfigurationError,
+    ErrorCode,
+    IntegrationError,
+    MessageRejected,
+    NotFound,
+    Problem,
+    StoreError,
+)
+from integration.ledger import Account
+from integration.master import (
+    Alternate,
+    BomLine,
+    BomRevision,
+    BomStatus,
+    Item,
+    ItemType,
+    Location,
+    LocationKind,
+    Operation,
+    OverlayAdd,
+    OverlayQuantity,
+    OverlayRemove,
+    OverlaySubstitute,
+    Plant,
+    PlantOverlay,
+    Routing,
+    UomConversion,
+)
+from integration.messages import *  # noqa: F403 - the message types are public by design
+from integration.messages import __all__ as _message_names
+from integration.outcome import Outcome, Status
+from integration.reconcile import Check, Finding, Reconciliation
+from integration.settings import CoreSettings, NegativeStockPolicy
+from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
+from integration.store.sqlite import SqliteStore
+
+__all__ = [
+    # the facade
+    "Core",
+    "CoreSettings",
+    "NegativeStockPolicy",
+    "open_store",
+    "Outcome",
+    "Status",
+    # clocks
+    "Clock",
+    "ManualClock",
+    "SystemClock",
+    # envelope and master data
+    "Envelope",
+    "SourceSystem",
+    "BusinessIds",
+    "Item",
+    "ItemType",
+    "UomConversion",
+    "Plant",
+    "Location",
+    "LocationKind",
+    "BomStatus",
+    "BomLine",
+    "Alternate",
+    "BomRevision",
+    "PlantOverlay",
+    "OverlaySubstitute",
+    "OverlayQuantity",
+    "OverlayAdd",
+    "OverlayRemove",
+    "Operation",
+    "Routing",
+    *_message_names,
+    # ledger, stores, reconciliation
+    "Account",
+    "LedgerStore",
+    "SqliteStore",
+    "StockBalance",
+    "DeadLetter",
+    "DeadLetterFilter",
+    "Reconciliation",
+    "Finding",
+    "Check",
+    # errors
+    "ErrorCode",
+    "Problem",
+    "IntegrationError",
+    "MessageRejected",
+    "StoreError",
+    "ConfigurationError",
+    "NotFound",
+]

@@ -1,0 +1,140 @@
+"""The core facade: `Core.submit(envelope) -> Outcome`, replay, and reconciliation reads."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from integration.clock import Clock
+from integration.envelope import Envelope
+from integration.errors import ConfigurationError, MessageRejected, NotFound
+from integration.outcome import Outcome
+from integration.pipeline import Pipeline, outcome_of_record
+from integration.reconcile import Reconciliation, reconcile
+from integration.rules import decide
+from integration.settings import CoreSettings
+from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
+from integration.store.sqlite import SqliteStore
+
+__all__ = ["Core", "open_store"]
+
+
+def open_store(url: str | Path = ":memory:") -> LedgerStore:
+    """Open a ledger store from a URL: `:memory:`, `sqlite:///path/to/ledger.db`, or a path."""
+    text = str(url)
+    if text.startswith("sqlite:///"):
+        return SqliteStore(text.removeprefix("sqlite:///") or ":memory:")
+    if text.startswith("sqlite://"):
+        return SqliteStore(text.removeprefix("sqlite://") or ":memory:")
+    if "://" in text:
+        raise ConfigurationError(f"unsupported store URL {text!r}")
+    return SqliteStore(text)
+
+
+class Core:
+    """The integration core over one ledger store.
+
+    >>> core = Core(settings, open_store(), ManualClock(start))   # doctest: +SKIP
+    >>> core.submit(envelope).status                               # doctest: +SKIP
+    <Status.POSTED: 'POSTED'>
+
+    Reopening a store rebuilds the in-memory book state by re-applying its posted messages.
+    """
+
+    def __init__(self, settings: CoreSettings, store: LedgerStore, clock: Clock) -> None:
+        self._pipeline = Pipeline(store, settings, clock)
+        self.store = store
+        self.settings = settings
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        state = self._pipeline.state
+        for record in self.store.posted_in_effect_order():
+            envelope = Envelope.model_validate_json(record.envelope_json)
+            try:
+                decision = decide(state, envelope)
+            except MessageRejected as error:
+                raise ConfigurationError(
+                    f"cannot rebuild from {record.message_id}: the ledger was written under "
+                    f"other settings ({error})"
+                ) from error
+            decision.change(state)
+            for _plant, posting in decision.entries:
+                state.apply_posting(posting)
+        for record in self.store.held():
+            self._pipeline.restore_hold(record)
+
+    # --- writes ----------------------------------------------------------------------------
+    def submit(self, payload: Envelope | bytes | str | dict[str, Any]) -> Outcome:
+        """Apply one message exactly once, or say why not. Never raises for bad input: a
+        payload that cannot be read is dead-lettered with its code, raw text kept."""
+        return self._pipeline.submit(payload)
+
+    def replay(self, selection: DeadLetterFilter | None = None) -> list[Outcome]:
+        """Re-run the selected open dead letters (all open ones by default), oldest first."""
+        chosen = self.store.dead_letters(selection or DeadLetterFilter())
+        outcomes = []
+        for dead_letter in chosen:
+            current = self.store.dead_letters(DeadLetterFilter(ids=(dead_letter.id,)))
+            if current and current[0].status == "open":
+                outcomes.append(self._pipeline.replay(current[0]))
+        return outcomes
+
+    def expire_holds(self) -> list[Outcome]:
+        """Dead-letter held messages past their hold timeout (also done on every submit)."""
+        return self._pipeline.expire_holds()
+
+    # --- reads -----------------------------------------------------------------------------
+    @property
+    def held_count(self) -> int:
+        return len(self._pipeline.holds)
+
+    def outcome(self, message_id: str) -> Outcome:
+        record = self.store.inbox_record(message_id)
+        if record is None:
+            raise NotFound(f"no message {message_id}")
+        return outcome_of_record(record)
+
+    def dead_letters(self, selection: DeadLetterFilter | None = None) -> list[DeadLetter]:
+        return self.store.dead_letters(selection or DeadLetterFilter())
+
+    def account_balances(self) -> dict[tuple[str, str, str], Decimal]:
+        """GL balance per (plant, account, currency); debit positive."""
+        return self.store.account_balances()
+
+    def stock(self) -> dict[tuple[str, str, str, str], StockBalance]:
+        """The valued stock sub-ledger per (plant, item, location, lot)."""
+        return self.store.stock_balances()
+
+    def work_order_wip(self) -> dict[str, Decimal]:
+        """WIP per work order from the ledger."""
+        return self.store.wip_by_work_order()
+
+    def work_order_status(self, work_order: str) -> dict[str, Any]:
+        """A work order as the books see it: quantities done, WIP, open or closed."""
+        order = self._pipeline.state.work_orders.get(work_order)
+        if order is None:
+            raise NotFound(f"no work order {work_order}")
+        return {
+            "work_order": order.id, "plant": order.plant, "item": order.item, "qty": order.qty,
+            "closed": order.closed, "wip": order.wip, "received": order.received,
+            "good_by_operation": dict(sorted(order.good_by_op.items())),
+            "scrap_by_operation": dict(sorted(order.scrap_by_op.items())),
+        }
+
+    def reconcile(self) -> Reconciliation:
+        """Check every ledger invariant; returns findings rather than raising."""
+        orders = self._pipeline.state.work_orders
+        return reconcile(
+            unbalanced=self.store.unbalanced_entries(),
+            account_balances=self.store.account_balances(),
+            stock_value_by_account=self.store.stock_value_by_account(),
+            wip_by_work_order=self.store.wip_by_work_order(),
+            open_order_wip={o.id: o.wip for o in orders.values() if not o.closed},
+            closed_orders=[o.id for o in orders.values() if o.closed],
+            entries_checked=self.store.entry_count(),
+        )
+
+    def close(self) -> None:
+        self.store.close()

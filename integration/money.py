@@ -1,0 +1,41 @@
+"""Decimal arithmetic for money and quantities: one place decides precision and rounding."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+__all__ = ["ZERO", "QTY_PLACES", "quantity", "amount", "minor_units", "to_minor", "from_minor"]
+
+ZERO = Decimal(0)
+QTY_PLACES = 6
+_QTY_EXP = Decimal(1).scaleb(-QTY_PLACES)
+
+# ISO 4217 minor units for the currencies whose exponent is not 2.
+_MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}
+
+
+def minor_units(currency: str) -> int:
+    """How many decimal places an amount in `currency` carries."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def quantity(value: Decimal) -> Decimal:
+    """A quantity rounded to the ledger's precision (six places, banker's rounding)."""
+    return value.quantize(_QTY_EXP, rounding=ROUND_HALF_EVEN)
+
+
+def amount(value: Decimal, currency: str) -> Decimal:
+    """An amount rounded to the currency's minor unit (banker's rounding)."""
+    exp = Decimal(1).scaleb(-minor_units(currency))
+    return value.quantize(exp, rounding=ROUND_HALF_EVEN)
+
+
+def to_minor(value: Decimal, currency: str) -> int:
+    """An amount as an integer count of minor units (cents), exact."""
+    scaled = amount(value, currency).scaleb(minor_units(currency))
+    return int(scaled)
+
+
+def from_minor(units: int, currency: str) -> Decimal:
+    """The inverse of `to_minor`."""
+    return amount(Decimal(units).scaleb(-minor_units(currency)), currency)

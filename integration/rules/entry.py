@@ -1,0 +1,111 @@
+"""Building blocks of the posting rules: the decision a rule returns and an entry builder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from integration.errors import ErrorCode, Problem
+from integration.ledger import Account, JournalLine, Posting, StockException, StockMove
+from integration.money import ZERO, amount, quantity
+from integration.settings import NegativeStockPolicy
+from integration.state import BookState
+
+__all__ = ["Decision", "EntryBuilder", "NO_CHANGE"]
+
+
+def NO_CHANGE(state: BookState) -> None:  # noqa: N802 - a constant-like callable
+    """The state change of a message that changes nothing but the ledger."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a rule decided: one journal entry per plant whose books move, and the state change
+    to apply once those entries have committed. `plant` names the plant the message concerns."""
+
+    plant: str | None
+    entries: tuple[tuple[str, Posting], ...] = ()
+    change: Callable[[BookState], None] = NO_CHANGE
+
+    @classmethod
+    def of(cls, builder: EntryBuilder, change: Callable[[BookState], None] = NO_CHANGE) -> Decision:
+        posting = builder.build()
+        entries = () if posting.is_empty else ((builder.plant, posting),)
+        return cls(builder.plant, entries, change)
+
+
+class EntryBuilder:
+    """Accumulates the lines and stock moves of one entry for one plant, rounding each amount
+    to the plant currency; `balance_to` closes the entry onto a variance account."""
+
+    def __init__(self, state: BookState, plant: str) -> None:
+        self.state = state
+        self.plant = plant
+        self.currency = state.currency(plant)
+        self._lines: list[JournalLine] = []
+        self._moves: list[StockMove] = []
+        self._exceptions: list[StockException] = []
+        self._pending_stock: dict[tuple[str, str, str, str], Decimal] = {}
+
+    def value(self, item: str, qty: Decimal) -> Decimal:
+        """`qty` of `item` at the plant's standard cost, rounded to the currency."""
+        return amount(qty * self.state.standard_cost(item, self.plant), self.currency)
+
+    def line(
+        self, account: Account, value: Decimal, *, work_order: str | None = None,
+        item: str | None = None,
+    ) -> None:
+        """Add a signed line (debit positive); zero lines are dropped."""
+        value = amount(value, self.currency)
+        if value != ZERO:
+            self._lines.append(
+                JournalLine(self.plant, account, self.currency, value, work_order, item)
+            )
+
+    def balance_to(self, account: Account, *, work_order: str | None = None) -> None:
+        """Add the line on `account` that makes the entry sum to zero."""
+        self.line(account, -sum((ln.amount for ln in self._lines), ZERO), work_order=work_order)
+
+    def move(
+        self, item: str, location: str, lot: str, qty: Decimal, value: Decimal, account: Account
+    ) -> None:
+        """Move stock and its value, with the matching line on the inventory account."""
+        qty = quantity(qty)
+        value = amount(value, self.currency)
+        key = (self.plant, item, location, lot)
+        self._pending_stock[key] = self.available(item, location, lot) + qty
+        self._moves.append(StockMove(self.plant, item, location, lot, qty, value, account))
+        self.line(account, value, item=item)
+
+    def consume(
+        self, item: str, location: str, lot: str, qty: Decimal, account: Account,
+        problems: list[Problem] | None = None, field_name: str = "",
+    ) -> Decimal:
+        """Take `qty` out of stock at standard cost and return the (positive) value consumed.
+
+        Stock may go negative; it is then recorded as an exception, unless `problems` is given
+        (a backflush) and the policy is `block`, which adds a BACKFLUSH_SHORTAGE problem."""
+        value = self.value(item, qty)
+        self.move(item, location, lot, -qty, -value, account)
+        after = self._pending_stock[(self.plant, item, location, lot)]
+        if after < ZERO:
+            blocking = self.state.settings.negative_stock is NegativeStockPolicy.BLOCK
+            if problems is not None and blocking:
+                problems.append(
+                    Problem(
+                        ErrorCode.BACKFLUSH_SHORTAGE,
+                        f"{item} at {location} lot {lot or '-'} would go to {after}",
+                        field_name,
+                    )
+                )
+            else:
+                self._exceptions.append(StockException(self.plant, item, location, lot, after))
+        return value
+
+    def available(self, item: str, location: str, lot: str) -> Decimal:
+        key = (self.plant, item, location, lot)
+        return self._pending_stock.get(key, self.state.stock.get(key, ZERO))
+
+    def build(self) -> Posting:
+        return Posting(tuple(self._lines), tuple(self._moves), tuple(self._exceptions))

@@ -1,0 +1,285 @@
+"""Posting rules of work orders: release, issue, confirmation with backflush, scrap, by-products,
+finished goods and close (standard costing; the WIP account carries each order's actuals)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from integration.bom import ResolvedLine, resolve_plant_bom
+from integration.envelope import Envelope
+from integration.errors import ErrorCode, MessageRejected
+from integration.ledger import Account, inventory_account
+from integration.messages import (
+    ByProductReported,
+    FinishedGoodsReceived,
+    MaterialIssued,
+    OperationCompleted,
+    ScrapDeclared,
+    WorkOrderClosed,
+    WorkOrderReleased,
+)
+from integration.money import ZERO, quantity
+from integration.rules.entry import Decision, EntryBuilder
+from integration.state import BookState, WorkOrderState
+from integration.validation import Checks
+
+__all__ = [
+    "work_order_released",
+    "material_issued",
+    "operation_completed",
+    "scrap_declared",
+    "by_product_reported",
+    "finished_goods_received",
+    "work_order_closed",
+    "resolve_for_plant",
+    "standard_cost_to_operation",
+]
+
+
+def resolve_for_plant(
+    checks: Checks, item: str, revision: str, plant: str, envelope: Envelope, field: str
+) -> tuple[ResolvedLine, ...] | None:
+    """The plant BOM of a usable revision, every component known and costed in the plant."""
+    state = checks.state
+    moment = envelope.occurred_at
+    bom = checks.usable_revision(item, revision, plant, moment, field)
+    if bom is None:
+        return None
+    try:
+        lines = resolve_plant_bom(
+            bom, plant, lambda phantom: state.released_bom(phantom, moment), state.item_type
+        )
+    except MessageRejected as rejected:
+        checks.problems.extend(rejected.problems)
+        return None
+    for line in lines:
+        component = checks.item(line.component, f"{field}.{line.component}", plant=plant)
+        checks.base_qty(component, line.qty_per, line.uom, f"{field}.{line.component}.uom")
+    return lines
+
+
+def work_order_released(state: BookState, envelope: Envelope) -> Decision:
+    msg: WorkOrderReleased = envelope.message
+    checks = Checks(state)
+    if msg.work_order in state.work_orders:
+        checks.fail(ErrorCode.WORK_ORDER_EXISTS, f"{msg.work_order} exists", "work_order")
+    known_plant = checks.plant(msg.plant)
+    item = checks.item(msg.item, plant=msg.plant if known_plant else None)
+    qty = checks.base_qty(item, msg.qty, msg.uom)
+    lines = routing = None
+    if known_plant and item is not None:
+        lines = resolve_for_plant(checks, msg.item, msg.bom_revision, msg.plant, envelope, "bom_revision")
+        routing = state.routings.get((msg.item, msg.bom_revision))
+        if lines is not None and routing is None:
+            checks.fail(ErrorCode.REVISION_UNKNOWN, "no routing for the revision", "bom_revision")
+    checks.raise_if_any()
+    order = WorkOrderState(
+        msg.work_order, msg.plant, msg.item, quantity(qty), msg.bom_revision, lines, routing
+    )
+    return Decision(msg.plant, (), lambda s: s.work_orders.__setitem__(order.id, order))
+
+
+def _order_and_builder(checks: Checks, work_order: str) -> tuple[WorkOrderState, EntryBuilder]:
+    order = checks.work_order(work_order)
+    checks.raise_if_any()
+    return order, EntryBuilder(checks.state, order.plant)
+
+
+def material_issued(state: BookState, envelope: Envelope) -> Decision:
+    msg: MaterialIssued = envelope.message
+    checks = Checks(state)
+    order, entry = _order_and_builder(checks, msg.work_order)
+    item = checks.item(msg.component, "component", plant=order.plant)
+    location = checks.location(order.plant, msg.location)
+    if not any(line.allows(msg.component) for line in order.all_components()):
+        checks.fail(
+            ErrorCode.COMPONENT_NOT_ON_BOM,
+            f"{msg.component} is not on {order.id}'s BOM or an allowed alternate",
+            "component",
+        )
+    qty = quantity(checks.base_qty(item, msg.qty, msg.uom))
+    lot = checks.lot(item, msg.lot, order.plant)
+    checks.raise_if_any()
+    account = inventory_account(item.type, location.kind)
+    value = entry.consume(msg.component, msg.location, lot, qty, account)
+    entry.line(Account.WIP, value, work_order=order.id)
+    return Decision.of(entry, _consumed(order.id, {msg.component: qty}))
+
+
+def _consumed(work_order: str, quantities: dict[str, Decimal]):
+    def change(state: BookState) -> None:
+        consumed = state.work_orders[work_order].consumed
+        for item, qty in quantities.items():
+            consumed[item] = consumed.get(item, ZERO) + qty
+
+    return change
+
+
+def standard_cost_to_operation(state: BookState, order: WorkOrderState, seq: int) -> Decimal:
+    """Standard cost per unit of the parent accumulated up to and including operation `seq`."""
+    total = ZERO
+    for line in order.lines_for(seq):
+        if line.operation_seq <= seq:
+            per_unit = state.to_base(line.component, line.qty_per, line.uom) or ZERO
+            cost = state.standard_cost(line.component, order.plant)
+            total += per_unit * (1 + line.scrap_factor) * cost
+    for op in order.routing.operations:
+        if op.seq <= seq:
+            total += op.run_hours_per_unit * (op.labour_rate + op.overhead_rate)
+    return total
+
+
+def _backflush_lines(order: WorkOrderState, seq: int) -> list[ResolvedLine]:
+    previous = max(
+        (op.seq for op in order.routing.operations if op.backflush_point and op.seq < seq),
+        default=0,
+    )
+    return [
+        line
+        for line in order.lines_for(seq)
+        if line.backflush and previous < line.operation_seq <= seq
+    ]
+
+
+def _choose_component(entry, state, line, units, location, lots) -> tuple[str, Decimal]:
+    """The primary component, or the first alternate by priority with enough stock."""
+    candidates = [(line.component, line.qty_per)] + [
+        (alt.item, alt.qty_per or line.qty_per) for alt in line.alternates
+    ]
+    needs = []
+    for item, qty_per in candidates:
+        per_unit = state.to_base(item, qty_per, line.uom) if item in state.items else None
+        if per_unit is None:
+            continue
+        need = quantity(per_unit * units * (1 + line.scrap_factor))
+        if entry.available(item, location, lots.get(item, "")) >= need:
+            return item, need
+        needs.append((item, need))
+    return needs[0] if needs else (line.component, ZERO)
+
+
+def _backflush(checks, entry, order, msg, units) -> dict[str, Decimal]:
+    state = checks.state
+    consumed: dict[str, Decimal] = {}
+    location = checks.location(order.plant, msg.backflush_location, "backflush_location")
+    for line in _backflush_lines(order, msg.operation_seq):
+        item_id, need = _choose_component(
+            entry, state, line, units, msg.backflush_location, msg.component_lots
+        )
+        field = f"component_lots.{item_id}"
+        item = checks.item(item_id, field, plant=order.plant)
+        lot = checks.lot(item, msg.component_lots.get(item_id), order.plant, field)
+        if item is None or location is None or need == ZERO:
+            continue
+        account = inventory_account(item.type, location.kind)
+        value = entry.consume(item_id, location.id, lot, need, account, checks.problems, field)
+        entry.line(Account.WIP, value, work_order=order.id)
+        consumed[item_id] = consumed.get(item_id, ZERO) + need
+    return consumed
+
+
+def operation_completed(state: BookState, envelope: Envelope) -> Decision:
+    msg: OperationCompleted = envelope.message
+    checks = Checks(state)
+    order, entry = _order_and_builder(checks, msg.work_order)
+    parent = state.items[order.item]
+    good = quantity(checks.base_qty(parent, msg.good_qty, msg.uom))
+    scrap = quantity(checks.base_qty(parent, msg.scrap_qty, msg.uom))
+    if not checks.operation(order, msg.operation_seq):
+        checks.raise_if_any()
+    seq = msg.operation_seq
+    checks.within_tolerance(order.good_by_op.get(seq, ZERO) + good, order.qty, "good", "good_qty")
+    expected = order.revision_for(seq)
+    if msg.bom_revision is not None and msg.bom_revision != expected:
+        checks.fail(
+            ErrorCode.REVISION_MISMATCH,
+            f"confirmation references revision {msg.bom_revision}; {order.id} runs {expected}",
+            "bom_revision",
+        )
+    op = order.routing.operation(seq)
+    entry.line(Account.WIP, msg.labour_hours * op.labour_rate, work_order=order.id)
+    entry.line(Account.LABOUR_ABSORBED, -msg.labour_hours * op.labour_rate)
+    entry.line(Account.WIP, msg.machine_hours * op.overhead_rate, work_order=order.id)
+    entry.line(Account.OVERHEAD_ABSORBED, -msg.machine_hours * op.overhead_rate)
+    consumed = _backflush(checks, entry, order, msg, good + scrap) if op.backflush_point else {}
+    checks.raise_if_any()
+    _scrap_lines(entry, order, seq, scrap)
+
+    def change(s: BookState) -> None:
+        wo = s.work_orders[order.id]
+        wo.good_by_op[seq] = wo.good_by_op.get(seq, ZERO) + good
+        wo.scrap_by_op[seq] = wo.scrap_by_op.get(seq, ZERO) + scrap
+        wo.last_completed_op = max(wo.last_completed_op, seq)
+        _consumed(order.id, consumed)(s)
+
+    return Decision.of(entry, change)
+
+
+def _scrap_lines(entry: EntryBuilder, order: WorkOrderState, seq: int, scrap: Decimal) -> None:
+    value = scrap * standard_cost_to_operation(entry.state, order, seq)
+    entry.line(Account.SCRAP_EXPENSE, value, work_order=None)
+    entry.line(Account.WIP, -value, work_order=order.id)
+
+
+def scrap_declared(state: BookState, envelope: Envelope) -> Decision:
+    msg: ScrapDeclared = envelope.message
+    checks = Checks(state)
+    order, entry = _order_and_builder(checks, msg.work_order)
+    qty = quantity(checks.base_qty(state.items[order.item], msg.qty, msg.uom))
+    checks.operation(order, msg.operation_seq)
+    checks.raise_if_any()
+    _scrap_lines(entry, order, msg.operation_seq, qty)
+
+    def change(s: BookState) -> None:
+        wo = s.work_orders[order.id]
+        wo.scrap_by_op[msg.operation_seq] = wo.scrap_by_op.get(msg.operation_seq, ZERO) + qty
+
+    return Decision.of(entry, change)
+
+
+def by_product_reported(state: BookState, envelope: Envelope) -> Decision:
+    msg: ByProductReported = envelope.message
+    checks = Checks(state)
+    order, entry = _order_and_builder(checks, msg.work_order)
+    item = checks.item(msg.item, plant=order.plant)
+    location = checks.location(order.plant, msg.location)
+    qty = quantity(checks.base_qty(item, msg.qty, msg.uom))
+    lot = checks.lot(item, msg.lot, order.plant)
+    checks.raise_if_any()
+    value = entry.value(msg.item, qty)
+    entry.move(msg.item, msg.location, lot, qty, value, inventory_account(item.type, location.kind))
+    entry.line(Account.WIP, -value, work_order=order.id)
+    return Decision.of(entry)
+
+
+def finished_goods_received(state: BookState, envelope: Envelope) -> Decision:
+    msg: FinishedGoodsReceived = envelope.message
+    checks = Checks(state)
+    order, entry = _order_and_builder(checks, msg.work_order)
+    item = state.items[order.item]
+    location = checks.location(order.plant, msg.location)
+    qty = quantity(checks.base_qty(item, msg.qty, msg.uom))
+    lot = checks.lot(item, msg.lot, order.plant)
+    checks.within_tolerance(order.received + qty, order.qty, "received", "qty")
+    checks.raise_if_any()
+    value = entry.value(order.item, qty)
+    entry.move(order.item, msg.location, lot, qty, value, inventory_account(item.type, location.kind))
+    entry.line(Account.WIP, -value, work_order=order.id)
+
+    def change(s: BookState) -> None:
+        s.work_orders[order.id].received += qty
+
+    return Decision.of(entry, change)
+
+
+def work_order_closed(state: BookState, envelope: Envelope) -> Decision:
+    msg: WorkOrderClosed = envelope.message
+    checks = Checks(state)
+    order, entry = _order_and_builder(checks, msg.work_order)
+    entry.line(Account.WIP, -order.wip, work_order=order.id)
+    entry.balance_to(Account.PRODUCTION_VARIANCE)
+
+    def change(s: BookState) -> None:
+        s.work_orders[order.id].closed = True
+
+    return Decision.of(entry, change)

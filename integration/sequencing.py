@@ -1,0 +1,72 @@
+"""Per-stream ordering and dependency waits, as pure decisions over small state.
+
+A stream (a source's messages for one work order) is applied in `source_seq` order: message n
+only after n-1 has reached a terminal outcome (posted or rejected). A message that names a work
+order or item the core has not seen yet waits for it rather than failing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from integration.envelope import Envelope
+from integration.state import BookState
+
+__all__ = ["Order", "order_of", "missing_dependencies", "provided_dependencies", "stream_key"]
+
+
+class Order(StrEnum):
+    NEXT = "next"  # the expected message: apply it
+    EARLY = "early"  # a later message: hold it until the gap fills
+    STALE = "stale"  # a sequence number already used by another message
+
+
+def stream_key(stream: str) -> str:
+    return f"stream:{stream}"
+
+
+def order_of(source_seq: int, next_expected: int) -> Order:
+    if source_seq == next_expected:
+        return Order.NEXT
+    return Order.EARLY if source_seq > next_expected else Order.STALE
+
+
+def _referenced_items(envelope: Envelope) -> list[str]:
+    msg = envelope.message
+    names: list[str] = []
+    match msg.type:
+        case "BomReleased":
+            names.append(msg.bom.item)
+            for line in msg.bom.lines:
+                names.append(line.component)
+        case "MaterialIssued":
+            names.append(msg.component)
+        case "WorkOrderReleased" | "EcoReleased" | "GoodsReceived" | "InventoryTransferred":
+            names.append(msg.item)
+        case "SubcontractShipped" | "SubcontractReceived" | "ByProductReported" | "QualityHold":
+            names.append(msg.item)
+        case "AsnReceived":
+            names.extend(line.item for line in msg.lines)
+    return names
+
+
+def missing_dependencies(state: BookState, envelope: Envelope) -> tuple[str, ...]:
+    """Dependency keys (`item:X`, `work_order:W`) this message needs and the core lacks."""
+    msg = envelope.message
+    missing = [f"item:{name}" for name in _referenced_items(envelope) if name not in state.items]
+    order = getattr(msg, "work_order", None)
+    if msg.type != "WorkOrderReleased" and order is not None and order not in state.work_orders:
+        missing.append(f"work_order:{order}")
+    return tuple(dict.fromkeys(missing))
+
+
+def provided_dependencies(envelope: Envelope) -> tuple[str, ...]:
+    """Dependency keys that posting this message satisfies."""
+    msg = envelope.message
+    if msg.type == "ItemCreated":
+        return (f"item:{msg.item.id}",)
+    if msg.type == "WorkOrderReleased":
+        return (f"work_order:{msg.work_order}",)
+    if msg.type == "BomReleased":
+        return (f"bom:{msg.bom.item}",)
+    return ()

@@ -1,0 +1,139 @@
+"""The book state the rules read: master data, work orders, stock and periods.
+
+It is a projection of the posted messages, rebuilt from the store by re-applying them in the
+order they took effect, so it never needs tables of its own. Rules read it; only `apply` writes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from integration.bom import ResolvedLine
+from integration.ledger import Account, Posting, inventory_account
+from integration.master import BomRevision, BomStatus, Item, ItemType, Location, Plant, Routing
+from integration.money import ZERO
+from integration.periods import period_of
+from integration.settings import CoreSettings
+
+__all__ = ["WorkOrderState", "BookState"]
+
+
+@dataclass(slots=True)
+class WorkOrderState:
+    id: str
+    plant: str
+    item: str
+    qty: Decimal
+    bom_revision: str
+    lines: tuple[ResolvedLine, ...]
+    routing: Routing
+    # ECO switches: (first operation seq it applies from, revision, lines), oldest first.
+    switches: list[tuple[int, str, tuple[ResolvedLine, ...]]] = field(default_factory=list)
+    closed: bool = False
+    good_by_op: dict[int, Decimal] = field(default_factory=dict)
+    scrap_by_op: dict[int, Decimal] = field(default_factory=dict)
+    received: Decimal = ZERO
+    wip: Decimal = ZERO
+    consumed: dict[str, Decimal] = field(default_factory=dict)
+    last_completed_op: int = 0
+
+    def lines_for(self, operation_seq: int) -> tuple[ResolvedLine, ...]:
+        """The BOM lines in force for an operation: the release snapshot or a later ECO switch."""
+        lines = self.lines
+        for from_seq, _revision, switched in self.switches:
+            if operation_seq >= from_seq:
+                lines = switched
+        return lines
+
+    def revision_for(self, operation_seq: int) -> str:
+        revision = self.bom_revision
+        for from_seq, switched_revision, _lines in self.switches:
+            if operation_seq >= from_seq:
+                revision = switched_revision
+        return revision
+
+    def all_components(self) -> tuple[ResolvedLine, ...]:
+        lines = list(self.lines)
+        for _seq, _rev, switched in self.switches:
+            lines.extend(switched)
+        return tuple(lines)
+
+
+class BookState:
+    """Everything the validation and posting rules need to know, held in memory."""
+
+    def __init__(self, settings: CoreSettings) -> None:
+        self.settings = settings
+        self.plants: dict[str, Plant] = {plant.id: plant for plant in settings.plants}
+        self.locations: dict[tuple[str, str], Location] = {
+            (loc.plant, loc.id): loc for loc in settings.locations
+        }
+        self.items: dict[str, Item] = {}
+        self.boms: dict[str, dict[str, BomRevision]] = defaultdict(dict)
+        self.routings: dict[tuple[str, str], Routing] = {}
+        self.work_orders: dict[str, WorkOrderState] = {}
+        self.stock: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
+        self.stock_value: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
+        self.closed_periods: dict[str, set[str]] = defaultdict(set)
+        self.lots_on_hold: set[tuple[str, str, str]] = set()
+
+    # --- lookups -------------------------------------------------------------------------
+    def currency(self, plant: str) -> str:
+        return self.plants[plant].currency
+
+    def period(self, plant: str, moment: datetime) -> str:
+        return period_of(moment, self.plants[plant].timezone)
+
+    def standard_cost(self, item: str, plant: str) -> Decimal:
+        return self.items[item].standard_costs[plant]
+
+    def item_type(self, item: str) -> ItemType | None:
+        found = self.items.get(item)
+        return found.type if found else None
+
+    def bom(self, item: str, revision: str) -> BomRevision | None:
+        return self.boms.get(item, {}).get(revision)
+
+    def released_bom(self, item: str, moment: datetime) -> BomRevision | None:
+        """The latest released revision of `item` effective at `moment`."""
+        candidates = [
+            bom
+            for bom in self.boms.get(item, {}).values()
+            if bom.status is BomStatus.RELEASED and bom.effective_at(moment)
+        ]
+        return max(candidates, key=lambda bom: bom.effective_from, default=None)
+
+    def to_base(self, item: str, qty: Decimal, uom: str) -> Decimal | None:
+        """`qty` of `uom` in the item's base UoM, or None when no conversion exists."""
+        base = self.items[item].base_uom
+        if uom == base:
+            return qty
+        for conversion in (*self.items[item].conversions, *self.settings.uom_conversions):
+            if conversion.item not in (None, item):
+                continue
+            if (conversion.from_uom, conversion.to_uom) == (uom, base):
+                return qty * conversion.factor
+            if (conversion.from_uom, conversion.to_uom) == (base, uom):
+                return qty / conversion.factor
+        return None
+
+    def location(self, plant: str, location: str) -> Location | None:
+        return self.locations.get((plant, location))
+
+    def stock_account(self, key: tuple[str, str, str, str]) -> Account:
+        """The inventory account that values one key of the stock sub-ledger."""
+        plant, item, location, _lot = key
+        return inventory_account(self.items[item].type, self.locations[(plant, location)].kind)
+
+    # --- transitions ---------------------------------------------------------------------
+    def apply_posting(self, posting: Posting) -> None:
+        """Move stock and work-order WIP by a committed posting."""
+        for move in posting.moves:
+            self.stock[move.key] += move.qty
+            self.stock_value[move.key] += move.value
+        for line in posting.lines:
+            if line.account is Account.WIP and line.work_order is not None:
+                self.work_orders[line.work_order].wip += line.amount

@@ -1,0 +1,209 @@
+"""The `LedgerStore` port: the records it keeps and the one atomic write it offers.
+
+Every change the core makes to durable state for one message — the inbox record, its journal
+entries with their lines and stock moves, a dead letter, stream positions — goes through one
+`commit(Commit)` call, so an adapter has exactly one transaction to get right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from integration.envelope import BusinessIds
+from integration.errors import ErrorCode, Problem, StoreError
+from integration.ledger import Posting
+
+__all__ = [
+    "InboxStatus",
+    "InboxRecord",
+    "InboxWrite",
+    "EntryWrite",
+    "DeadLetter",
+    "DeadLetterWrite",
+    "DeadLetterFilter",
+    "Commit",
+    "Committed",
+    "LedgerStore",
+    "DuplicateDelivery",
+    "StockBalance",
+]
+
+
+class InboxStatus(StrEnum):
+    HELD = "HELD"
+    POSTED = "POSTED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRecord:
+    """What the core remembers of a message it has accepted for processing."""
+
+    inbox_id: int
+    message_id: str
+    idempotency_key: str
+    payload_hash: str
+    message_type: str
+    status: InboxStatus
+    code: ErrorCode | None
+    entry_ids: tuple[int, ...]
+    envelope_json: str
+    received_at: datetime
+    committed_at: datetime | None
+    hold_deadline: datetime | None
+    waits_on: tuple[str, ...]
+    late: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InboxWrite:
+    """Insert (first sight) or update (a held or rejected message reaching an outcome)."""
+
+    message_id: str
+    idempotency_key: str
+    payload_hash: str
+    message_type: str
+    source_system: str
+    stream: str | None
+    source_seq: int | None
+    ids: BusinessIds
+    status: InboxStatus
+    code: ErrorCode | None
+    envelope_json: str
+    received_at: datetime
+    committed_at: datetime | None = None
+    hold_deadline: datetime | None = None
+    waits_on: tuple[str, ...] = ()
+    late: bool = False
+    unique: bool = True  # False only with idempotency switched off (negative controls)
+    inbox_id: int | None = None  # set: update that record instead of inserting
+
+
+@dataclass(frozen=True, slots=True)
+class EntryWrite:
+    """One balanced journal entry of one plant, with its lines and stock moves."""
+
+    plant: str
+    currency: str
+    period: str
+    original_period: str
+    late: bool
+    event_type: str
+    work_order: str | None
+    occurred_at: datetime
+    posting: Posting
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    message_id: str | None
+    idempotency_key: str | None
+    message_type: str | None
+    source_system: str | None
+    code: ErrorCode
+    problems: tuple[Problem, ...]
+    raw: str
+    ids: BusinessIds
+    attempts: int
+    history: tuple[dict[str, str], ...]
+    status: str  # open | replayed | resolved
+    waits_on: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterWrite:
+    """A new dead letter (`id` None) or another failed attempt at an existing one."""
+
+    code: ErrorCode
+    problems: tuple[Problem, ...]
+    raw: str
+    ids: BusinessIds
+    at: datetime
+    message_id: str | None = None
+    idempotency_key: str | None = None
+    message_type: str | None = None
+    source_system: str | None = None
+    waits_on: tuple[str, ...] = ()
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    """Select dead letters; every given field must match. `status` None means any."""
+
+    ids: tuple[int, ...] = ()
+    code: ErrorCode | None = None
+    status: str | None = "open"
+    plant: str | None = None
+    item: str | None = None
+    work_order: str | None = None
+    lot: str | None = None
+    supplier: str | None = None
+    period: str | None = None
+    waits_on: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """Everything one step of the pipeline writes, atomically."""
+
+    inbox: InboxWrite | None = None
+    entries: tuple[EntryWrite, ...] = ()
+    dead_letter: DeadLetterWrite | None = None
+    resolved_dead_letter: int | None = None  # a dead letter that this commit settles
+    resolution: str = "replayed"
+    streams: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a commit wrote: the inbox record's id, its journal entries' ids, the dead letter's."""
+
+    inbox_id: int | None = None
+    entry_ids: tuple[int, ...] = ()
+    dead_letter_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StockBalance:
+    qty: Decimal
+    value: Decimal
+
+
+class DuplicateDelivery(StoreError):
+    """The inbox already holds this message id or idempotency key (another writer won)."""
+
+    code = ErrorCode.IDEMPOTENCY_CONFLICT
+
+
+class LedgerStore(Protocol):
+    """Durable storage of the inbox, the ledger, the stock sub-ledger and dead letters."""
+
+    def commit(self, commit: Commit) -> Committed:
+        """Write everything in `commit` in one transaction and say what it created.
+        Raises `DuplicateDelivery` on a unique inbox clash, `StoreError` otherwise; either
+        way nothing was written."""
+
+    def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None: ...
+    def inbox_record(self, message_id: str) -> InboxRecord | None: ...
+    def held(self) -> list[InboxRecord]: ...
+    def posted_in_effect_order(self) -> Iterator[InboxRecord]: ...
+    def stream_positions(self) -> dict[str, int]: ...
+    def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]: ...
+    def account_balances(self) -> dict[tuple[str, str, str], Decimal]: ...
+    def stock_balances(self) -> dict[tuple[str, str, str, str], StockBalance]: ...
+    def stock_value_by_account(self) -> dict[tuple[str, str], Decimal]: ...
+    def wip_by_work_order(self) -> dict[str, Decimal]: ...
+    def unbalanced_entries(self) -> list[tuple[int, str, str, Decimal]]: ...
+    def entry_count(self) -> int: ...
+    def stock_exception_count(self) -> int: ...
+    def late_entry_count(self) -> int: ...
+    def close(self) -> None: ...
