@@ -59,9 +59,7 @@ class Core:
                     f"cannot rebuild from {record.message_id}: the ledger was written under "
                     f"other settings ({error})"
                 ) from error
-            decision.change(state)
-            for _plant, posting in decision.entries:
-                state.apply_posting(posting)
+            decision.apply_to(state)
         for record in self.store.held():
             self._pipeline.restore_hold(record)
 

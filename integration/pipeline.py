@@ -204,9 +204,7 @@ class Pipeline:
         except DuplicateDelivery:
             found = self.store.find_inbox(env.message_id, env.idempotency_key)
             return self._duplicate(attempt, found), []
-        decision.change(self.state)
-        for _plant, posting in decision.entries:
-            self.state.apply_posting(posting)
+        decision.apply_to(self.state)
         self.streams.update(advance)
         outcome = Outcome(Status.POSTED, env.message_id, entry_ids=committed.entry_ids,
                           committed_at=now, late=late)

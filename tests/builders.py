@@ -160,3 +160,14 @@ def new_core(path: str = ":memory:", **overrides: Any) -> tuple[Core, Envelopes,
         outcome = core.submit(envelope)
         assert outcome.status.value == "POSTED", outcome
     return core, envelopes, clock
+
+
+def book_state(envelopes: list[Envelope], **overrides: Any):
+    """The pure book state after applying `envelopes` (no store), as the core rebuilds it."""
+    from integration.rules import decide
+    from integration.state import BookState
+
+    state = BookState(settings(**overrides))
+    for envelope in envelopes:
+        decide(state, envelope).apply_to(state)
+    return state

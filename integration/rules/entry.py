@@ -28,6 +28,12 @@ class Decision:
     entries: tuple[tuple[str, Posting], ...] = ()
     change: Callable[[BookState], None] = NO_CHANGE
 
+    def apply_to(self, state: BookState) -> None:
+        """Move `state` by this decision; call only once its entries have committed."""
+        self.change(state)
+        for _plant, posting in self.entries:
+            state.apply_posting(posting)
+
     @classmethod
     def of(cls, builder: EntryBuilder, change: Callable[[BookState], None] = NO_CHANGE) -> Decision:
         posting = builder.build()

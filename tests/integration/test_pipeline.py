@@ -1,0 +1,188 @@
+"""The submission pipeline end to end on real SQLite: idempotency, sequencing, holds, dead
+letters, replay, periods and restart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from integration import (
+    Core,
+    DeadLetterFilter,
+    ErrorCode,
+    FinishedGoodsReceived,
+    GoodsReceived,
+    Item,
+    ItemCreated,
+    ItemType,
+    OperationCompleted,
+    PeriodClosed,
+    Status,
+    open_store,
+)
+from tests.builders import D, START, new_core, release, settings
+
+
+def confirm(env, good="1", seq=None, **kw):
+    return env(OperationCompleted(
+        work_order="WO-1", operation_seq=10, good_qty=D(good), uom="EA",
+        backflush_location="LINE", component_lots={"RAW-L": "L1"}),
+        stream="MES:WO-1" if seq else None, seq=seq, **kw)
+
+
+def posted_rows(core, message_id):
+    return core.store.connection.execute(
+        "SELECT COUNT(*) FROM inbox WHERE message_id = ? AND status = 'POSTED'", (message_id,)
+    ).fetchone()[0]
+
+
+def test_a_retry_with_the_same_message_id_returns_the_original_outcome():
+    core, env, _ = new_core()
+    core.submit(release(env))
+    first = core.submit(message := confirm(env))
+    again = core.submit(message)
+    assert first.status is Status.POSTED and first.entry_ids
+    assert again.status is Status.DUPLICATE
+    assert again.original.status is Status.POSTED
+    assert again.original.entry_ids == first.entry_ids
+    assert core.store.entry_count() == 1
+
+
+def test_a_resend_under_a_new_message_id_is_caught_by_the_idempotency_key():
+    core, env, _ = new_core()
+    core.submit(release(env))
+    message = confirm(env)
+    core.submit(message)
+    resent = core.submit(message.model_copy(update={"message_id": "resend-1"}))
+    assert resent.status is Status.DUPLICATE
+    assert resent.original.message_id == message.message_id
+    assert core.store.entry_count() == 1
+
+
+def test_negative_control_without_idempotency_a_duplicate_posts_twice():
+    core, env, _ = new_core(idempotency=False)
+    core.submit(release(env))
+    message = confirm(env)
+    assert core.submit(message).status is Status.POSTED
+    assert core.submit(message).status is Status.POSTED
+    assert core.store.entry_count() == 2
+    assert core.reconcile().ok  # balanced, yet wrong: the harness must count the duplicate
+
+
+def test_out_of_order_messages_are_held_and_applied_in_sequence():
+    core, env, _ = new_core()
+    core.submit(release(env))
+    third, second, first = confirm(env, seq=3), confirm(env, seq=2), confirm(env, seq=1)
+    assert core.submit(third).status is Status.HELD
+    held = core.submit(second)
+    assert held.status is Status.HELD and held.code is ErrorCode.SEQUENCE_GAP
+    outcome = core.submit(first)
+    assert outcome.status is Status.POSTED
+    assert [r.message_id for r in outcome.released] == [second.message_id, third.message_id]
+    applied = [row[0] for row in core.store.connection.execute(
+        "SELECT message_id FROM inbox WHERE status='POSTED' AND message_type='OperationCompleted'"
+        " ORDER BY applied_seq")]
+    assert applied == [first.message_id, second.message_id, third.message_id]
+    assert core.held_count == 0
+
+
+def test_a_confirmation_before_its_work_order_waits_for_the_release():
+    core, env, _ = new_core()
+    early = core.submit(confirm(env))
+    assert early.status is Status.HELD and early.code is ErrorCode.AWAITING_DEPENDENCY
+    released = core.submit(release(env))
+    assert [r.status for r in released.released] == [Status.POSTED]
+    assert core.work_order_status("WO-1")["good_by_operation"] == {10: D(1)}
+
+
+def test_a_gap_past_the_hold_timeout_is_dead_lettered_then_replayed_when_it_fills():
+    core, env, clock = new_core()
+    core.submit(release(env))
+    second, first = confirm(env, seq=2), confirm(env, seq=1)
+    assert core.submit(second).status is Status.HELD
+    clock.advance(timedelta(hours=2))
+    expired = core.expire_holds()
+    assert [(o.status, o.code) for o in expired] == [(Status.REJECTED, ErrorCode.SEQUENCE_GAP)]
+    (letter,) = core.dead_letters()
+    assert letter.ids.work_order == "WO-1" and letter.raw and letter.waits_on
+    outcome = core.submit(first)
+    assert [r.message_id for r in outcome.released] == [second.message_id]
+    assert core.dead_letters() == []
+    assert core.dead_letters(DeadLetterFilter(status="replayed"))[0].id == letter.id
+    assert posted_rows(core, second.message_id) == 1
+
+
+def test_master_data_arriving_replays_what_waited_on_it():
+    core, env, clock = new_core()
+    receipt = env(GoodsReceived(plant="P1", item="NEW-1", qty=D(5), uom="EA", location="STORES",
+                                purchase_order="PO-9", supplier="SUP-1", unit_price=D(1)))
+    assert core.submit(receipt).code is ErrorCode.AWAITING_DEPENDENCY
+    clock.advance(timedelta(hours=2))
+    core.expire_holds()
+    assert core.dead_letters(DeadLetterFilter(item="NEW-1"))[0].code is ErrorCode.AWAITING_DEPENDENCY
+    created = core.submit(env(ItemCreated(item=Item(
+        id="NEW-1", base_uom="EA", type=ItemType.RAW, standard_costs={"P1": D(1)}))))
+    assert [r.status for r in created.released] == [Status.POSTED]
+    assert core.stock()[("P1", "NEW-1", "STORES", "")].qty == 5
+
+
+def test_replay_after_a_fix_posts_once_and_a_second_replay_does_nothing():
+    core, env, _ = new_core(sequencing=False)
+    bad = core.submit(confirm(env))  # no work order yet, and no waiting without sequencing
+    assert bad.code is ErrorCode.WORK_ORDER_UNKNOWN
+    core.submit(release(env))
+    first = core.replay(DeadLetterFilter(work_order="WO-1"))
+    assert [o.status for o in first] == [Status.POSTED]
+    assert core.replay(DeadLetterFilter(work_order="WO-1")) == []
+    assert core.replay(DeadLetterFilter(status=None, work_order="WO-1")) == []
+    assert core.store.entry_count() == 1
+
+
+def test_a_replay_that_still_fails_counts_another_attempt():
+    core, env, _ = new_core(sequencing=False)
+    core.submit(confirm(env))
+    (outcome,) = core.replay(DeadLetterFilter(code=ErrorCode.WORK_ORDER_UNKNOWN))
+    assert outcome.status is Status.REJECTED
+    (letter,) = core.dead_letters()
+    assert letter.attempts == 2 and len(letter.history) == 2
+
+
+def test_a_late_event_after_period_close_posts_to_the_next_open_period():
+    core, env, _ = new_core()
+    core.submit(release(env))
+    closed = core.submit(env(PeriodClosed(plant="P1", period="2026-03")))
+    assert closed.status is Status.POSTED
+    late = core.submit(env(FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA",
+                                                 location="FG"), occurred_at=START))
+    assert late.status is Status.POSTED and late.late
+    row = core.store.connection.execute(
+        "SELECT period, original_period, late FROM journal_entry WHERE entry_id = ?",
+        late.entry_ids).fetchone()
+    assert row == ("2026-04", "2026-03", 1)
+    assert core.store.late_entry_count() == 1
+
+
+def test_a_reopened_file_ledger_rebuilds_state_and_holds(tmp_path):
+    path = tmp_path / "ledger.db"
+    core, env, clock = new_core(str(path))
+    core.submit(release(env))
+    core.submit(confirm(env, "3", seq=1))
+    waiting = confirm(env, "2", seq=3)
+    core.submit(waiting)
+    before = (core.account_balances(), core.stock(), core.work_order_wip())
+    core.close()
+
+    reopened = Core(settings(), open_store(f"sqlite:///{path}"), clock)
+    assert (reopened.account_balances(), reopened.stock(), reopened.work_order_wip()) == before
+    assert reopened.work_order_status("WO-1")["good_by_operation"] == {10: D(3)}
+    assert reopened.held_count == 1
+    outcome = reopened.submit(confirm(env, "1", seq=2))
+    assert [r.message_id for r in outcome.released] == [waiting.message_id]
+    assert reopened.work_order_status("WO-1")["good_by_operation"] == {10: D(6)}
+    assert reopened.reconcile().ok
+
+
+def test_negative_control_without_sequencing_out_of_order_work_fails_visibly():
+    core, env, _ = new_core(sequencing=False)
+    early = core.submit(confirm(env, seq=2))
+    assert early.status is Status.REJECTED
+    assert core.dead_letters()[0].code is ErrorCode.WORK_ORDER_UNKNOWN
