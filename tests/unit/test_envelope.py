@@ -1,0 +1,81 @@
+"""Envelopes: JSON round trips, schema export, and bad input turned into typed problems."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+
+from integration import MESSAGE_TYPES, Envelope, ErrorCode
+from integration.envelope import parse_payload, payload_hash
+from tests.builders import Envelopes, master_data, release
+
+
+def sample_envelopes() -> list[Envelope]:
+    env = Envelopes()
+    return [*master_data(env), release(env)]
+
+
+@pytest.mark.parametrize("envelope", sample_envelopes(), ids=lambda e: e.message_type)
+def test_json_round_trips_exactly(envelope):
+    text = envelope.model_dump_json()
+    assert Envelope.model_validate_json(text) == envelope
+    assert parse_payload(text).envelope == envelope
+
+
+def test_the_json_schema_exports_every_message_type():
+    schema = Envelope.model_json_schema()
+    mapping = schema["properties"]["message"]["discriminator"]["mapping"]
+    assert sorted(mapping) == sorted(MESSAGE_TYPES)
+    json.dumps(schema)  # serialisable as is
+
+
+def test_a_resend_under_new_delivery_metadata_hashes_the_same():
+    envelope = sample_envelopes()[-1]
+    resent = envelope.model_copy(update={"message_id": "x", "sent_at": datetime.now().astimezone()})
+    assert payload_hash(resent) == payload_hash(envelope)
+    changed = envelope.model_copy(update={"message": envelope.message.model_copy(
+        update={"qty": Decimal(11)})})
+    assert payload_hash(changed) != payload_hash(envelope)
+
+
+def _raw(**message_overrides) -> dict:
+    data = json.loads(sample_envelopes()[-1].model_dump_json())
+    data["message"].update(message_overrides)
+    return data
+
+
+@pytest.mark.parametrize("payload, code, field", [
+    ("{not json", ErrorCode.MALFORMED_PAYLOAD, ""),
+    (b"\xff\xfe", ErrorCode.MALFORMED_PAYLOAD, ""),
+    (_raw(qty="-3"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+    (_raw(qty=float("nan")), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+    (_raw(qty="Infinity"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+    (_raw(colour="red"), ErrorCode.UNKNOWN_FIELD, "message.WorkOrderReleased.colour"),
+    (_raw(plant=7), ErrorCode.SCHEMA_INVALID, "message.WorkOrderReleased.plant"),
+    (_raw(type="Teleported"), ErrorCode.SCHEMA_INVALID, "message"),
+])
+def test_bad_input_becomes_typed_problems_with_field_paths(payload, code, field):
+    parsed = parse_payload(payload)
+    assert parsed.envelope is None
+    assert (parsed.problems[0].code, parsed.problems[0].field) == (code, field)
+    assert parsed.raw  # kept for the dead letter
+
+
+def test_all_problems_of_a_payload_are_reported_at_once():
+    parsed = parse_payload(_raw(qty="-1", colour="red", plant=None))
+    assert {p.code for p in parsed.problems} == {
+        ErrorCode.INVALID_QUANTITY, ErrorCode.UNKNOWN_FIELD, ErrorCode.SCHEMA_INVALID}
+
+
+def test_naive_timestamps_and_half_a_stream_are_refused():
+    data = json.loads(sample_envelopes()[-1].model_dump_json())
+    assert parse_payload({**data, "occurred_at": "2026-03-02T06:00:00"}).problems
+    assert parse_payload({**data, "stream": "MES:WO-1"}).problems
+
+
+def test_deeply_nested_payloads_are_refused_without_an_exception():
+    parsed = parse_payload("[" * 100_000 + "]" * 100_000)
+    assert parsed.envelope is None and parsed.problems[0].code is ErrorCode.MALFORMED_PAYLOAD

@@ -1,0 +1,48 @@
+"""The public API is pinned: adding or removing a name is a deliberate, reviewed change."""
+
+import integration
+
+PUBLIC = {
+    "Core", "CoreSettings", "NegativeStockPolicy", "open_store", "Outcome", "Status",
+    "Clock", "ManualClock", "SystemClock",
+    "Envelope", "SourceSystem", "BusinessIds", "Item", "ItemType", "UomConversion", "Plant",
+    "Location", "LocationKind", "BomStatus", "BomLine", "Alternate", "BomRevision",
+    "PlantOverlay", "OverlaySubstitute", "OverlayQuantity", "OverlayAdd", "OverlayRemove",
+    "Operation", "Routing",
+    "OpenOrderPolicy", "ItemCreated", "BomReleased", "EcoReleased", "WorkOrderReleased",
+    "MaterialIssued", "OperationCompleted", "ScrapDeclared", "ByProductReported",
+    "FinishedGoodsReceived", "WorkOrderClosed", "GoodsReceived", "AsnLine", "AsnReceived",
+    "SubcontractShipped", "SubcontractReceived", "InventoryTransferred", "PeriodClosed",
+    "MachineEvent", "QualityHold", "Message", "MESSAGE_TYPES",
+    "Account", "LedgerStore", "SqliteStore", "StockBalance", "DeadLetter", "DeadLetterFilter",
+    "Reconciliation", "Finding", "Check",
+    "ErrorCode", "Problem", "IntegrationError", "MessageRejected", "StoreError",
+    "ConfigurationError", "NotFound",
+}
+
+
+def test_the_public_api_is_exactly_the_pinned_names():
+    assert set(integration.__all__) == PUBLIC
+    assert len(integration.__all__) == len(PUBLIC)  # no name listed twice
+
+
+def test_every_public_name_resolves():
+    for name in integration.__all__:
+        assert getattr(integration, name) is not None, name
+
+
+def test_every_exception_is_an_integration_error_with_a_stable_code():
+    for name in ("MessageRejected", "StoreError", "ConfigurationError", "NotFound"):
+        error_type = getattr(integration, name)
+        assert issubclass(error_type, integration.IntegrationError)
+        assert isinstance(error_type.code, integration.ErrorCode)
+
+
+def test_the_core_never_imports_the_twin_or_simpy():
+    import subprocess
+    import sys
+
+    check = "import integration, sys; print(sorted({'sim', 'simpy'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
