@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import reprlib
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -107,20 +108,40 @@ def _problems_from(error: ValidationError) -> tuple[Problem, ...]:
 
 
 def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPayload:
-    """Read an envelope from JSON text, bytes, a dict or an envelope; never raises."""
+    """Read an envelope from JSON text, bytes, a dict or an envelope; never raises.
+
+    `raw` is what a dead letter keeps: the text as received, or canonical JSON for a dict.
+    """
     if isinstance(payload, Envelope):
         return ParsedPayload(raw=payload.model_dump_json(), envelope=payload)
+    if isinstance(payload, dict):
+        return _parse(lambda: Envelope.model_validate(payload), lambda: _dict_text(payload))
+    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    return _parse(lambda: Envelope.model_validate_json(text), lambda: text)
+
+
+def _parse(validate, raw_text) -> ParsedPayload:
     try:
-        if isinstance(payload, dict):
-            raw = json.dumps(payload, default=str, sort_keys=True)
-            return ParsedPayload(raw=raw, envelope=Envelope.model_validate(payload))
-        raw = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
-        return ParsedPayload(raw=raw, envelope=Envelope.model_validate_json(raw))
+        envelope = validate()
     except ValidationError as error:
-        return ParsedPayload(raw=raw, envelope=None, problems=_problems_from(error))
-    except (ValueError, RecursionError) as error:
+        return ParsedPayload(raw=raw_text(), envelope=None, problems=_problems_from(error))
+    except (ValueError, TypeError, RecursionError) as error:
         problem = Problem(ErrorCode.MALFORMED_PAYLOAD, f"unreadable payload: {error}")
-        return ParsedPayload(raw=str(payload)[:100_000], envelope=None, problems=(problem,))
+        return ParsedPayload(raw=raw_text(), envelope=None, problems=(problem,))
+    return ParsedPayload(raw=envelope.model_dump_json(), envelope=envelope)
+
+
+_BOUNDED_REPR = reprlib.Repr()
+_BOUNDED_REPR.maxlevel, _BOUNDED_REPR.maxstring, _BOUNDED_REPR.maxother = 32, 10_000, 1_000
+_BOUNDED_REPR.maxdict = _BOUNDED_REPR.maxlist = 1_000
+
+
+def _dict_text(payload: dict[str, Any]) -> str:
+    """JSON of a rejected dict payload; a bounded repr when it cannot be JSON (too deep)."""
+    try:
+        return json.dumps(payload, default=str, sort_keys=True)
+    except (ValueError, TypeError, RecursionError):
+        return _BOUNDED_REPR.repr(payload)
 
 
 def payload_hash(envelope: Envelope) -> str:
@@ -138,19 +159,14 @@ _ID_FIELDS = ("plant", "item", "work_order", "lot", "supplier", "period")
 
 def business_ids(message: Any) -> BusinessIds:
     """Business identifiers carried by a message body (a model or a raw dict), best effort."""
-    data = message if isinstance(message, dict) else message.model_dump(mode="json")
-    found: dict[str, str] = {}
-    for name in _ID_FIELDS:
-        value = data.get(name)
-        if isinstance(value, str):
-            found[name] = value
-    nested_item = data.get("item")
-    if isinstance(nested_item, dict) and isinstance(nested_item.get("id"), str):
-        found["item"] = nested_item["id"]
-    component = data.get("component")
-    if "item" not in found and isinstance(component, str):
-        found["item"] = component
-    bom = data.get("bom")
-    if isinstance(bom, dict) and isinstance(bom.get("item"), str):
-        found["item"] = bom["item"]
+    data = message if isinstance(message, dict) else None
+    get = data.get if data is not None else (lambda name: getattr(message, name, None))
+    found: dict[str, str] = {name: get(name) for name in _ID_FIELDS if isinstance(get(name), str)}
+    nested = get("item") if "item" not in found else None
+    nested_id = nested.get("id") if isinstance(nested, dict) else getattr(nested, "id", None)
+    bom = get("bom")
+    bom_item = bom.get("item") if isinstance(bom, dict) else getattr(bom, "item", None)
+    for candidate in (nested_id, get("component"), bom_item):
+        if "item" not in found and isinstance(candidate, str):
+            found["item"] = candidate
     return BusinessIds(**found)

@@ -228,6 +228,9 @@ class Pipeline:
                               f"{found.message_id}/{found.idempotency_key} was first seen with "
                               "a different payload", "idempotency_key")
             return self._refuse(attempt, [problem])
+        if attempt.dead_letter is not None:  # the message got through another way meanwhile
+            self.store.commit(Commit(resolved_dead_letter=attempt.dead_letter.id,
+                                     resolution="resolved"))
         return Outcome(Status.DUPLICATE, env.message_id, original=outcome_of_record(found))
 
     def _hold(self, attempt: _Attempt, code: ErrorCode, waits_on) -> Outcome:
