@@ -35,6 +35,7 @@ import os
 import platform
 import pstats
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -250,7 +251,9 @@ _LINE_COLUMNS = "line_no, plant, account, currency, amount_minor, work_order, it
 _MOVE_COLUMNS = "plant, item, location, lot, qty, value_minor, account"
 
 INSERT_INBOX = f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES ({', '.join('?' * 23)})"
-INSERT_ENTRY = f"INSERT INTO journal_entry (inbox_id, {_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+INSERT_ENTRY = (
+    f"INSERT INTO journal_entry (inbox_id, {_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+)
 INSERT_LINE = f"INSERT INTO journal_line (entry_id, {_LINE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 INSERT_MOVE = f"INSERT INTO stock_move (entry_id, {_MOVE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 
@@ -385,11 +388,44 @@ def profile_core(workload: Workload, destination: str) -> None:
     print(out.getvalue(), file=sys.stderr)
 
 
+def filesystem_of(path: str) -> str | None:
+    """The filesystem type holding `path` (Linux /proc/mounts), e.g. ext4 or tmpfs."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    real, best, kind = os.path.realpath(path), "", None
+    for mount in mounts:
+        fields = mount.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1]
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def source_revision() -> str | None:
+    """The git commit measured (with `+dirty` for local changes), when run from a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--", "integration"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=30_000, help="timed messages per run")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of each measurement; the fastest is reported")
+    parser.add_argument("--dir", default=None,
+                        help="where the WAL-file databases go (default: the system temp dir)")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="also profile an in-memory core run (cProfile stats to FILE, "
                              "top 20 cumulative to stderr); not part of the figures")
@@ -402,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     core_memory, core_wal, floor_memory, floor_wal, validate_only = [], [], [], [], []
     rows: list[MessageRows] | None = None
     checks = None
-    with tempfile.TemporaryDirectory(prefix="core-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="core-bench-", dir=args.dir) as tmp:
+        wal_fs = filesystem_of(tmp)
         for r in range(args.repeat):
             core, wall = run_core(":memory:", workload)
             core_memory.append(wall)
@@ -452,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
             "message; COMMIT"
         ),
         "wal_file_pragmas": "journal_mode=WAL, synchronous=NORMAL (SqliteStore defaults)",
+        "wal_file_filesystem": wal_fs,
+        "revision": source_revision(),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "pydantic": pydantic.VERSION,
