@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import reprlib
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -67,7 +68,8 @@ class Envelope(Frozen):
         return self.message.type
 
 
-class BusinessIds(Frozen):
+@dataclass(frozen=True, slots=True)
+class BusinessIds:
     """What a person searches dead letters and logs by."""
 
     plant: str | None = None
@@ -78,7 +80,8 @@ class BusinessIds(Frozen):
     period: str | None = None
 
 
-class ParsedPayload(Frozen):
+@dataclass(frozen=True, slots=True)
+class ParsedPayload:
     """The result of reading a raw payload: an envelope, or the problems that stopped it."""
 
     raw: str
@@ -110,25 +113,29 @@ def _problems_from(error: ValidationError) -> tuple[Problem, ...]:
 def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPayload:
     """Read an envelope from JSON text, bytes, a dict or an envelope; never raises.
 
-    `raw` is what a dead letter keeps: the text as received, or canonical JSON for a dict.
+    `raw` is what the inbox and dead letters keep: the text as received; for a dict, the
+    envelope's JSON (or, when it is no envelope, the dict's JSON or a bounded rendering).
     """
     if isinstance(payload, Envelope):
         return ParsedPayload(raw=payload.model_dump_json(), envelope=payload)
     if isinstance(payload, dict):
-        return _parse(lambda: Envelope.model_validate(payload), lambda: _dict_text(payload))
+        return _parse(
+            lambda: Envelope.model_validate(payload),
+            lambda envelope: envelope.model_dump_json() if envelope else _dict_text(payload),
+        )
     text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
-    return _parse(lambda: Envelope.model_validate_json(text), lambda: text)
+    return _parse(lambda: Envelope.model_validate_json(text), lambda _envelope: text)
 
 
-def _parse(validate, raw_text) -> ParsedPayload:
+def _parse(validate, raw_of) -> ParsedPayload:
     try:
         envelope = validate()
     except ValidationError as error:
-        return ParsedPayload(raw=raw_text(), envelope=None, problems=_problems_from(error))
+        return ParsedPayload(raw=raw_of(None), envelope=None, problems=_problems_from(error))
     except (ValueError, TypeError, RecursionError) as error:
         problem = Problem(ErrorCode.MALFORMED_PAYLOAD, f"unreadable payload: {error}")
-        return ParsedPayload(raw=raw_text(), envelope=None, problems=(problem,))
-    return ParsedPayload(raw=envelope.model_dump_json(), envelope=envelope)
+        return ParsedPayload(raw=raw_of(None), envelope=None, problems=(problem,))
+    return ParsedPayload(raw=raw_of(envelope), envelope=envelope)
 
 
 _BOUNDED_REPR = reprlib.Repr()
@@ -137,7 +144,7 @@ _BOUNDED_REPR.maxdict = _BOUNDED_REPR.maxlist = 1_000
 
 
 def _dict_text(payload: dict[str, Any]) -> str:
-    """JSON of a rejected dict payload; a bounded repr when it cannot be JSON (too deep)."""
+    """JSON of a dict payload; a bounded repr when it cannot be JSON (too deep)."""
     try:
         return json.dumps(payload, default=str, sort_keys=True)
     except (ValueError, TypeError, RecursionError):
@@ -157,16 +164,19 @@ def payload_hash(envelope: Envelope) -> str:
 _ID_FIELDS = ("plant", "item", "work_order", "lot", "supplier", "period")
 
 
+def _field(obj: Any, name: str) -> Any:
+    """A field of a raw dict or of a model, read without pydantic's attribute machinery."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, "__dict__", {}).get(name)
+
+
 def business_ids(message: Any) -> BusinessIds:
     """Business identifiers carried by a message body (a model or a raw dict), best effort."""
-    data = message if isinstance(message, dict) else None
-    get = data.get if data is not None else (lambda name: getattr(message, name, None))
-    found: dict[str, str] = {name: get(name) for name in _ID_FIELDS if isinstance(get(name), str)}
-    nested = get("item") if "item" not in found else None
-    nested_id = nested.get("id") if isinstance(nested, dict) else getattr(nested, "id", None)
-    bom = get("bom")
-    bom_item = bom.get("item") if isinstance(bom, dict) else getattr(bom, "item", None)
-    for candidate in (nested_id, get("component"), bom_item):
-        if "item" not in found and isinstance(candidate, str):
-            found["item"] = candidate
+    data = message if isinstance(message, dict) else message.__dict__
+    found = {name: value for name in _ID_FIELDS if isinstance(value := data.get(name), str)}
+    if "item" not in found:
+        candidates = (_field(_field(message, "item"), "id"), _field(message, "component"),
+                      _field(_field(message, "bom"), "item"))
+        found["item"] = next((c for c in candidates if isinstance(c, str)), None)
     return BusinessIds(**found)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
 
 __all__ = ["ZERO", "QTY_PLACES", "quantity", "amount", "minor_units", "to_minor", "from_minor"]
 
@@ -14,6 +15,7 @@ _QTY_EXP = Decimal(1).scaleb(-QTY_PLACES)
 _MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}
 
 
+@lru_cache(maxsize=None)
 def minor_units(currency: str) -> int:
     """How many decimal places an amount in `currency` carries."""
     return _MINOR_UNITS.get(currency, 2)
@@ -24,16 +26,21 @@ def quantity(value: Decimal) -> Decimal:
     return value.quantize(_QTY_EXP, rounding=ROUND_HALF_EVEN)
 
 
+@lru_cache(maxsize=None)
+def _exponent(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_units(currency))
+
+
 def amount(value: Decimal, currency: str) -> Decimal:
     """An amount rounded to the currency's minor unit (banker's rounding)."""
-    exp = Decimal(1).scaleb(-minor_units(currency))
-    return value.quantize(exp, rounding=ROUND_HALF_EVEN)
+    return value.quantize(_exponent(currency), rounding=ROUND_HALF_EVEN)
 
 
 def to_minor(value: Decimal, currency: str) -> int:
     """An amount as an integer count of minor units (cents), exact."""
-    scaled = amount(value, currency).scaleb(minor_units(currency))
-    return int(scaled)
+    scaled = value.scaleb(minor_units(currency))
+    units = int(scaled)
+    return units if units == scaled else int(amount(value, currency).scaleb(minor_units(currency)))
 
 
 def from_minor(units: int, currency: str) -> Decimal:

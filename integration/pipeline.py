@@ -25,6 +25,7 @@ from integration.settings import CoreSettings
 from integration.state import BookState
 from integration.store.base import (
     Commit,
+    Committed,
     DeadLetter,
     DeadLetterFilter,
     DeadLetterWrite,
@@ -157,16 +158,17 @@ class Pipeline:
         problems = authorise(self.settings, env)
         if problems:
             return self._refuse(attempt, problems), []
-        if attempt.inbox_id is None and self.settings.idempotency:
-            found = self.store.find_inbox(env.message_id, env.idempotency_key)
-            if found is not None:
-                return self._duplicate(attempt, found), []
+        # Idempotency rests on the inbox's unique constraints: a duplicate is found when its
+        # commit clashes (see `_commit`), so the common, new message pays for no lookup.
         advance: dict[str, int] = {}
         if self.settings.sequencing:
             if env.stream is not None and not attempt.seq_consumed:
                 expected = self.streams.get(env.stream, 1)
                 order = order_of(env.source_seq, expected)
                 if order is Order.STALE:
+                    found = self._find(env) if attempt.inbox_id is None else None
+                    if found is not None:
+                        return self._duplicate(attempt, found), []
                     problem = Problem(ErrorCode.SEQUENCE_STALE, f"{env.stream} is already past "
                                       f"{env.source_seq} (next is {expected})", "source_seq")
                     return self._refuse(attempt, [problem]), []
@@ -199,11 +201,9 @@ class Pipeline:
         inbox = self._inbox_write(attempt, InboxStatus.POSTED, None, committed_at=now, late=late)
         commit = Commit(inbox=inbox, entries=entries, streams=advance,
                         resolved_dead_letter=attempt.dead_letter.id if attempt.dead_letter else None)
-        try:
-            committed = self.store.commit(commit)
-        except DuplicateDelivery:
-            found = self.store.find_inbox(env.message_id, env.idempotency_key)
-            return self._duplicate(attempt, found), []
+        committed = self._commit(attempt, commit)
+        if isinstance(committed, Outcome):
+            return committed, []
         decision.apply_to(self.state)
         self.streams.update(advance)
         outcome = Outcome(Status.POSTED, env.message_id, entry_ids=committed.entry_ids,
@@ -219,6 +219,18 @@ class Pipeline:
             work_order=getattr(env.message, "work_order", None), occurred_at=env.occurred_at,
             posting=posting,
         )
+
+    def _find(self, env: Envelope) -> InboxRecord | None:
+        if not self.settings.idempotency:
+            return None
+        return self.store.find_inbox(env.message_id, env.idempotency_key)
+
+    def _commit(self, attempt: _Attempt, commit: Commit) -> Committed | Outcome:
+        """Commit, or — when the inbox already holds the message — answer as a duplicate."""
+        try:
+            return self.store.commit(commit)
+        except DuplicateDelivery:
+            return self._duplicate(attempt, self._find(attempt.envelope))
 
     def _duplicate(self, attempt: _Attempt, found: InboxRecord) -> Outcome:
         env = attempt.envelope
@@ -241,12 +253,10 @@ class Pipeline:
         deadline = attempt.received_at + self.settings.hold_timeout
         inbox = self._inbox_write(attempt, InboxStatus.HELD, code, hold_deadline=deadline,
                                   waits_on=tuple(waits_on))
-        try:
-            inbox_id = self.store.commit(Commit(inbox=inbox)).inbox_id
-        except DuplicateDelivery:
-            found = self.store.find_inbox(env.message_id, env.idempotency_key)
-            return self._duplicate(attempt, found)
-        self.holds.add(HeldMessage(inbox_id, env, attempt.raw, code, tuple(waits_on), deadline,
+        committed = self._commit(attempt, Commit(inbox=inbox))
+        if isinstance(committed, Outcome):
+            return committed
+        self.holds.add(HeldMessage(committed.inbox_id, env, attempt.raw, code, tuple(waits_on), deadline,
                                    attempt.received_at))
         return Outcome(Status.HELD, env.message_id, code=code, problems=(problem,))
 
@@ -260,7 +270,11 @@ class Pipeline:
         inbox = self._inbox_write(attempt, InboxStatus.REJECTED, code,
                                   committed_at=self.clock.now())
         dead_letter = self._dead_letter_write(attempt, problems, waits_on)
-        committed = self.store.commit(Commit(inbox=inbox, dead_letter=dead_letter, streams=advance))
+        committed = self._commit(
+            attempt, Commit(inbox=inbox, dead_letter=dead_letter, streams=advance)
+        )
+        if isinstance(committed, Outcome):
+            return committed, []
         self.streams.update(advance)
         outcome = Outcome(Status.REJECTED, env.message_id, code=code, problems=tuple(problems),
                           dead_letter_id=committed.dead_letter_id or dead_letter.id)
@@ -296,7 +310,8 @@ class Pipeline:
         if plant is None and order is not None:
             plant = order.plant
         period = self.state.period(plant, env.occurred_at) if plant in self.state.plants else None
-        return ids.model_copy(update={"plant": plant, "period": ids.period or period})
+        return BusinessIds(plant, ids.item, ids.work_order, ids.lot, ids.supplier,
+                           ids.period or period)
 
     def _inbox_write(self, attempt, status, code, **fields) -> InboxWrite:
         env = attempt.envelope

@@ -79,13 +79,19 @@ class BookState:
         self.stock_value: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
         self.closed_periods: dict[str, set[str]] = defaultdict(set)
         self.lots_on_hold: set[tuple[str, str, str]] = set()
+        self._last_period: tuple[tuple[str, datetime] | None, str] = (None, "")
 
     # --- lookups -------------------------------------------------------------------------
     def currency(self, plant: str) -> str:
         return self.plants[plant].currency
 
     def period(self, plant: str, moment: datetime) -> str:
-        return period_of(moment, self.plants[plant].timezone)
+        """The accounting period of `moment` in the plant's time zone (the last answer is kept:
+        a message asks for its own period more than once)."""
+        key = (plant, moment)
+        if key != self._last_period[0]:
+            self._last_period = (key, period_of(moment, self.plants[plant].timezone))
+        return self._last_period[1]
 
     def standard_cost(self, item: str, plant: str) -> Decimal:
         return self.items[item].standard_costs[plant]

@@ -197,10 +197,8 @@ def operation_completed(state: BookState, envelope: Envelope) -> Decision:
             "bom_revision",
         )
     op = order.routing.operation(seq)
-    entry.line(Account.WIP, msg.labour_hours * op.labour_rate, work_order=order.id)
-    entry.line(Account.LABOUR_ABSORBED, -msg.labour_hours * op.labour_rate)
-    entry.line(Account.WIP, msg.machine_hours * op.overhead_rate, work_order=order.id)
-    entry.line(Account.OVERHEAD_ABSORBED, -msg.machine_hours * op.overhead_rate)
+    _absorb(entry, order.id, msg.labour_hours * op.labour_rate, Account.LABOUR_ABSORBED)
+    _absorb(entry, order.id, msg.machine_hours * op.overhead_rate, Account.OVERHEAD_ABSORBED)
     consumed = _backflush(checks, entry, order, msg, good + scrap) if op.backflush_point else {}
     checks.raise_if_any()
     _scrap_lines(entry, order, seq, scrap)
@@ -215,7 +213,16 @@ def operation_completed(state: BookState, envelope: Envelope) -> Decision:
     return Decision.of(entry, change)
 
 
+def _absorb(entry: EntryBuilder, work_order: str, value: Decimal, account: Account) -> None:
+    """Charge reported hours at the operation's rate to WIP, crediting the absorption account."""
+    if value:
+        entry.line(Account.WIP, value, work_order=work_order)
+        entry.line(account, -value)
+
+
 def _scrap_lines(entry: EntryBuilder, order: WorkOrderState, seq: int, scrap: Decimal) -> None:
+    if not scrap:
+        return
     value = scrap * standard_cost_to_operation(entry.state, order, seq)
     entry.line(Account.SCRAP_EXPENSE, value, work_order=None)
     entry.line(Account.WIP, -value, work_order=order.id)

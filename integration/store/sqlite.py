@@ -38,8 +38,21 @@ _INBOX_COLUMNS = (
 )
 
 
-def _ts(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+# Posting stamps the record with the next position in the order of effect; a held or
+# rejected record has none.
+_NEXT_APPLIED = "(SELECT COALESCE(MAX(applied_seq), 0) + 1 FROM inbox)"
+_UPDATE_INBOX = {
+    posted: "UPDATE inbox SET status=?, code=?, committed_at=?, hold_deadline=?, waits_on=?,"
+    f" late=?, applied_seq={_NEXT_APPLIED if posted else 'NULL'} WHERE inbox_id=?"
+    for posted in (True, False)
+}
+_INSERT_INBOX = {
+    posted: "INSERT INTO inbox (message_id, idempotency_key, unique_ids, payload_hash,"
+    " message_type, source_system, stream, source_seq, plant, item, work_order, lot, supplier,"
+    " period, envelope, received_at, status, code, committed_at, hold_deadline, waits_on, late,"
+    f" applied_seq) VALUES ({', '.join('?' * 22)}, {_NEXT_APPLIED if posted else 'NULL'})"
+    for posted in (True, False)
+}
 
 
 def _dt(text: str | None) -> datetime | None:
@@ -59,6 +72,8 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._last_moment: datetime | None = None
+        self._last_text: str | None = None
         self._migrate()
 
     @property
@@ -106,11 +121,12 @@ class SqliteStore:
                 )
                 db.execute("DELETE FROM dead_letter_wait WHERE dead_letter_id = ?",
                            (commit.resolved_dead_letter,))
-            db.executemany(
-                "INSERT INTO stream_position VALUES (?, ?) ON CONFLICT (stream)"
-                " DO UPDATE SET next_seq = excluded.next_seq",
-                sorted(commit.streams.items()),
-            )
+            if commit.streams:
+                db.executemany(
+                    "INSERT INTO stream_position VALUES (?, ?) ON CONFLICT (stream)"
+                    " DO UPDATE SET next_seq = excluded.next_seq",
+                    sorted(commit.streams.items()),
+                )
             db.execute("COMMIT")
             return Committed(inbox_id, entry_ids, dead_letter_id)
         except sqlite3.IntegrityError as error:
@@ -124,32 +140,30 @@ class SqliteStore:
             raise StoreError(f"SQLite failure: {error}") from error
 
     def _write_inbox(self, row: InboxWrite) -> int:
-        applied = (
-            "(SELECT COALESCE(MAX(applied_seq), 0) + 1 FROM inbox)"
-            if row.status is InboxStatus.POSTED
-            else "NULL"
-        )
-        outcome = (row.status.value, row.code.value if row.code else None, _ts(row.committed_at),
-                   _ts(row.hold_deadline), json.dumps(list(row.waits_on)), int(row.late))
+        posted = row.status is InboxStatus.POSTED
+        outcome = (row.status.value, row.code.value if row.code else None, self._ts(row.committed_at),
+                   self._ts(row.hold_deadline), json.dumps(row.waits_on) if row.waits_on else "[]",
+                   int(row.late))
         if row.inbox_id is not None:
-            self._db.execute(
-                "UPDATE inbox SET status=?, code=?, committed_at=?, hold_deadline=?, waits_on=?,"
-                f" late=?, applied_seq={applied} WHERE inbox_id=?",
-                (*outcome, row.inbox_id),
-            )
+            self._db.execute(_UPDATE_INBOX[posted], (*outcome, row.inbox_id))
             return row.inbox_id
         ids = row.ids
         cursor = self._db.execute(
-            "INSERT INTO inbox (message_id, idempotency_key, unique_ids, payload_hash,"
-            " message_type, source_system, stream, source_seq, plant, item, work_order, lot,"
-            " supplier, period, envelope, received_at, status, code, committed_at, hold_deadline,"
-            f" waits_on, late, applied_seq) VALUES ({', '.join('?' * 22)}, {applied})",
+            _INSERT_INBOX[posted],
             (row.message_id, row.idempotency_key, int(row.unique), row.payload_hash,
              row.message_type, row.source_system, row.stream, row.source_seq, ids.plant, ids.item,
              ids.work_order, ids.lot, ids.supplier, ids.period, row.envelope_json,
-             _ts(row.received_at), *outcome),
+             self._ts(row.received_at), *outcome),
         )
         return cursor.lastrowid
+
+    def _ts(self, moment: datetime | None) -> str | None:
+        """ISO text of a timestamp; the clock's current moment repeats, so the last is kept."""
+        if moment is None:
+            return None
+        if moment is not self._last_moment:
+            self._last_moment, self._last_text = moment, moment.isoformat()
+        return self._last_text
 
     def _write_entry(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
         cursor = self._db.execute(
@@ -158,14 +172,14 @@ class SqliteStore:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (inbox_id, inbox.message_id, entry.plant, entry.currency, entry.period,
              entry.original_period, int(entry.late), entry.event_type, entry.work_order,
-             _ts(entry.occurred_at), _ts(inbox.committed_at)),
+             self._ts(entry.occurred_at), self._ts(inbox.committed_at)),
         )
         entry_id = cursor.lastrowid
         posting = entry.posting
         self._db.executemany(
             "INSERT INTO journal_line VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (entry_id, n, ln.plant, ln.account.value, ln.currency,
+                (entry_id, n, ln.plant, ln.account, ln.currency,
                  to_minor(ln.amount, ln.currency), ln.work_order, ln.item)
                 for n, ln in enumerate(posting.lines, start=1)
             ],
@@ -175,18 +189,19 @@ class SqliteStore:
             " account) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [self._move_row(entry_id, entry.currency, mv) for mv in posting.moves],
         )
-        self._db.executemany(
-            "INSERT INTO stock_exception (entry_id, plant, item, location, lot, qty_after)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [(entry_id, ex.plant, ex.item, ex.location, ex.lot, str(ex.qty_after))
-             for ex in posting.exceptions],
-        )
+        if posting.exceptions:
+            self._db.executemany(
+                "INSERT INTO stock_exception (entry_id, plant, item, location, lot, qty_after)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(entry_id, ex.plant, ex.item, ex.location, ex.lot, str(ex.qty_after))
+                 for ex in posting.exceptions],
+            )
         return entry_id
 
     @staticmethod
     def _move_row(entry_id: int, currency: str, move: StockMove) -> tuple:
         return (entry_id, move.plant, move.item, move.location, move.lot, str(move.qty),
-                to_minor(move.value, currency), move.account.value)
+                to_minor(move.value, currency), move.account)
 
     def _write_dead_letter(self, row: DeadLetterWrite) -> int:
         event = json.dumps({"at": row.at.isoformat(), "code": row.code.value})
@@ -237,8 +252,12 @@ class SqliteStore:
         )
 
     def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None:
-        found = self._inbox("message_id = ? AND unique_ids = 1", (message_id,))
-        found = found or self._inbox("idempotency_key = ? AND unique_ids = 1", (idempotency_key,))
+        found = self._inbox(
+            "inbox_id IN (SELECT inbox_id FROM inbox WHERE message_id = ? AND unique_ids = 1"
+            " UNION ALL SELECT inbox_id FROM inbox WHERE idempotency_key = ? AND unique_ids = 1)"
+            " ORDER BY message_id != ?",
+            (message_id, idempotency_key, message_id),
+        )
         return found[0] if found else None
 
     def inbox_record(self, message_id: str) -> InboxRecord | None:
