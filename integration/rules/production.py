@@ -159,8 +159,10 @@ def _choose_component(entry, state, line, units, location, lots) -> tuple[str, D
 
 
 def _backflush(checks, entry, order, msg, units) -> dict[str, Decimal]:
+    """Consume the operation's backflushed components; one WIP debit carries their value."""
     state = checks.state
     consumed: dict[str, Decimal] = {}
+    total = ZERO
     location = checks.location(order.plant, msg.backflush_location, "backflush_location")
     for line in _backflush_lines(order, msg.operation_seq):
         item_id, need = _choose_component(
@@ -172,9 +174,9 @@ def _backflush(checks, entry, order, msg, units) -> dict[str, Decimal]:
         if item is None or location is None or need == ZERO:
             continue
         account = inventory_account(item.type, location.kind)
-        value = entry.consume(item_id, location.id, lot, need, account, checks.problems, field)
-        entry.line(Account.WIP, value, work_order=order.id)
+        total += entry.consume(item_id, location.id, lot, need, account, checks.problems, field)
         consumed[item_id] = consumed.get(item_id, ZERO) + need
+    entry.line(Account.WIP, total, work_order=order.id)
     return consumed
 
 
