@@ -14,7 +14,7 @@ from datetime import datetime
 
 from integration.clock import Clock
 from integration.envelope import BusinessIds, Envelope, business_ids, parse_payload, payload_hash
-from integration.errors import ErrorCode, MessageRejected, Problem
+from integration.errors import ErrorCode, MessageRejected, Problem, StoreError
 from integration.holds import HeldMessage, HoldIndex
 from integration.ledger import imbalances
 from integration.outcome import Outcome, Status
@@ -78,6 +78,7 @@ class Pipeline:
         self.state = BookState(settings)
         self.holds = HoldIndex()
         self.streams: dict[str, int] = store.stream_positions()
+        self._unreleased: deque[str] = deque()  # satisfied keys whose waiters are not yet run
 
     # --- entry points ----------------------------------------------------------------------
     def submit(self, payload) -> Outcome:
@@ -128,29 +129,40 @@ class Pipeline:
     # --- the steps -------------------------------------------------------------------------
     def _run(self, attempt: _Attempt) -> Outcome:
         outcome, keys = self._process(attempt)
-        released = self._drain(keys)
+        self._unreleased.extend(keys)
+        released = self._drain()
         return replace(outcome, released=tuple(released)) if released else outcome
 
-    def _drain(self, keys: list[str]) -> list[Outcome]:
-        """Let through what waited on `keys`, and on what those in turn provide."""
+    def _drain(self) -> list[Outcome]:
+        """Let through what waited on the satisfied keys, and on what those in turn provide.
+
+        Keys stay queued until everything waiting on them was processed: if the store fails
+        part-way, the held messages go back to the index and the next call carries on, so
+        nothing held is stranded (the caller's own message has committed all the same).
+        """
         released: list[Outcome] = []
-        pending = deque(keys)
-        while pending:
-            key = pending.popleft()
-            attempts = [
-                _Attempt(h.envelope, h.raw, h.received_at, inbox_id=h.inbox_id)
-                for h in self.holds.take(key)
-            ]
+        while self._unreleased:
+            key = self._unreleased[0]
+            held = self.holds.take(key)
+            waiting = [(h, _Attempt(h.envelope, h.raw, h.received_at, inbox_id=h.inbox_id))
+                       for h in held]
             for dead_letter in self.store.dead_letters(DeadLetterFilter(waits_on=key)):
                 attempt = self._attempt_from(dead_letter)
                 if isinstance(attempt, Outcome):
                     released.append(attempt)
                 else:
-                    attempts.append(attempt)
-            for attempt in attempts:
-                outcome, more = self._process(attempt)
+                    waiting.append((None, attempt))
+            for index, (_held, attempt) in enumerate(waiting):
+                try:
+                    outcome, more = self._process(attempt)
+                except StoreError:
+                    for again, _attempt in waiting[index:]:
+                        if again is not None:
+                            self.holds.add(again)
+                    return released
                 released.append(outcome)
-                pending.extend(more)
+                self._unreleased.extend(more)
+            self._unreleased.popleft()
         return released
 
     def _process(self, attempt: _Attempt) -> tuple[Outcome, list[str]]:

@@ -331,12 +331,6 @@ TestCoreMachine = CoreMachine.TestCase
 
 
 # --- a store failure while held messages are being released ------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "CORE BUG: a StoreError while Pipeline._drain re-applies held messages loses them from "
-    "the in-memory HoldIndex (HoldIndex.take already removed them) while their inbox rows stay "
-    "HELD: never released, never expired, every redelivery answered DUPLICATE, until a restart. "
-    "Remove this marker once the core is fixed."
-))
 def test_a_crash_while_releasing_held_messages_loses_nothing(tmp_path: Path) -> None:
     core, envelopes, clock = new_core(str(tmp_path / "ledger.db"))
     try:
