@@ -120,9 +120,13 @@ class _Envelopes:
         self.n += 1
         moment = START + timedelta(seconds=self.n)
         return Envelope(
-            message_id=f"msg-{self.n:08d}", idempotency_key=f"{source.value}-{self.n:08d}",
-            correlation_id=f"bench-{self.n}", source_system=source, occurred_at=moment,
-            sent_at=moment, message=message,
+            message_id=f"msg-{self.n:08d}",
+            idempotency_key=f"{source.value}-{self.n:08d}",
+            correlation_id=f"bench-{self.n}",
+            source_system=source,
+            occurred_at=moment,
+            sent_at=moment,
+            message=message,
         ).model_dump_json()
 
 
@@ -140,23 +144,51 @@ def build_workload(messages: int) -> Workload:
     work_orders = -(-cycles // CYCLES_PER_WORK_ORDER)
 
     items = [
-        Item(id=FINISHED, base_uom="EA", type=ItemType.FINISHED,
-             standard_costs={PLANT: FINISHED_COST}),
-        *(Item(id=i, base_uom=u, type=ItemType.RAW, standard_costs={PLANT: c})
-          for i, u, _q, _s, c in (*BACKFLUSHED, ISSUED)),
+        Item(
+            id=FINISHED,
+            base_uom="EA",
+            type=ItemType.FINISHED,
+            standard_costs={PLANT: FINISHED_COST},
+        ),
+        *(
+            Item(id=i, base_uom=u, type=ItemType.RAW, standard_costs={PLANT: c})
+            for i, u, _q, _s, c in (*BACKFLUSHED, ISSUED)
+        ),
     ]
     lines = (
-        *(BomLine(component=i, qty_per=q, uom=u, scrap_factor=s, operation_seq=BACKFLUSH_OP)
-          for i, u, q, s, _c in BACKFLUSHED),
-        BomLine(component=ISSUED[0], qty_per=ISSUED[2], uom=ISSUED[1], backflush=False,
-                operation_seq=BACKFLUSH_OP),
+        *(
+            BomLine(component=i, qty_per=q, uom=u, scrap_factor=s, operation_seq=BACKFLUSH_OP)
+            for i, u, q, s, _c in BACKFLUSHED
+        ),
+        BomLine(
+            component=ISSUED[0],
+            qty_per=ISSUED[2],
+            uom=ISSUED[1],
+            backflush=False,
+            operation_seq=BACKFLUSH_OP,
+        ),
     )
-    bom = BomRevision(item=FINISHED, revision=REVISION, effective_from=START - timedelta(days=30),
-                      plants=(PLANT,), lines=lines)
-    routing = Routing(item=FINISHED, revision=REVISION, operations=(
-        Operation(seq=BACKFLUSH_OP, work_centre="ASSY", run_hours_per_unit=D("0.1"),
-                  labour_rate=D(30), overhead_rate=D(20), backflush_point=True),
-    ))
+    bom = BomRevision(
+        item=FINISHED,
+        revision=REVISION,
+        effective_from=START - timedelta(days=30),
+        plants=(PLANT,),
+        lines=lines,
+    )
+    routing = Routing(
+        item=FINISHED,
+        revision=REVISION,
+        operations=(
+            Operation(
+                seq=BACKFLUSH_OP,
+                work_centre="ASSY",
+                run_hours_per_unit=D("0.1"),
+                labour_rate=D(30),
+                overhead_rate=D(20),
+                backflush_point=True,
+            ),
+        ),
+    )
 
     setup = [envelope(ItemCreated(item=it), SourceSystem.PLM) for it in items]
     setup.append(envelope(BomReleased(bom=bom, routing=routing), SourceSystem.PLM))
@@ -164,29 +196,71 @@ def build_workload(messages: int) -> Workload:
     units = cycles  # one finished unit per completion
     for i, u, q, s, c in BACKFLUSHED:
         need = (q * units * (1 + s)).quantize(D(1)) + 1
-        setup.append(envelope(GoodsReceived(
-            plant=PLANT, item=i, qty=need, uom=u, location="LINE", purchase_order="PO-1",
-            supplier="SUP-1", unit_price=c), SourceSystem.WMS))
-    setup.append(envelope(GoodsReceived(
-        plant=PLANT, item=ISSUED[0], qty=D(units + 1), uom=ISSUED[1], location="STORES",
-        purchase_order="PO-2", supplier="SUP-2", unit_price=ISSUED[4]), SourceSystem.WMS))
+        setup.append(
+            envelope(
+                GoodsReceived(
+                    plant=PLANT,
+                    item=i,
+                    qty=need,
+                    uom=u,
+                    location="LINE",
+                    purchase_order="PO-1",
+                    supplier="SUP-1",
+                    unit_price=c,
+                ),
+                SourceSystem.WMS,
+            )
+        )
+    setup.append(
+        envelope(
+            GoodsReceived(
+                plant=PLANT,
+                item=ISSUED[0],
+                qty=D(units + 1),
+                uom=ISSUED[1],
+                location="STORES",
+                purchase_order="PO-2",
+                supplier="SUP-2",
+                unit_price=ISSUED[4],
+            ),
+            SourceSystem.WMS,
+        )
+    )
     for w in range(work_orders):
-        setup.append(envelope(WorkOrderReleased(
-            work_order=_wo(w), plant=PLANT, item=FINISHED, qty=D(CYCLES_PER_WORK_ORDER),
-            uom="EA", bom_revision=REVISION), SourceSystem.ERP))
+        setup.append(
+            envelope(
+                WorkOrderReleased(
+                    work_order=_wo(w),
+                    plant=PLANT,
+                    item=FINISHED,
+                    qty=D(CYCLES_PER_WORK_ORDER),
+                    uom="EA",
+                    bom_revision=REVISION,
+                ),
+                SourceSystem.ERP,
+            )
+        )
 
     timed, kinds = [], []
     for n in range(messages):
         wo = _wo(n // len(MIX) // CYCLES_PER_WORK_ORDER)
         kind = MIX[n % len(MIX)]
         if kind == "MaterialIssued":
-            message = MaterialIssued(work_order=wo, component=ISSUED[0], qty=ISSUED[2],
-                                     uom=ISSUED[1], location="STORES")
+            message = MaterialIssued(
+                work_order=wo, component=ISSUED[0], qty=ISSUED[2], uom=ISSUED[1], location="STORES"
+            )
         elif kind == "OperationCompleted":
             message = OperationCompleted(
-                work_order=wo, operation_seq=BACKFLUSH_OP, good_qty=D(1), uom="EA",
-                labour_hours=D("0.1"), machine_hours=D("0.1"), partial=True,
-                bom_revision=REVISION, backflush_location="LINE")
+                work_order=wo,
+                operation_seq=BACKFLUSH_OP,
+                good_qty=D(1),
+                uom="EA",
+                labour_hours=D("0.1"),
+                machine_hours=D("0.1"),
+                partial=True,
+                bom_revision=REVISION,
+                backflush_location="LINE",
+            )
         else:
             message = FinishedGoodsReceived(work_order=wo, qty=D(1), uom="EA", location="FG")
         timed.append(envelope(message, SourceSystem.MES))
@@ -233,8 +307,12 @@ def check_core(core: Core, workload: Workload) -> dict:
             f"the core run did not post cleanly: statuses={statuses} expected={expected} "
             f"dead_letters={dead} stock_exceptions={exceptions} reconciliation={reconciliation}"
         )
-    return {"all_posted": True, "reconciled": True, "stock_exceptions": exceptions,
-            "entries_checked": reconciliation.entries_checked}
+    return {
+        "all_posted": True,
+        "reconciled": True,
+        "stock_exceptions": exceptions,
+        "entries_checked": reconciliation.entries_checked,
+    }
 
 
 # --- the floor -----------------------------------------------------------------------------
@@ -264,15 +342,17 @@ MessageRows = tuple[tuple, list[tuple[tuple, list[tuple], list[tuple]]]]
 def rows_per_message(db: sqlite3.Connection) -> list[MessageRows]:
     """Every inbox row of a finished core run with its entries, lines and moves, in order."""
     lines: dict[int, list[tuple]] = {}
-    for row in db.execute(f"SELECT entry_id, {_LINE_COLUMNS} FROM journal_line"
-                          " ORDER BY entry_id, line_no"):
+    for row in db.execute(
+        f"SELECT entry_id, {_LINE_COLUMNS} FROM journal_line ORDER BY entry_id, line_no"
+    ):
         lines.setdefault(row[0], []).append(row[1:])
     moves: dict[int, list[tuple]] = {}
     for row in db.execute(f"SELECT entry_id, {_MOVE_COLUMNS} FROM stock_move ORDER BY move_id"):
         moves.setdefault(row[0], []).append(row[1:])
     entries: dict[int, list] = {}
-    for row in db.execute(f"SELECT entry_id, inbox_id, {_ENTRY_COLUMNS} FROM journal_entry"
-                          " ORDER BY entry_id"):
+    for row in db.execute(
+        f"SELECT entry_id, inbox_id, {_ENTRY_COLUMNS} FROM journal_entry ORDER BY entry_id"
+    ):
         entry_id, inbox_id = row[0], row[1]
         entries.setdefault(inbox_id, []).append(
             (row[2:], lines.get(entry_id, []), moves.get(entry_id, []))
@@ -296,7 +376,7 @@ def run_floor(path: str, workload: Workload, rows: list[MessageRows]) -> float:
     """Validate each envelope, then write its rows in one transaction; returns the wall time."""
     store = SqliteStore(path)  # the same schema and pragmas as the core's store
     db = store.connection
-    setup_rows, timed_rows = rows[: len(workload.setup)], rows[len(workload.setup):]
+    setup_rows, timed_rows = rows[: len(workload.setup)], rows[len(workload.setup) :]
     db.execute("BEGIN IMMEDIATE")
     for message in setup_rows:  # the same starting state as the core run, untimed
         _insert(db, message)
@@ -334,8 +414,11 @@ def run_validate_only(workload: Workload) -> float:
 
 # --- reporting -----------------------------------------------------------------------------
 def _rate(messages: int, wall: float) -> dict:
-    return {"messages_per_s": round(messages / wall, 1), "wall_s": round(wall, 4),
-            "us_per_message": round(wall / messages * 1e6, 2)}
+    return {
+        "messages_per_s": round(messages / wall, 1),
+        "wall_s": round(wall, 4),
+        "us_per_message": round(wall / messages * 1e6, 2),
+    }
 
 
 def _best(walls: list[float]) -> float:
@@ -345,8 +428,9 @@ def _best(walls: list[float]) -> float:
 def mix_summary(workload: Workload, timed_rows: list[MessageRows]) -> dict:
     by_type: dict[str, dict] = {}
     for kind, (_inbox, entries) in zip(workload.kinds, timed_rows, strict=True):
-        stats = by_type.setdefault(kind, {"messages": 0, "journal_entries": 0,
-                                          "journal_lines": 0, "stock_moves": 0})
+        stats = by_type.setdefault(
+            kind, {"messages": 0, "journal_entries": 0, "journal_lines": 0, "stock_moves": 0}
+        )
         stats["messages"] += 1
         stats["journal_entries"] += len(entries)
         stats["journal_lines"] += sum(len(lines) for _e, lines, _m in entries)
@@ -357,8 +441,9 @@ def mix_summary(workload: Workload, timed_rows: list[MessageRows]) -> dict:
         stats["stock_moves_per_message"] = round(stats["stock_moves"] / n, 3)
     totals = Counter()
     for stats in by_type.values():
-        totals.update({k: stats[k] for k in ("messages", "journal_entries", "journal_lines",
-                                             "stock_moves")})
+        totals.update(
+            {k: stats[k] for k in ("messages", "journal_entries", "journal_lines", "stock_moves")}
+        )
     return {
         "by_type": by_type,
         "totals": dict(totals),
@@ -410,10 +495,22 @@ def source_revision() -> str | None:
     """The git commit measured (with `+dirty` for local changes), when run from a checkout."""
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
-                                capture_output=True, text=True, timeout=10, check=True)
-        status = subprocess.run(["git", "status", "--porcelain", "--", "integration"], cwd=root,
-                                capture_output=True, text=True, timeout=10, check=True)
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "integration"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
@@ -422,13 +519,19 @@ def source_revision() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=30_000, help="timed messages per run")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs of each measurement; the fastest is reported")
-    parser.add_argument("--dir", default=None,
-                        help="where the WAL-file databases go (default: the system temp dir)")
-    parser.add_argument("--profile", metavar="FILE", default=None,
-                        help="also profile an in-memory core run (cProfile stats to FILE, "
-                             "top 20 cumulative to stderr); not part of the figures")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each measurement; the fastest is reported"
+    )
+    parser.add_argument(
+        "--dir", default=None, help="where the WAL-file databases go (default: the system temp dir)"
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        default=None,
+        help="also profile an in-memory core run (cProfile stats to FILE, "
+        "top 20 cumulative to stderr); not part of the figures",
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.repeat < 1:
         parser.error("--messages and --repeat must be at least 1")
@@ -467,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "messages": n,
         "repeat": args.repeat,
-        "mix": mix_summary(workload, rows[len(workload.setup):]),
+        "mix": mix_summary(workload, rows[len(workload.setup) :]),
         "memory": memory,
         "wal_file": wal,
         "floor_memory": f_memory,

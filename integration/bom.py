@@ -93,7 +93,11 @@ def resolve_plant_bom(
 def _explode(bom, plant, multiplier, operation_seq, released_bom_of, item_type_of, depth):
     if depth > MAX_PHANTOM_DEPTH:
         raise MessageRejected(
-            [Problem(ErrorCode.REVISION_UNKNOWN, f"phantom nesting deeper than {MAX_PHANTOM_DEPTH}")]
+            [
+                Problem(
+                    ErrorCode.REVISION_UNKNOWN, f"phantom nesting deeper than {MAX_PHANTOM_DEPTH}"
+                )
+            ]
         )
     for line in apply_overlay(bom, plant):
         seq = operation_seq if operation_seq is not None else line.operation_seq
@@ -110,7 +114,9 @@ def _explode(bom, plant, multiplier, operation_seq, released_bom_of, item_type_o
                         )
                     ]
                 )
-            yield from _explode(child, plant, qty_per, seq, released_bom_of, item_type_of, depth + 1)
+            yield from _explode(
+                child, plant, qty_per, seq, released_bom_of, item_type_of, depth + 1
+            )
             continue
         yield ResolvedLine(
             component=line.component,

@@ -60,8 +60,7 @@ class Core:
                     f"other settings ({error})"
                 ) from error
             decision.apply_to(state)
-        for record in self.store.held():
-            self._pipeline.restore_hold(record)
+        self._pipeline.resume(self.store.held(), self.store.waiting_keys())
 
     # --- writes ----------------------------------------------------------------------------
     def submit(self, payload: Envelope | bytes | str | dict[str, Any]) -> Outcome:
@@ -115,8 +114,13 @@ class Core:
         if order is None:
             raise NotFound(f"no work order {work_order}")
         return {
-            "work_order": order.id, "plant": order.plant, "item": order.item, "qty": order.qty,
-            "closed": order.closed, "wip": order.wip, "received": order.received,
+            "work_order": order.id,
+            "plant": order.plant,
+            "item": order.item,
+            "qty": order.qty,
+            "closed": order.closed,
+            "wip": order.wip,
+            "received": order.received,
             "good_by_operation": dict(sorted(order.good_by_op.items())),
             "scrap_by_operation": dict(sorted(order.scrap_by_op.items())),
         }

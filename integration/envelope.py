@@ -176,7 +176,10 @@ def business_ids(message: Any) -> BusinessIds:
     data = message if isinstance(message, dict) else message.__dict__
     found = {name: value for name in _ID_FIELDS if isinstance(value := data.get(name), str)}
     if "item" not in found:
-        candidates = (_field(_field(message, "item"), "id"), _field(message, "component"),
-                      _field(_field(message, "bom"), "item"))
+        candidates = (
+            _field(_field(message, "item"), "id"),
+            _field(message, "component"),
+            _field(_field(message, "bom"), "item"),
+        )
         found["item"] = next((c for c in candidates if isinstance(c, str)), None)
     return BusinessIds(**found)

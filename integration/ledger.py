@@ -118,10 +118,13 @@ class Posting:
         return not self.lines and not self.moves
 
 
-def imbalances(lines: tuple[JournalLine, ...] | list[JournalLine]) -> dict[tuple[str, str], Decimal]:
+def imbalances(
+    lines: tuple[JournalLine, ...] | list[JournalLine],
+) -> dict[tuple[str, str], Decimal]:
     """Per (plant, currency), the non-zero sums of an entry's lines; empty when it balances."""
-    if lines and all(ln.plant == lines[0].plant and ln.currency == lines[0].currency
-                     for ln in lines):
+    if lines and all(
+        ln.plant == lines[0].plant and ln.currency == lines[0].currency for ln in lines
+    ):
         total = sum((ln.amount for ln in lines), ZERO)
         return {(lines[0].plant, lines[0].currency): total} if total else {}
     totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
-from functools import lru_cache
+from functools import cache
 
 __all__ = ["ZERO", "QTY_PLACES", "quantity", "amount", "minor_units", "to_minor", "from_minor"]
 
@@ -15,7 +15,7 @@ _QTY_EXP = Decimal(1).scaleb(-QTY_PLACES)
 _MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}
 
 
-@lru_cache(maxsize=None)
+@cache
 def minor_units(currency: str) -> int:
     """How many decimal places an amount in `currency` carries."""
     return _MINOR_UNITS.get(currency, 2)
@@ -26,7 +26,7 @@ def quantity(value: Decimal) -> Decimal:
     return value.quantize(_QTY_EXP, rounding=ROUND_HALF_EVEN)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _exponent(currency: str) -> Decimal:
     return Decimal(1).scaleb(-minor_units(currency))
 

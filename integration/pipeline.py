@@ -20,7 +20,14 @@ from integration.ledger import imbalances
 from integration.outcome import Outcome, Status
 from integration.periods import posting_period
 from integration.rules import Decision, decide
-from integration.sequencing import Order, missing_dependencies, order_of, provided_dependencies
+from integration.sequencing import (
+    Order,
+    is_satisfied,
+    missing_dependencies,
+    order_of,
+    provided_dependencies,
+    stream_waiting_key,
+)
 from integration.settings import CoreSettings
 from integration.state import BookState
 from integration.store.base import (
@@ -42,7 +49,9 @@ __all__ = ["Pipeline", "outcome_of_record"]
 
 _PARKED = (ErrorCode.SEQUENCE_GAP, ErrorCode.AWAITING_DEPENDENCY)
 _REVISION_CODES = (
-    ErrorCode.REVISION_UNKNOWN, ErrorCode.REVISION_NOT_RELEASED, ErrorCode.REVISION_NOT_EFFECTIVE,
+    ErrorCode.REVISION_UNKNOWN,
+    ErrorCode.REVISION_NOT_RELEASED,
+    ErrorCode.REVISION_NOT_EFFECTIVE,
 )
 
 
@@ -61,13 +70,13 @@ class _Attempt:
 def outcome_of_record(record: InboxRecord) -> Outcome:
     """The outcome an inbox record stands for, as a duplicate's `original`."""
     return Outcome(
-        status=Status(record.status.value), message_id=record.message_id, code=record.code,
-        entry_ids=record.entry_ids, committed_at=record.committed_at, late=record.late,
+        status=Status(record.status.value),
+        message_id=record.message_id,
+        code=record.code,
+        entry_ids=record.entry_ids,
+        committed_at=record.committed_at,
+        late=record.late,
     )
-
-
-def _stream_waiting_key(stream: str, seq: int) -> str:
-    return f"stream:{stream}@{seq}"
 
 
 class Pipeline:
@@ -105,7 +114,9 @@ class Pipeline:
             self.store.commit(Commit(resolved_dead_letter=dead_letter.id, resolution="resolved"))
             return Outcome(Status.DUPLICATE, record.message_id, original=outcome_of_record(record))
         return _Attempt(
-            parsed.envelope, parsed.raw, self.clock.now(),
+            parsed.envelope,
+            parsed.raw,
+            self.clock.now(),
             inbox_id=record.inbox_id if record else None,
             seq_consumed=record is not None and record.code not in _PARKED,
             dead_letter=dead_letter,
@@ -114,17 +125,33 @@ class Pipeline:
     def expire_holds(self) -> list[Outcome]:
         """Dead-letter every held message whose hold timeout has passed."""
         outcomes = []
-        for held in self.holds.expired(self.clock.now()):
-            problem = Problem(held.code, f"held past the hold timeout, waiting on "
-                              f"{', '.join(held.waits_on)}")
+        expired = self.holds.expired(self.clock.now())
+        for index, held in enumerate(expired):
+            problem = Problem(
+                held.code, f"held past the hold timeout, waiting on {', '.join(held.waits_on)}"
+            )
             attempt = _Attempt(held.envelope, held.raw, held.received_at, inbox_id=held.inbox_id)
-            outcomes.append(self._reject(attempt, (problem,), {}, waits_on=held.waits_on)[0])
+            try:
+                outcomes.append(self._reject(attempt, (problem,), {}, waits_on=held.waits_on)[0])
+            except StoreError:
+                for again in expired[index:]:  # still held: they expire on the next call
+                    self.holds.add(again)
+                raise
         return outcomes
 
-    def restore_hold(self, record: InboxRecord) -> None:
-        envelope = Envelope.model_validate_json(record.envelope_json)
-        self.holds.add(HeldMessage(record.inbox_id, envelope, record.envelope_json, record.code,
-                                   record.waits_on, record.hold_deadline, record.received_at))
+    def resume(self, held: list[InboxRecord], waiting_keys: list[str]) -> list[Outcome]:
+        """After a restart: index the held messages again, and release whatever waits on
+        something that arrived before the process stopped (a commit whose releases never ran)."""
+        for record in held:
+            envelope = Envelope.model_validate_json(record.envelope_json)
+            self.holds.add(HeldMessage(record.inbox_id, envelope, record.envelope_json,
+                                       record.code, record.waits_on, record.hold_deadline,
+                                       record.received_at))
+        keys = {key for record in held for key in record.waits_on} | set(waiting_keys)
+        self._unreleased.extend(
+            key for key in sorted(keys) if is_satisfied(key, self.state, self.streams)
+        )
+        return self._drain()
 
     # --- the steps -------------------------------------------------------------------------
     def _run(self, attempt: _Attempt) -> Outcome:
@@ -144,8 +171,9 @@ class Pipeline:
         while self._unreleased:
             key = self._unreleased[0]
             held = self.holds.take(key)
-            waiting = [(h, _Attempt(h.envelope, h.raw, h.received_at, inbox_id=h.inbox_id))
-                       for h in held]
+            waiting = [
+                (h, _Attempt(h.envelope, h.raw, h.received_at, inbox_id=h.inbox_id)) for h in held
+            ]
             for dead_letter in self.store.dead_letters(DeadLetterFilter(waits_on=key)):
                 attempt = self._attempt_from(dead_letter)
                 if isinstance(attempt, Outcome):
@@ -181,11 +209,14 @@ class Pipeline:
                     found = self._find(env) if attempt.inbox_id is None else None
                     if found is not None:
                         return self._duplicate(attempt, found), []
-                    problem = Problem(ErrorCode.SEQUENCE_STALE, f"{env.stream} is already past "
-                                      f"{env.source_seq} (next is {expected})", "source_seq")
+                    problem = Problem(
+                        ErrorCode.SEQUENCE_STALE,
+                        f"{env.stream} is already past {env.source_seq} (next is {expected})",
+                        "source_seq",
+                    )
                     return self._refuse(attempt, [problem]), []
                 if order is Order.EARLY:
-                    key = _stream_waiting_key(env.stream, env.source_seq)
+                    key = stream_waiting_key(env.stream, env.source_seq)
                     return self._hold(attempt, ErrorCode.SEQUENCE_GAP, (key,)), []
                 advance = {env.stream: expected + 1}
             missing = missing_dependencies(self.state, env)
@@ -198,37 +229,53 @@ class Pipeline:
         return self._post(attempt, decision, advance)
 
     def _advanced_keys(self, advance: dict[str, int]) -> list[str]:
-        return [_stream_waiting_key(stream, seq) for stream, seq in advance.items()]
+        return [stream_waiting_key(stream, seq) for stream, seq in advance.items()]
 
     def _post(self, attempt, decision: Decision, advance) -> tuple[Outcome, list[str]]:
         env = attempt.envelope
         entries = tuple(self._entry(env, plant, posting) for plant, posting in decision.entries)
         for entry in entries:
             if imbalances(entry.posting.lines):
-                problem = Problem(ErrorCode.UNBALANCED_ENTRY, f"entry for {entry.plant} does not "
-                                  f"balance: {imbalances(entry.posting.lines)}")
+                problem = Problem(
+                    ErrorCode.UNBALANCED_ENTRY,
+                    f"entry for {entry.plant} does not balance: {imbalances(entry.posting.lines)}",
+                )
                 return self._reject(attempt, (problem,), advance)
         now = self.clock.now()
         late = any(entry.late for entry in entries)
         inbox = self._inbox_write(attempt, InboxStatus.POSTED, None, committed_at=now, late=late)
-        commit = Commit(inbox=inbox, entries=entries, streams=advance,
-                        resolved_dead_letter=attempt.dead_letter.id if attempt.dead_letter else None)
+        commit = Commit(
+            inbox=inbox,
+            entries=entries,
+            streams=advance,
+            resolved_dead_letter=attempt.dead_letter.id if attempt.dead_letter else None,
+        )
         committed = self._commit(attempt, commit)
         if isinstance(committed, Outcome):
             return committed, []
         decision.apply_to(self.state)
         self.streams.update(advance)
-        outcome = Outcome(Status.POSTED, env.message_id, entry_ids=committed.entry_ids,
-                          committed_at=now, late=late)
+        outcome = Outcome(
+            Status.POSTED,
+            env.message_id,
+            entry_ids=committed.entry_ids,
+            committed_at=now,
+            late=late,
+        )
         return outcome, [*provided_dependencies(env), *self._advanced_keys(advance)]
 
     def _entry(self, env: Envelope, plant: str, posting) -> EntryWrite:
         original = self.state.period(plant, env.occurred_at)
         period, late = posting_period(original, self.state.closed_periods.get(plant, ()))
         return EntryWrite(
-            plant=plant, currency=self.state.currency(plant), period=period,
-            original_period=original, late=late, event_type=env.message_type,
-            work_order=getattr(env.message, "work_order", None), occurred_at=env.occurred_at,
+            plant=plant,
+            currency=self.state.currency(plant),
+            period=period,
+            original_period=original,
+            late=late,
+            event_type=env.message_type,
+            work_order=getattr(env.message, "work_order", None),
+            occurred_at=env.occurred_at,
             posting=posting,
         )
 
@@ -246,15 +293,21 @@ class Pipeline:
 
     def _duplicate(self, attempt: _Attempt, found: InboxRecord) -> Outcome:
         env = attempt.envelope
-        same_ids = found.message_id != env.message_id or found.idempotency_key == env.idempotency_key
+        same_ids = (
+            found.message_id != env.message_id or found.idempotency_key == env.idempotency_key
+        )
         if found.payload_hash != payload_hash(env) or not same_ids:
-            problem = Problem(ErrorCode.IDEMPOTENCY_CONFLICT,
-                              f"{found.message_id}/{found.idempotency_key} was first seen with "
-                              "a different payload", "idempotency_key")
+            problem = Problem(
+                ErrorCode.IDEMPOTENCY_CONFLICT,
+                f"{found.message_id}/{found.idempotency_key} was first seen with "
+                "a different payload",
+                "idempotency_key",
+            )
             return self._refuse(attempt, [problem])
         if attempt.dead_letter is not None:  # the message got through another way meanwhile
-            self.store.commit(Commit(resolved_dead_letter=attempt.dead_letter.id,
-                                     resolution="resolved"))
+            self.store.commit(
+                Commit(resolved_dead_letter=attempt.dead_letter.id, resolution="resolved")
+            )
         return Outcome(Status.DUPLICATE, env.message_id, original=outcome_of_record(found))
 
     def _hold(self, attempt: _Attempt, code: ErrorCode, waits_on) -> Outcome:
@@ -263,13 +316,23 @@ class Pipeline:
         if attempt.dead_letter is not None:  # a replay that is still not ready stays parked
             return self._reject(attempt, (problem,), {}, waits_on=tuple(waits_on))[0]
         deadline = attempt.received_at + self.settings.hold_timeout
-        inbox = self._inbox_write(attempt, InboxStatus.HELD, code, hold_deadline=deadline,
-                                  waits_on=tuple(waits_on))
+        inbox = self._inbox_write(
+            attempt, InboxStatus.HELD, code, hold_deadline=deadline, waits_on=tuple(waits_on)
+        )
         committed = self._commit(attempt, Commit(inbox=inbox))
         if isinstance(committed, Outcome):
             return committed
-        self.holds.add(HeldMessage(committed.inbox_id, env, attempt.raw, code, tuple(waits_on), deadline,
-                                   attempt.received_at))
+        self.holds.add(
+            HeldMessage(
+                committed.inbox_id,
+                env,
+                attempt.raw,
+                code,
+                tuple(waits_on),
+                deadline,
+                attempt.received_at,
+            )
+        )
         return Outcome(Status.HELD, env.message_id, code=code, problems=(problem,))
 
     def _reject(self, attempt, problems, advance, waits_on=()) -> tuple[Outcome, list[str]]:
@@ -279,8 +342,9 @@ class Pipeline:
         if not waits_on and any(p.code in _REVISION_CODES for p in problems):
             item = business_ids(env.message).item
             waits_on = (f"bom:{item}",) if item else ()
-        inbox = self._inbox_write(attempt, InboxStatus.REJECTED, code,
-                                  committed_at=self.clock.now())
+        inbox = self._inbox_write(
+            attempt, InboxStatus.REJECTED, code, committed_at=self.clock.now()
+        )
         dead_letter = self._dead_letter_write(attempt, problems, waits_on)
         committed = self._commit(
             attempt, Commit(inbox=inbox, dead_letter=dead_letter, streams=advance)
@@ -288,31 +352,50 @@ class Pipeline:
         if isinstance(committed, Outcome):
             return committed, []
         self.streams.update(advance)
-        outcome = Outcome(Status.REJECTED, env.message_id, code=code, problems=tuple(problems),
-                          dead_letter_id=committed.dead_letter_id or dead_letter.id)
+        outcome = Outcome(
+            Status.REJECTED,
+            env.message_id,
+            code=code,
+            problems=tuple(problems),
+            dead_letter_id=committed.dead_letter_id or dead_letter.id,
+        )
         return outcome, self._advanced_keys(advance)
 
     def _refuse(self, attempt: _Attempt, problems) -> Outcome:
         """A rejection before the inbox: dead letter only, nothing else is written."""
         dead_letter = self._dead_letter_write(attempt, problems, ())
         committed = self.store.commit(Commit(dead_letter=dead_letter))
-        return Outcome(Status.REJECTED, attempt.envelope.message_id, code=problems[0].code,
-                       problems=tuple(problems),
-                       dead_letter_id=committed.dead_letter_id or dead_letter.id)
+        return Outcome(
+            Status.REJECTED,
+            attempt.envelope.message_id,
+            code=problems[0].code,
+            problems=tuple(problems),
+            dead_letter_id=committed.dead_letter_id or dead_letter.id,
+        )
 
     def _dead_letter_unreadable(self, raw: str, problems, dead_letter_id=None) -> Outcome:
         data = _loads_object(raw)
         message = data.get("message") if isinstance(data.get("message"), dict) else {}
         write = DeadLetterWrite(
-            code=problems[0].code, problems=tuple(problems), raw=raw, at=self.clock.now(),
-            ids=business_ids(message), message_id=_text(data.get("message_id")),
+            code=problems[0].code,
+            problems=tuple(problems),
+            raw=raw,
+            at=self.clock.now(),
+            ids=business_ids(message),
+            message_id=_text(data.get("message_id")),
             idempotency_key=_text(data.get("idempotency_key")),
-            message_type=_text(message.get("type")), source_system=_text(data.get("source_system")),
+            message_type=_text(message.get("type")),
+            source_system=_text(data.get("source_system")),
             id=dead_letter_id,
         )
         committed = self.store.commit(Commit(dead_letter=write))
-        return Outcome(Status.REJECTED, write.message_id, code=write.code, problems=write.problems,
-                       dead_letter_id=committed.dead_letter_id or dead_letter_id)
+        return Outcome(
+            Status.REJECTED,
+            write.message_id,
+            code=write.code,
+            problems=write.problems,
+            dead_letter_id=committed.dead_letter_id or dead_letter_id,
+        )
 
     # --- record builders -------------------------------------------------------------------
     def business_ids(self, env: Envelope) -> BusinessIds:
@@ -322,27 +405,43 @@ class Pipeline:
         if plant is None and order is not None:
             plant = order.plant
         period = self.state.period(plant, env.occurred_at) if plant in self.state.plants else None
-        return BusinessIds(plant, ids.item, ids.work_order, ids.lot, ids.supplier,
-                           ids.period or period)
+        return BusinessIds(
+            plant, ids.item, ids.work_order, ids.lot, ids.supplier, ids.period or period
+        )
 
     def _inbox_write(self, attempt, status, code, **fields) -> InboxWrite:
         env = attempt.envelope
         return InboxWrite(
-            message_id=env.message_id, idempotency_key=env.idempotency_key,
-            payload_hash=payload_hash(env), message_type=env.message_type,
-            source_system=env.source_system.value, stream=env.stream, source_seq=env.source_seq,
-            ids=self.business_ids(env), status=status, code=code, envelope_json=attempt.raw,
-            received_at=attempt.received_at, unique=self.settings.idempotency,
-            inbox_id=attempt.inbox_id, **fields,
+            message_id=env.message_id,
+            idempotency_key=env.idempotency_key,
+            payload_hash=payload_hash(env),
+            message_type=env.message_type,
+            source_system=env.source_system.value,
+            stream=env.stream,
+            source_seq=env.source_seq,
+            ids=self.business_ids(env),
+            status=status,
+            code=code,
+            envelope_json=attempt.raw,
+            received_at=attempt.received_at,
+            unique=self.settings.idempotency,
+            inbox_id=attempt.inbox_id,
+            **fields,
         )
 
     def _dead_letter_write(self, attempt, problems, waits_on) -> DeadLetterWrite:
         env = attempt.envelope
         return DeadLetterWrite(
-            code=problems[0].code, problems=tuple(problems), raw=attempt.raw,
-            ids=self.business_ids(env), at=self.clock.now(), message_id=env.message_id,
-            idempotency_key=env.idempotency_key, message_type=env.message_type,
-            source_system=env.source_system.value, waits_on=tuple(waits_on),
+            code=problems[0].code,
+            problems=tuple(problems),
+            raw=attempt.raw,
+            ids=self.business_ids(env),
+            at=self.clock.now(),
+            message_id=env.message_id,
+            idempotency_key=env.idempotency_key,
+            message_type=env.message_type,
+            source_system=env.source_system.value,
+            waits_on=tuple(waits_on),
             id=attempt.dead_letter.id if attempt.dead_letter else None,
         )
 

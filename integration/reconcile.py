@@ -76,8 +76,12 @@ def _inventory_findings(account_balances, stock_value_by_account) -> list[Findin
             book[(plant, account)] += balance
     keys = sorted(set(book) | set(stock_value_by_account))
     return [
-        Finding(Check.INVENTORY_EQUALS_STOCK, f"{plant} {account}",
-                stock_value_by_account.get((plant, account), ZERO), book.get((plant, account), ZERO))
+        Finding(
+            Check.INVENTORY_EQUALS_STOCK,
+            f"{plant} {account}",
+            stock_value_by_account.get((plant, account), ZERO),
+            book.get((plant, account), ZERO),
+        )
         for plant, account in keys
         if book.get((plant, account), ZERO) != stock_value_by_account.get((plant, account), ZERO)
     ]
@@ -85,8 +89,11 @@ def _inventory_findings(account_balances, stock_value_by_account) -> list[Findin
 
 def _wip_findings(account_balances, wip_by_work_order, open_order_wip, closed) -> list[Finding]:
     gl_wip = sum(
-        (balance for (_p, account, _c), balance in account_balances.items()
-         if account == Account.WIP),
+        (
+            balance
+            for (_p, account, _c), balance in account_balances.items()
+            if account == Account.WIP
+        ),
         ZERO,
     )
     open_total = sum(open_order_wip.values(), ZERO)
@@ -99,6 +106,12 @@ def _wip_findings(account_balances, wip_by_work_order, open_order_wip, closed) -
             if ledger != ZERO:
                 findings.append(Finding(Check.CLOSED_ORDER_HAS_NO_WIP, str(order), ZERO, ledger))
         elif ledger != open_order_wip.get(order, ZERO):
-            findings.append(Finding(Check.WIP_EQUALS_OPEN_ORDERS, str(order),
-                                    open_order_wip.get(order, ZERO), ledger))
+            findings.append(
+                Finding(
+                    Check.WIP_EQUALS_OPEN_ORDERS,
+                    str(order),
+                    open_order_wip.get(order, ZERO),
+                    ledger,
+                )
+            )
     return findings

@@ -7,12 +7,20 @@ order or item the core has not seen yet waits for it rather than failing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from integration.envelope import Envelope
 from integration.state import BookState
 
-__all__ = ["Order", "order_of", "missing_dependencies", "provided_dependencies", "stream_key"]
+__all__ = [
+    "Order",
+    "order_of",
+    "missing_dependencies",
+    "provided_dependencies",
+    "stream_waiting_key",
+    "is_satisfied",
+]
 
 
 class Order(StrEnum):
@@ -21,8 +29,9 @@ class Order(StrEnum):
     STALE = "stale"  # a sequence number already used by another message
 
 
-def stream_key(stream: str) -> str:
-    return f"stream:{stream}"
+def stream_waiting_key(stream: str, seq: int) -> str:
+    """The key a message waits on until `stream` expects its `seq`."""
+    return f"stream:{stream}@{seq}"
 
 
 def order_of(source_seq: int, next_expected: int) -> Order:
@@ -70,3 +79,18 @@ def provided_dependencies(envelope: Envelope) -> tuple[str, ...]:
     if msg.type == "BomReleased":
         return (f"bom:{msg.bom.item}",)
     return ()
+
+
+def is_satisfied(key: str, state: BookState, streams: Mapping[str, int]) -> bool:
+    """Whether what `key` waits for has arrived (used to resume after a restart)."""
+    kind, _, name = key.partition(":")
+    if kind == "stream":
+        stream, _, seq = name.rpartition("@")
+        return streams.get(stream, 1) >= int(seq)
+    if kind == "item":
+        return name in state.items
+    if kind == "work_order":
+        return name in state.work_orders
+    if kind == "bom":
+        return bool(state.boms.get(name))
+    return False

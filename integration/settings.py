@@ -25,7 +25,12 @@ class NegativeStockPolicy(StrEnum):
 # (the ERP's posting logic) turns its events into entries. FINANCE alone closes periods.
 DEFAULT_AUTHORISATION: dict[SourceSystem, tuple[str, ...]] = {
     SourceSystem.PLM: ("ItemCreated", "BomReleased", "EcoReleased"),
-    SourceSystem.ERP: ("WorkOrderReleased", "WorkOrderClosed", "GoodsReceived", "SubcontractShipped"),
+    SourceSystem.ERP: (
+        "WorkOrderReleased",
+        "WorkOrderClosed",
+        "GoodsReceived",
+        "SubcontractShipped",
+    ),
     SourceSystem.MES: (
         "MaterialIssued",
         "OperationCompleted",

@@ -121,7 +121,9 @@ class Checks:
             return None
         if plant not in bom.plants:
             self.fail(
-                ErrorCode.PLANT_NOT_APPLICABLE, f"{item} revision {revision} excludes {plant}", field
+                ErrorCode.PLANT_NOT_APPLICABLE,
+                f"{item} revision {revision} excludes {plant}",
+                field,
             )
             return None
         return bom

@@ -41,16 +41,23 @@ D = Decimal
 START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 SOURCE_OF = {
-    "ItemCreated": SourceSystem.PLM, "BomReleased": SourceSystem.PLM,
-    "EcoReleased": SourceSystem.PLM, "WorkOrderReleased": SourceSystem.ERP,
-    "WorkOrderClosed": SourceSystem.ERP, "GoodsReceived": SourceSystem.WMS,
-    "SubcontractShipped": SourceSystem.ERP, "SubcontractReceived": SourceSystem.WMS,
-    "InventoryTransferred": SourceSystem.WMS, "PeriodClosed": SourceSystem.FINANCE,
+    "ItemCreated": SourceSystem.PLM,
+    "BomReleased": SourceSystem.PLM,
+    "EcoReleased": SourceSystem.PLM,
+    "WorkOrderReleased": SourceSystem.ERP,
+    "WorkOrderClosed": SourceSystem.ERP,
+    "GoodsReceived": SourceSystem.WMS,
+    "SubcontractShipped": SourceSystem.ERP,
+    "SubcontractReceived": SourceSystem.WMS,
+    "InventoryTransferred": SourceSystem.WMS,
+    "PeriodClosed": SourceSystem.FINANCE,
     "AsnReceived": SourceSystem.SUPPLIER,
 }
 
-PLANTS = (Plant(id="P1", currency="EUR", timezone="Europe/Berlin"),
-          Plant(id="P2", currency="USD", timezone="America/Chicago"))
+PLANTS = (
+    Plant(id="P1", currency="EUR", timezone="Europe/Berlin"),
+    Plant(id="P2", currency="USD", timezone="America/Chicago"),
+)
 LOCATIONS = (
     Location(id="STORES", plant="P1"),
     Location(id="LINE", plant="P1", kind=LocationKind.SHOP_FLOOR),
@@ -61,8 +68,11 @@ LOCATIONS = (
 
 
 def settings(**overrides: Any) -> CoreSettings:
-    base = dict(plants=PLANTS, locations=LOCATIONS,
-                uom_conversions=(UomConversion(from_uom="BOX", to_uom="EA", factor=D(10)),))
+    base = dict(
+        plants=PLANTS,
+        locations=LOCATIONS,
+        uom_conversions=(UomConversion(from_uom="BOX", to_uom="EA", factor=D(10)),),
+    )
     return CoreSettings(**{**base, **overrides})
 
 
@@ -72,8 +82,13 @@ def item(id: str, type: ItemType, cost: str, uom: str = "EA", **kw: Any) -> Item
 
 ITEMS = (
     item("RAW-A", ItemType.RAW, "2.00"),
-    item("RAW-B", ItemType.RAW, "5.00", "KG",
-         conversions=(UomConversion(from_uom="G", to_uom="KG", factor=D("0.001")),)),
+    item(
+        "RAW-B",
+        ItemType.RAW,
+        "5.00",
+        "KG",
+        conversions=(UomConversion(from_uom="G", to_uom="KG", factor=D("0.001")),),
+    ),
     item("RAW-B2", ItemType.RAW, "5.50", "KG"),
     item("RAW-C", ItemType.RAW, "0.50"),
     item("RAW-L", ItemType.RAW, "1.25", lot_controlled=True),
@@ -84,35 +99,69 @@ ITEMS = (
 )
 
 FG_BOM = BomRevision(
-    item="FG-1", revision="A", effective_from=START - timedelta(days=30), plants=("P1",),
+    item="FG-1",
+    revision="A",
+    effective_from=START - timedelta(days=30),
+    plants=("P1",),
     lines=(
         BomLine(component="RAW-A", qty_per=D(2), uom="EA", operation_seq=10),
         BomLine(component="RAW-L", qty_per=D(1), uom="EA", operation_seq=10),
-        BomLine(component="RAW-B", qty_per=D("0.5"), uom="KG", scrap_factor=D("0.1"),
-                operation_seq=20, alternates=(Alternate(item="RAW-B2", priority=1),)),
+        BomLine(
+            component="RAW-B",
+            qty_per=D("0.5"),
+            uom="KG",
+            scrap_factor=D("0.1"),
+            operation_seq=20,
+            alternates=(Alternate(item="RAW-B2", priority=1),),
+        ),
         BomLine(component="PH-1", qty_per=D(1), uom="EA", phantom=True, operation_seq=20),
     ),
 )
-FG_ROUTING = Routing(item="FG-1", revision="A", operations=(
-    Operation(seq=10, work_centre="CUT", run_hours_per_unit=D("0.1"), labour_rate=D(30),
-              overhead_rate=D(20), backflush_point=True),
-    Operation(seq=20, work_centre="ASM", run_hours_per_unit=D("0.2"), labour_rate=D(30),
-              overhead_rate=D(40), backflush_point=True),
-))
+FG_ROUTING = Routing(
+    item="FG-1",
+    revision="A",
+    operations=(
+        Operation(
+            seq=10,
+            work_centre="CUT",
+            run_hours_per_unit=D("0.1"),
+            labour_rate=D(30),
+            overhead_rate=D(20),
+            backflush_point=True,
+        ),
+        Operation(
+            seq=20,
+            work_centre="ASM",
+            run_hours_per_unit=D("0.2"),
+            labour_rate=D(30),
+            overhead_rate=D(40),
+            backflush_point=True,
+        ),
+    ),
+)
 PHANTOM_BOM = BomRevision(
-    item="PH-1", revision="1", effective_from=START - timedelta(days=30), plants=("P1",),
+    item="PH-1",
+    revision="1",
+    effective_from=START - timedelta(days=30),
+    plants=("P1",),
     lines=(BomLine(component="RAW-C", qty_per=D(2), uom="EA"),),
 )
-PHANTOM_ROUTING = Routing(item="PH-1", revision="1",
-                          operations=(Operation(seq=10, work_centre="NONE"),))
-SEMI_BOM = BomRevision(
-    item="SEMI-S", revision="1", effective_from=START - timedelta(days=30), plants=("P1",),
-    lines=(BomLine(component="RAW-A", qty_per=D(3), uom="EA"),),
-    overlays=(PlantOverlay(plant="P1", changes=(OverlayQuantity(component="RAW-A",
-                                                                qty_per=D(4)),)),),
+PHANTOM_ROUTING = Routing(
+    item="PH-1", revision="1", operations=(Operation(seq=10, work_centre="NONE"),)
 )
-SEMI_ROUTING = Routing(item="SEMI-S", revision="1",
-                       operations=(Operation(seq=10, work_centre="SUBCON"),))
+SEMI_BOM = BomRevision(
+    item="SEMI-S",
+    revision="1",
+    effective_from=START - timedelta(days=30),
+    plants=("P1",),
+    lines=(BomLine(component="RAW-A", qty_per=D(3), uom="EA"),),
+    overlays=(
+        PlantOverlay(plant="P1", changes=(OverlayQuantity(component="RAW-A", qty_per=D(4)),)),
+    ),
+)
+SEMI_ROUTING = Routing(
+    item="SEMI-S", revision="1", operations=(Operation(seq=10, work_centre="SUBCON"),)
+)
 
 
 class Envelopes:
@@ -122,17 +171,29 @@ class Envelopes:
         self._ids = count(1)
         self.now = start
 
-    def __call__(self, message: Any, *, source: SourceSystem | None = None,
-                 stream: str | None = None, seq: int | None = None,
-                 occurred_at: datetime | None = None, message_id: str | None = None,
-                 key: str | None = None) -> Envelope:
+    def __call__(
+        self,
+        message: Any,
+        *,
+        source: SourceSystem | None = None,
+        stream: str | None = None,
+        seq: int | None = None,
+        occurred_at: datetime | None = None,
+        message_id: str | None = None,
+        key: str | None = None,
+    ) -> Envelope:
         n = next(self._ids)
         source = source or SOURCE_OF.get(message.type, SourceSystem.MES)
         moment = occurred_at or self.now
         return Envelope(
-            message_id=message_id or f"m-{n}", idempotency_key=key or f"k-{n}",
-            source_system=source, stream=stream, source_seq=seq, occurred_at=moment,
-            sent_at=moment, message=message,
+            message_id=message_id or f"m-{n}",
+            idempotency_key=key or f"k-{n}",
+            source_system=source,
+            stream=stream,
+            source_seq=seq,
+            occurred_at=moment,
+            sent_at=moment,
+            message=message,
         )
 
 
@@ -147,8 +208,11 @@ def master_data(envelopes: Envelopes) -> list[Envelope]:
 
 
 def release(envelopes: Envelopes, work_order: str = "WO-1", qty: str = "10") -> Envelope:
-    return envelopes(WorkOrderReleased(work_order=work_order, plant="P1", item="FG-1",
-                                       qty=D(qty), uom="EA", bom_revision="A"))
+    return envelopes(
+        WorkOrderReleased(
+            work_order=work_order, plant="P1", item="FG-1", qty=D(qty), uom="EA", bom_revision="A"
+        )
+    )
 
 
 def new_core(path: str = ":memory:", **overrides: Any) -> tuple[Core, Envelopes, ManualClock]:

@@ -59,7 +59,11 @@ class EntryBuilder:
         return amount(qty * self.state.standard_cost(item, self.plant), self.currency)
 
     def line(
-        self, account: Account, value: Decimal, *, work_order: str | None = None,
+        self,
+        account: Account,
+        value: Decimal,
+        *,
+        work_order: str | None = None,
         item: str | None = None,
     ) -> None:
         """Add a signed line (debit positive); zero lines are dropped."""
@@ -85,8 +89,14 @@ class EntryBuilder:
         self.line(account, value, item=item)
 
     def consume(
-        self, item: str, location: str, lot: str, qty: Decimal, account: Account,
-        problems: list[Problem] | None = None, field_name: str = "",
+        self,
+        item: str,
+        location: str,
+        lot: str,
+        qty: Decimal,
+        account: Account,
+        problems: list[Problem] | None = None,
+        field_name: str = "",
     ) -> Decimal:
         """Take `qty` out of stock at standard cost and return the (positive) value consumed.
 

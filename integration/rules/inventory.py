@@ -87,16 +87,32 @@ def subcontract_received(state: BookState, envelope: Envelope) -> Decision:
         checks.fail(ErrorCode.REVISION_NOT_EFFECTIVE, f"{msg.item} has no released BOM", "item")
     checks.raise_if_any()
     entry = EntryBuilder(state, msg.plant)
-    entry.move(msg.item, location.id, lot, qty, entry.value(msg.item, qty),
-               inventory_account(item.type, location.kind))
+    entry.move(
+        msg.item,
+        location.id,
+        lot,
+        qty,
+        entry.value(msg.item, qty),
+        inventory_account(item.type, location.kind),
+    )
     for line in lines:
         component = state.items[line.component]
-        need = quantity(state.to_base(line.component, line.qty_per, line.uom) * qty
-                        * (1 + line.scrap_factor))
-        component_lot = checks.lot(component, msg.component_lots.get(line.component), msg.plant,
-                                   f"component_lots.{line.component}")
-        entry.consume(line.component, at_supplier.id, component_lot, need,
-                      inventory_account(component.type, at_supplier.kind))
+        need = quantity(
+            state.to_base(line.component, line.qty_per, line.uom) * qty * (1 + line.scrap_factor)
+        )
+        component_lot = checks.lot(
+            component,
+            msg.component_lots.get(line.component),
+            msg.plant,
+            f"component_lots.{line.component}",
+        )
+        entry.consume(
+            line.component,
+            at_supplier.id,
+            component_lot,
+            need,
+            inventory_account(component.type, at_supplier.kind),
+        )
     checks.raise_if_any()
     entry.line(Account.GRNI, -(msg.qty * msg.service_unit_price))
     entry.balance_to(Account.SUBCONTRACT_VARIANCE)

@@ -69,8 +69,9 @@ def bom_released(state: BookState, envelope: Envelope) -> Decision:
     for plant in msg.bom.plants:
         checks.plant(plant, "bom.plants")
     if (msg.routing.item, msg.routing.revision) != (msg.bom.item, msg.bom.revision):
-        checks.fail(ErrorCode.SCHEMA_INVALID, "the routing is for another item or revision",
-                    "routing")
+        checks.fail(
+            ErrorCode.SCHEMA_INVALID, "the routing is for another item or revision", "routing"
+        )
     checks.raise_if_any()
 
     def change(s: BookState) -> None:
@@ -85,8 +86,9 @@ def _revaluation(state: BookState, item: str, plant: str, new_cost: Decimal) -> 
     entry = EntryBuilder(state, plant)
     delta = new_cost - state.standard_cost(item, plant)
     for key in sorted(k for k, qty in state.stock.items() if k[:2] == (plant, item) and qty):
-        entry.move(item, key[2], key[3], Decimal(0), state.stock[key] * delta,
-                   state.stock_account(key))
+        entry.move(
+            item, key[2], key[3], Decimal(0), state.stock[key] * delta, state.stock_account(key)
+        )
     for order_id in sorted(state.work_orders):
         order = state.work_orders[order_id]
         consumed = order.consumed.get(item)
@@ -103,8 +105,11 @@ def eco_released(state: BookState, envelope: Envelope) -> Decision:
     if item is not None:
         for revision in (msg.from_revision, msg.to_revision):
             if state.bom(msg.item, revision) is None:
-                checks.fail(ErrorCode.REVISION_UNKNOWN, f"{msg.item} has no revision {revision}",
-                            "to_revision" if revision == msg.to_revision else "from_revision")
+                checks.fail(
+                    ErrorCode.REVISION_UNKNOWN,
+                    f"{msg.item} has no revision {revision}",
+                    "to_revision" if revision == msg.to_revision else "from_revision",
+                )
     for plant in msg.new_standard_costs:
         if checks.plant(plant, f"new_standard_costs.{plant}") and item is not None:
             checks.item(msg.item, f"new_standard_costs.{plant}", plant=plant)
@@ -114,7 +119,9 @@ def eco_released(state: BookState, envelope: Envelope) -> Decision:
     entries = tuple(
         (plant, posting)
         for plant in sorted(msg.new_standard_costs)
-        if not (posting := _revaluation(state, msg.item, plant, msg.new_standard_costs[plant])).is_empty
+        if not (
+            posting := _revaluation(state, msg.item, plant, msg.new_standard_costs[plant])
+        ).is_empty
     )
 
     def change(s: BookState) -> None:

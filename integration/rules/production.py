@@ -68,7 +68,9 @@ def work_order_released(state: BookState, envelope: Envelope) -> Decision:
     qty = checks.base_qty(item, msg.qty, msg.uom)
     lines = routing = None
     if known_plant and item is not None:
-        lines = resolve_for_plant(checks, msg.item, msg.bom_revision, msg.plant, envelope, "bom_revision")
+        lines = resolve_for_plant(
+            checks, msg.item, msg.bom_revision, msg.plant, envelope, "bom_revision"
+        )
         routing = state.routings.get((msg.item, msg.bom_revision))
         if lines is not None and routing is None:
             checks.fail(ErrorCode.REVISION_UNKNOWN, "no routing for the revision", "bom_revision")
@@ -272,7 +274,9 @@ def finished_goods_received(state: BookState, envelope: Envelope) -> Decision:
     checks.within_tolerance(order.received + qty, order.qty, "received", "qty")
     checks.raise_if_any()
     value = entry.value(order.item, qty)
-    entry.move(order.item, msg.location, lot, qty, value, inventory_account(item.type, location.kind))
+    entry.move(
+        order.item, msg.location, lot, qty, value, inventory_account(item.type, location.kind)
+    )
     entry.line(Account.WIP, -value, work_order=order.id)
 
     def change(s: BookState) -> None:

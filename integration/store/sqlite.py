@@ -91,16 +91,18 @@ class SqliteStore:
                 "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             return
-        version = int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'")
-                      .fetchone()[0])
+        version = int(
+            self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        )
         if version != SCHEMA_VERSION:
             raise ConfigurationError(
                 f"{self.path} has ledger schema {version}; this build reads {SCHEMA_VERSION}"
             )
 
     def schema_version(self) -> int:
-        return int(self._db.execute("SELECT value FROM meta WHERE key='schema_version'")
-                   .fetchone()[0])
+        return int(
+            self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        )
 
     # --- the one write ---------------------------------------------------------------------
     def commit(self, commit: Commit) -> Committed:
@@ -119,8 +121,10 @@ class SqliteStore:
                     "UPDATE dead_letter SET status = ? WHERE dead_letter_id = ?",
                     (commit.resolution, commit.resolved_dead_letter),
                 )
-                db.execute("DELETE FROM dead_letter_wait WHERE dead_letter_id = ?",
-                           (commit.resolved_dead_letter,))
+                db.execute(
+                    "DELETE FROM dead_letter_wait WHERE dead_letter_id = ?",
+                    (commit.resolved_dead_letter,),
+                )
             if commit.streams:
                 db.executemany(
                     "INSERT INTO stream_position VALUES (?, ?) ON CONFLICT (stream)"
@@ -141,19 +145,39 @@ class SqliteStore:
 
     def _write_inbox(self, row: InboxWrite) -> int:
         posted = row.status is InboxStatus.POSTED
-        outcome = (row.status.value, row.code.value if row.code else None, self._ts(row.committed_at),
-                   self._ts(row.hold_deadline), json.dumps(row.waits_on) if row.waits_on else "[]",
-                   int(row.late))
+        outcome = (
+            row.status.value,
+            row.code.value if row.code else None,
+            self._ts(row.committed_at),
+            self._ts(row.hold_deadline),
+            json.dumps(row.waits_on) if row.waits_on else "[]",
+            int(row.late),
+        )
         if row.inbox_id is not None:
             self._db.execute(_UPDATE_INBOX[posted], (*outcome, row.inbox_id))
             return row.inbox_id
         ids = row.ids
         cursor = self._db.execute(
             _INSERT_INBOX[posted],
-            (row.message_id, row.idempotency_key, int(row.unique), row.payload_hash,
-             row.message_type, row.source_system, row.stream, row.source_seq, ids.plant, ids.item,
-             ids.work_order, ids.lot, ids.supplier, ids.period, row.envelope_json,
-             self._ts(row.received_at), *outcome),
+            (
+                row.message_id,
+                row.idempotency_key,
+                int(row.unique),
+                row.payload_hash,
+                row.message_type,
+                row.source_system,
+                row.stream,
+                row.source_seq,
+                ids.plant,
+                ids.item,
+                ids.work_order,
+                ids.lot,
+                ids.supplier,
+                ids.period,
+                row.envelope_json,
+                self._ts(row.received_at),
+                *outcome,
+            ),
         )
         return cursor.lastrowid
 
@@ -170,17 +194,35 @@ class SqliteStore:
             "INSERT INTO journal_entry (inbox_id, message_id, plant, currency, period,"
             " original_period, late, event_type, work_order, occurred_at, posted_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (inbox_id, inbox.message_id, entry.plant, entry.currency, entry.period,
-             entry.original_period, int(entry.late), entry.event_type, entry.work_order,
-             self._ts(entry.occurred_at), self._ts(inbox.committed_at)),
+            (
+                inbox_id,
+                inbox.message_id,
+                entry.plant,
+                entry.currency,
+                entry.period,
+                entry.original_period,
+                int(entry.late),
+                entry.event_type,
+                entry.work_order,
+                self._ts(entry.occurred_at),
+                self._ts(inbox.committed_at),
+            ),
         )
         entry_id = cursor.lastrowid
         posting = entry.posting
         self._db.executemany(
             "INSERT INTO journal_line VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (entry_id, n, ln.plant, ln.account, ln.currency,
-                 to_minor(ln.amount, ln.currency), ln.work_order, ln.item)
+                (
+                    entry_id,
+                    n,
+                    ln.plant,
+                    ln.account,
+                    ln.currency,
+                    to_minor(ln.amount, ln.currency),
+                    ln.work_order,
+                    ln.item,
+                )
                 for n, ln in enumerate(posting.lines, start=1)
             ],
         )
@@ -193,15 +235,25 @@ class SqliteStore:
             self._db.executemany(
                 "INSERT INTO stock_exception (entry_id, plant, item, location, lot, qty_after)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                [(entry_id, ex.plant, ex.item, ex.location, ex.lot, str(ex.qty_after))
-                 for ex in posting.exceptions],
+                [
+                    (entry_id, ex.plant, ex.item, ex.location, ex.lot, str(ex.qty_after))
+                    for ex in posting.exceptions
+                ],
             )
         return entry_id
 
     @staticmethod
     def _move_row(entry_id: int, currency: str, move: StockMove) -> tuple:
-        return (entry_id, move.plant, move.item, move.location, move.lot, str(move.qty),
-                to_minor(move.value, currency), move.account)
+        return (
+            entry_id,
+            move.plant,
+            move.item,
+            move.location,
+            move.lot,
+            str(move.qty),
+            to_minor(move.value, currency),
+            move.account,
+        )
 
     def _write_dead_letter(self, row: DeadLetterWrite) -> int:
         event = json.dumps({"at": row.at.isoformat(), "code": row.code.value})
@@ -222,9 +274,24 @@ class SqliteStore:
                 " source_system, code, problems, raw, plant, item, work_order, lot, supplier,"
                 " period, history, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.message_id, row.idempotency_key, row.message_type, row.source_system,
-                 row.code.value, problems, row.raw, ids.plant, ids.item, ids.work_order, ids.lot,
-                 ids.supplier, ids.period, f"[{event}]", row.at.isoformat(), row.at.isoformat()),
+                (
+                    row.message_id,
+                    row.idempotency_key,
+                    row.message_type,
+                    row.source_system,
+                    row.code.value,
+                    problems,
+                    row.raw,
+                    ids.plant,
+                    ids.item,
+                    ids.work_order,
+                    ids.lot,
+                    ids.supplier,
+                    ids.period,
+                    f"[{event}]",
+                    row.at.isoformat(),
+                    row.at.isoformat(),
+                ),
             ).lastrowid
         self._db.executemany(
             "INSERT INTO dead_letter_wait VALUES (?, ?)",
@@ -239,16 +306,26 @@ class SqliteStore:
 
     def _inbox_record(self, row: tuple) -> InboxRecord:
         entry_ids = tuple(
-            r[0] for r in self._db.execute(
+            r[0]
+            for r in self._db.execute(
                 "SELECT entry_id FROM journal_entry WHERE inbox_id = ? ORDER BY entry_id", (row[0],)
             )
         )
         return InboxRecord(
-            inbox_id=row[0], message_id=row[1], idempotency_key=row[2], payload_hash=row[3],
-            message_type=row[4], status=InboxStatus(row[5]),
-            code=ErrorCode(row[6]) if row[6] else None, entry_ids=entry_ids,
-            envelope_json=row[7], received_at=_dt(row[8]), committed_at=_dt(row[9]),
-            hold_deadline=_dt(row[10]), waits_on=tuple(json.loads(row[11])), late=bool(row[12]),
+            inbox_id=row[0],
+            message_id=row[1],
+            idempotency_key=row[2],
+            payload_hash=row[3],
+            message_type=row[4],
+            status=InboxStatus(row[5]),
+            code=ErrorCode(row[6]) if row[6] else None,
+            entry_ids=entry_ids,
+            envelope_json=row[7],
+            received_at=_dt(row[8]),
+            committed_at=_dt(row[9]),
+            hold_deadline=_dt(row[10]),
+            waits_on=tuple(json.loads(row[11])),
+            late=bool(row[12]),
         )
 
     def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None:
@@ -274,10 +351,20 @@ class SqliteStore:
         )
         for row in cursor:
             yield InboxRecord(
-                inbox_id=row[0], message_id=row[1], idempotency_key=row[2], payload_hash=row[3],
-                message_type=row[4], status=InboxStatus.POSTED, code=None, entry_ids=(),
-                envelope_json=row[7], received_at=_dt(row[8]), committed_at=_dt(row[9]),
-                hold_deadline=None, waits_on=(), late=bool(row[12]),
+                inbox_id=row[0],
+                message_id=row[1],
+                idempotency_key=row[2],
+                payload_hash=row[3],
+                message_type=row[4],
+                status=InboxStatus.POSTED,
+                code=None,
+                entry_ids=(),
+                envelope_json=row[7],
+                received_at=_dt(row[8]),
+                committed_at=_dt(row[9]),
+                hold_deadline=None,
+                waits_on=(),
+                late=bool(row[12]),
             )
 
     def stream_positions(self) -> dict[str, int]:
@@ -295,8 +382,10 @@ class SqliteStore:
                 where.append(f"{column} = ?")
                 params.append(value.value if isinstance(value, ErrorCode) else value)
         if selection.waits_on is not None:
-            where.append("dead_letter_id IN (SELECT dead_letter_id FROM dead_letter_wait"
-                         " WHERE dependency = ?)")
+            where.append(
+                "dead_letter_id IN (SELECT dead_letter_id FROM dead_letter_wait"
+                " WHERE dependency = ?)"
+            )
             params.append(selection.waits_on)
         rows = self._db.execute(
             "SELECT dead_letter_id, message_id, idempotency_key, message_type, source_system,"
@@ -307,17 +396,36 @@ class SqliteStore:
         ).fetchall()
         return [self._dead_letter(row) for row in rows]
 
+    def waiting_keys(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT dependency FROM dead_letter_wait ORDER BY dependency"
+        )
+        return [row[0] for row in rows]
+
     def _dead_letter(self, row: tuple) -> DeadLetter:
-        waits = tuple(r[0] for r in self._db.execute(
-            "SELECT dependency FROM dead_letter_wait WHERE dead_letter_id = ? ORDER BY dependency",
-            (row[0],)))
+        waits = tuple(
+            r[0]
+            for r in self._db.execute(
+                "SELECT dependency FROM dead_letter_wait WHERE dead_letter_id = ? ORDER BY dependency",
+                (row[0],),
+            )
+        )
         return DeadLetter(
-            id=row[0], message_id=row[1], idempotency_key=row[2], message_type=row[3],
-            source_system=row[4], code=ErrorCode(row[5]),
-            problems=tuple(Problem.from_dict(p) for p in json.loads(row[6])), raw=row[7],
-            ids=BusinessIds(**dict(zip(_ID_COLUMNS, row[8:14], strict=True))), attempts=row[14],
-            history=tuple(json.loads(row[15])), status=row[16], waits_on=waits,
-            created_at=_dt(row[17]), updated_at=_dt(row[18]),
+            id=row[0],
+            message_id=row[1],
+            idempotency_key=row[2],
+            message_type=row[3],
+            source_system=row[4],
+            code=ErrorCode(row[5]),
+            problems=tuple(Problem.from_dict(p) for p in json.loads(row[6])),
+            raw=row[7],
+            ids=BusinessIds(**dict(zip(_ID_COLUMNS, row[8:14], strict=True))),
+            attempts=row[14],
+            history=tuple(json.loads(row[15])),
+            status=row[16],
+            waits_on=waits,
+            created_at=_dt(row[17]),
+            updated_at=_dt(row[18]),
         )
 
     # --- ledger reads ----------------------------------------------------------------------
@@ -376,4 +484,3 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
-

@@ -114,8 +114,14 @@ def books(core: Core) -> tuple[int, dict, dict]:
 
 def goods_received(**overrides: Any) -> GoodsReceived:
     fields: dict[str, Any] = dict(
-        plant="P1", item="RAW-A", qty=D(5), uom="EA", location="STORES",
-        purchase_order="PO-1", supplier="SUP-1", unit_price=D("2.10"),
+        plant="P1",
+        item="RAW-A",
+        qty=D(5),
+        uom="EA",
+        location="STORES",
+        purchase_order="PO-1",
+        supplier="SUP-1",
+        unit_price=D("2.10"),
     )
     return GoodsReceived(**{**fields, **overrides})
 
@@ -151,8 +157,9 @@ def assert_rejected(
     assert outcome.entry_ids == ()
     assert outcome.dead_letter_id is not None, outcome
 
-    letters = [d for d in core.dead_letters(DeadLetterFilter(code=code))
-               if d.id == outcome.dead_letter_id]
+    letters = [
+        d for d in core.dead_letters(DeadLetterFilter(code=code)) if d.id == outcome.dead_letter_id
+    ]
     assert len(letters) == 1, f"no open {code} dead letter #{outcome.dead_letter_id}"
     letter = letters[0]
     assert letter.code is code
@@ -290,8 +297,12 @@ def test_schema_invalid_wrong_types(started: Started, edit: Callable[[dict], Any
     core, env, _clock = started
     core.submit(release(env))
     before = books(core)
-    envelope = env(OperationCompleted(work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA",
-                                      backflush_location="LINE"), message_id="wrong-types")
+    envelope = env(
+        OperationCompleted(
+            work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA", backflush_location="LINE"
+        ),
+        message_id="wrong-types",
+    )
     data = envelope.model_dump(mode="json")
     edit(data)
     raw = json.dumps(data)
@@ -315,8 +326,10 @@ def test_unknown_field(started: Started, where: str) -> None:
     core, env, _clock = started
     before = books(core)
     if where == "nested-item":
-        envelope = env(ItemCreated(item=ITEMS[0].model_copy(update={"id": "RAW-NEW"})),
-                       message_id="unknown-field")
+        envelope = env(
+            ItemCreated(item=ITEMS[0].model_copy(update={"id": "RAW-NEW"})),
+            message_id="unknown-field",
+        )
         data = envelope.model_dump(mode="json")
         data["message"]["item"]["colour"] = "blue"
     else:
@@ -324,15 +337,16 @@ def test_unknown_field(started: Started, where: str) -> None:
         (data if where == "envelope" else data["message"])["priority"] = "urgent"
     raw = json.dumps(data)
     outcome = core.submit(raw)
-    letter = assert_rejected(core, outcome, ErrorCode.UNKNOWN_FIELD, before, raw=raw,
-                             message_id="unknown-field")
+    letter = assert_rejected(
+        core, outcome, ErrorCode.UNKNOWN_FIELD, before, raw=raw, message_id="unknown-field"
+    )
     assert letter.problems[0].field.endswith(("priority", "colour"))
 
 
 @covers(ErrorCode.INVALID_QUANTITY)
 @pytest.mark.parametrize(
-    "literal", ['"NaN"', "NaN", '"Infinity"', "Infinity", '"-Infinity"', "-Infinity", "1e999999",
-                '"sNaN"'],
+    "literal",
+    ['"NaN"', "NaN", '"Infinity"', "Infinity", '"-Infinity"', "-Infinity", "1e999999", '"sNaN"'],
 )
 def test_invalid_quantity_non_finite_json_text(started: Started, literal: str) -> None:
     core, env, _clock = started
@@ -342,13 +356,15 @@ def test_invalid_quantity_non_finite_json_text(started: Started, literal: str) -
     raw = json.dumps(data).replace('"__QTY__"', literal)
     assert f'"qty": {literal}' in raw
     outcome = core.submit(raw)
-    letter = assert_rejected(core, outcome, ErrorCode.INVALID_QUANTITY, before, raw=raw,
-                             message_id="nan-text")
+    letter = assert_rejected(
+        core, outcome, ErrorCode.INVALID_QUANTITY, before, raw=raw, message_id="nan-text"
+    )
     assert letter.problems[0].field.endswith("qty")
 
 
 @pytest.mark.parametrize(
-    "value", [float("nan"), float("inf"), float("-inf"), D("NaN"), D("Infinity"), D("-Infinity")],
+    "value",
+    [float("nan"), float("inf"), float("-inf"), D("NaN"), D("Infinity"), D("-Infinity")],
     ids=str,
 )
 def test_invalid_quantity_non_finite_python_dict(started: Started, value: Any) -> None:
@@ -366,23 +382,33 @@ def test_invalid_quantity_negative_or_zero(started: Started, value: Any) -> None
     before = books(core)
     for make in (
         lambda: as_dict(env(goods_received(), message_id="neg-gr"), qty=value),
-        lambda: as_dict(env(MaterialIssued(work_order="WO-1", component="RAW-A", qty=D(1),
-                                           uom="EA", location="LINE"), message_id="neg-mi"),
-                        qty=value),
+        lambda: as_dict(
+            env(
+                MaterialIssued(
+                    work_order="WO-1", component="RAW-A", qty=D(1), uom="EA", location="LINE"
+                ),
+                message_id="neg-mi",
+            ),
+            qty=value,
+        ),
     ):
         data = make()
         outcome = core.submit(json.dumps(data))
-        assert_rejected(core, outcome, ErrorCode.INVALID_QUANTITY, before,
-                        message_id=data["message_id"])
+        assert_rejected(
+            core, outcome, ErrorCode.INVALID_QUANTITY, before, message_id=data["message_id"]
+        )
 
 
 def test_invalid_quantity_negative_hours_and_scrap(started: Started) -> None:
     core, env, _clock = started
     core.submit(release(env))
     before = books(core)
-    confirmation = env(OperationCompleted(work_order="WO-1", operation_seq=10, good_qty=D(1),
-                                          uom="EA", backflush_location="LINE"),
-                       message_id="neg-hours")
+    confirmation = env(
+        OperationCompleted(
+            work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA", backflush_location="LINE"
+        ),
+        message_id="neg-hours",
+    )
     for field in ("good_qty", "scrap_qty", "labour_hours", "machine_hours"):
         outcome = core.submit(as_dict(confirmation, **{field: "-1"}))
         assert_rejected(core, outcome, ErrorCode.INVALID_QUANTITY, before, message_id="neg-hours")
@@ -408,8 +434,7 @@ def test_unauthorised_source(started: Started, source: SourceSystem, message: An
     before = books(core)
     envelope = env(message, source=source, message_id="wrong-source")
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.UNAUTHORISED_SOURCE, before,
-                    message_id="wrong-source")
+    assert_rejected(core, outcome, ErrorCode.UNAUTHORISED_SOURCE, before, message_id="wrong-source")
     assert outcome.problems[0].field == "source_system"
 
 
@@ -431,8 +456,9 @@ def test_unknown_location(started: Started) -> None:
     before = books(core)
     envelope = env(goods_received(location="NOWHERE"))
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.UNKNOWN_LOCATION, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.UNKNOWN_LOCATION, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.UNKNOWN_ITEM)
@@ -442,8 +468,9 @@ def test_unknown_item(started: Started) -> None:
     # naming an unknown alternate is the message that is rejected with UNKNOWN_ITEM.
     core, env, _clock = started
     before = books(core)
-    line = FG_BOM.lines[0].model_copy(update={
-        "alternates": (Alternate(item="RAW-GHOST", priority=1),)})
+    line = FG_BOM.lines[0].model_copy(
+        update={"alternates": (Alternate(item="RAW-GHOST", priority=1),)}
+    )
     bom = FG_BOM.model_copy(update={"revision": "D", "lines": (line, *FG_BOM.lines[1:])})
     envelope = env(BomReleased(bom=bom, routing=FG_ROUTING.model_copy(update={"revision": "D"})))
     outcome = core.submit(envelope)
@@ -464,11 +491,15 @@ def test_unknown_references_are_all_reported_at_once(started: Started) -> None:
     before = books(core)
     envelope = env(goods_received(item="RAW-L", location="NOWHERE", uom="KG"))
     outcome = core.submit(envelope)
-    letter = assert_rejected(core, outcome, ErrorCode.UNKNOWN_LOCATION, before,
-                             message_id=envelope.message_id)
+    letter = assert_rejected(
+        core, outcome, ErrorCode.UNKNOWN_LOCATION, before, message_id=envelope.message_id
+    )
     codes = [p.code for p in letter.problems]
-    assert codes == [ErrorCode.UNKNOWN_LOCATION, ErrorCode.UOM_NO_CONVERSION,
-                     ErrorCode.LOT_REQUIRED]
+    assert codes == [
+        ErrorCode.UNKNOWN_LOCATION,
+        ErrorCode.UOM_NO_CONVERSION,
+        ErrorCode.LOT_REQUIRED,
+    ]
 
 
 @covers(ErrorCode.ITEM_EXISTS)
@@ -486,8 +517,9 @@ def test_uom_no_conversion(started: Started) -> None:
     before = books(core)
     envelope = env(goods_received(uom="KG"))  # RAW-A is counted in EA
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.UOM_NO_CONVERSION, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.UOM_NO_CONVERSION, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.PLANT_NOT_APPLICABLE)
@@ -496,8 +528,9 @@ def test_plant_not_applicable(started: Started) -> None:
     before = books(core)
     envelope = env(goods_received(plant="P2"))  # RAW-A has a standard cost in P1 only
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.PLANT_NOT_APPLICABLE, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.PLANT_NOT_APPLICABLE, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.REVISION_UNKNOWN)
@@ -506,8 +539,9 @@ def test_revision_unknown(started: Started) -> None:
     before = books(core)
     envelope = env(release(env).message.model_copy(update={"bom_revision": "Z"}))
     outcome = core.submit(envelope)
-    letter = assert_rejected(core, outcome, ErrorCode.REVISION_UNKNOWN, before,
-                             message_id=envelope.message_id)
+    letter = assert_rejected(
+        core, outcome, ErrorCode.REVISION_UNKNOWN, before, message_id=envelope.message_id
+    )
     assert letter.waits_on == ("bom:FG-1",)  # replayed when a BOM of FG-1 is released
 
 
@@ -515,26 +549,30 @@ def test_revision_unknown(started: Started) -> None:
 def test_revision_not_released(started: Started) -> None:
     core, env, _clock = started
     draft = FG_BOM.model_copy(update={"revision": "B", "status": BomStatus.DRAFT})
-    submit_ok(core, env(BomReleased(bom=draft,
-                                    routing=FG_ROUTING.model_copy(update={"revision": "B"}))))
+    submit_ok(
+        core, env(BomReleased(bom=draft, routing=FG_ROUTING.model_copy(update={"revision": "B"})))
+    )
     before = books(core)
     envelope = env(release(env).message.model_copy(update={"bom_revision": "B"}))
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.REVISION_NOT_RELEASED, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.REVISION_NOT_RELEASED, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.REVISION_NOT_EFFECTIVE)
 def test_revision_not_effective(started: Started) -> None:
     core, env, _clock = started
     future = FG_BOM.model_copy(update={"revision": "C", "effective_from": START + timedelta(30)})
-    submit_ok(core, env(BomReleased(bom=future,
-                                    routing=FG_ROUTING.model_copy(update={"revision": "C"}))))
+    submit_ok(
+        core, env(BomReleased(bom=future, routing=FG_ROUTING.model_copy(update={"revision": "C"})))
+    )
     before = books(core)
     envelope = env(release(env).message.model_copy(update={"bom_revision": "C"}))
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.REVISION_NOT_EFFECTIVE, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.REVISION_NOT_EFFECTIVE, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.REVISION_MISMATCH)
@@ -542,12 +580,21 @@ def test_revision_mismatch(started: Started) -> None:
     core, env, _clock = started
     submit_ok(core, release(env))
     before = books(core)
-    envelope = env(OperationCompleted(work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA",
-                                      backflush_location="LINE", bom_revision="B",
-                                      component_lots={"RAW-L": "L1"}))
+    envelope = env(
+        OperationCompleted(
+            work_order="WO-1",
+            operation_seq=10,
+            good_qty=D(1),
+            uom="EA",
+            backflush_location="LINE",
+            bom_revision="B",
+            component_lots={"RAW-L": "L1"},
+        )
+    )
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.REVISION_MISMATCH, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.REVISION_MISMATCH, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.WORK_ORDER_UNKNOWN)
@@ -557,11 +604,13 @@ def test_work_order_unknown(make_core: Callable[..., Started]) -> None:
     # WORK_ORDER_UNKNOWN rejection is what validation says when nothing is waited for.
     core, env, _clock = make_core(sequencing=False)
     before = books(core)
-    envelope = env(MaterialIssued(work_order="WO-404", component="RAW-A", qty=D(1), uom="EA",
-                                  location="LINE"))
+    envelope = env(
+        MaterialIssued(work_order="WO-404", component="RAW-A", qty=D(1), uom="EA", location="LINE")
+    )
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.WORK_ORDER_UNKNOWN, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.WORK_ORDER_UNKNOWN, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.WORK_ORDER_EXISTS)
@@ -571,8 +620,9 @@ def test_work_order_exists(started: Started) -> None:
     before = books(core)
     envelope = release(env)  # same order number, new message id and key
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.WORK_ORDER_EXISTS, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.WORK_ORDER_EXISTS, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.WORK_ORDER_CLOSED)
@@ -581,11 +631,13 @@ def test_work_order_closed(started: Started) -> None:
     submit_ok(core, release(env))
     submit_ok(core, env(WorkOrderClosed(work_order="WO-1")))
     before = books(core)
-    envelope = env(MaterialIssued(work_order="WO-1", component="RAW-A", qty=D(1), uom="EA",
-                                  location="LINE"))
+    envelope = env(
+        MaterialIssued(work_order="WO-1", component="RAW-A", qty=D(1), uom="EA", location="LINE")
+    )
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.WORK_ORDER_CLOSED, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.WORK_ORDER_CLOSED, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.OPERATION_UNKNOWN)
@@ -595,8 +647,9 @@ def test_operation_unknown(started: Started) -> None:
     before = books(core)
     envelope = env(ScrapDeclared(work_order="WO-1", operation_seq=99, qty=D(1), uom="EA"))
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.OPERATION_UNKNOWN, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.OPERATION_UNKNOWN, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.COMPONENT_NOT_ON_BOM)
@@ -604,11 +657,13 @@ def test_component_not_on_bom(started: Started) -> None:
     core, env, _clock = started
     submit_ok(core, release(env))
     before = books(core)
-    envelope = env(MaterialIssued(work_order="WO-1", component="SEMI-S", qty=D(1), uom="EA",
-                                  location="STORES"))
+    envelope = env(
+        MaterialIssued(work_order="WO-1", component="SEMI-S", qty=D(1), uom="EA", location="STORES")
+    )
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.COMPONENT_NOT_ON_BOM, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.COMPONENT_NOT_ON_BOM, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.LOT_REQUIRED)
@@ -627,8 +682,11 @@ def test_lot_on_hold(started: Started) -> None:
     submit_ok(core, env(goods_received(item="RAW-L", lot="L1")))
     submit_ok(core, env(QualityHold(plant="P1", item="RAW-L", lot="L1")))
     before = books(core)
-    envelope = env(MaterialIssued(work_order="WO-1", component="RAW-L", qty=D(1), uom="EA",
-                                  location="STORES", lot="L1"))
+    envelope = env(
+        MaterialIssued(
+            work_order="WO-1", component="RAW-L", qty=D(1), uom="EA", location="STORES", lot="L1"
+        )
+    )
     outcome = core.submit(envelope)
     assert_rejected(core, outcome, ErrorCode.LOT_ON_HOLD, before, message_id=envelope.message_id)
 
@@ -640,8 +698,9 @@ def test_over_completion(started: Started) -> None:
     before = books(core)
     envelope = env(FinishedGoodsReceived(work_order="WO-1", qty=D(11), uom="EA", location="FG"))
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.OVER_COMPLETION, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.OVER_COMPLETION, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.PERIOD_ALREADY_CLOSED)
@@ -651,8 +710,9 @@ def test_period_already_closed(started: Started) -> None:
     before = books(core)
     envelope = env(PeriodClosed(plant="P1", period="2026-02"))  # a second close, new ids
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.PERIOD_ALREADY_CLOSED, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.PERIOD_ALREADY_CLOSED, before, message_id=envelope.message_id
+    )
 
 
 @covers(ErrorCode.BACKFLUSH_SHORTAGE)
@@ -660,11 +720,20 @@ def test_backflush_shortage(make_core: Callable[..., Started]) -> None:
     core, env, _clock = make_core(negative_stock=NegativeStockPolicy.BLOCK)
     submit_ok(core, release(env))
     before = books(core)
-    envelope = env(OperationCompleted(work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA",
-                                      backflush_location="LINE", component_lots={"RAW-L": "L1"}))
+    envelope = env(
+        OperationCompleted(
+            work_order="WO-1",
+            operation_seq=10,
+            good_qty=D(1),
+            uom="EA",
+            backflush_location="LINE",
+            component_lots={"RAW-L": "L1"},
+        )
+    )
     outcome = core.submit(envelope)  # nothing at LINE to backflush
-    assert_rejected(core, outcome, ErrorCode.BACKFLUSH_SHORTAGE, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.BACKFLUSH_SHORTAGE, before, message_id=envelope.message_id
+    )
 
 
 # --- sequencing and idempotency ------------------------------------------------------------
@@ -674,9 +743,13 @@ def test_backflush_shortage(make_core: Callable[..., Started]) -> None:
 def test_sequence_gap(started: Started) -> None:
     core, env, clock = started
     submit_ok(core, release(env))
-    envelope = env(OperationCompleted(work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA",
-                                      backflush_location="LINE"),
-                   stream="MES:WO-1", seq=2)  # 1 never arrives
+    envelope = env(
+        OperationCompleted(
+            work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA", backflush_location="LINE"
+        ),
+        stream="MES:WO-1",
+        seq=2,
+    )  # 1 never arrives
     _outcome, letter = held_then_dead_lettered(core, clock, envelope, ErrorCode.SEQUENCE_GAP)
     assert letter.waits_on == ("stream:MES:WO-1@2",)
 
@@ -685,23 +758,28 @@ def test_sequence_gap(started: Started) -> None:
 def test_sequence_stale(started: Started) -> None:
     core, env, _clock = started
     submit_ok(core, release(env))
-    confirmation = OperationCompleted(work_order="WO-1", operation_seq=10, good_qty=D(1), uom="EA",
-                                      backflush_location="LINE", component_lots={"RAW-L": "L1"})
+    confirmation = OperationCompleted(
+        work_order="WO-1",
+        operation_seq=10,
+        good_qty=D(1),
+        uom="EA",
+        backflush_location="LINE",
+        component_lots={"RAW-L": "L1"},
+    )
     submit_ok(core, env(confirmation, stream="MES:WO-1", seq=1))
     before = books(core)
     envelope = env(confirmation, stream="MES:WO-1", seq=1)  # another message reusing seq 1
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.SEQUENCE_STALE, before,
-                    message_id=envelope.message_id)
+    assert_rejected(core, outcome, ErrorCode.SEQUENCE_STALE, before, message_id=envelope.message_id)
 
 
 @covers(ErrorCode.AWAITING_DEPENDENCY)
 def test_awaiting_dependency(started: Started) -> None:
     core, env, clock = started
-    envelope = env(MaterialIssued(work_order="WO-404", component="RAW-A", qty=D(1), uom="EA",
-                                  location="LINE"))  # WO-404 is never released
-    _outcome, letter = held_then_dead_lettered(core, clock, envelope,
-                                               ErrorCode.AWAITING_DEPENDENCY)
+    envelope = env(
+        MaterialIssued(work_order="WO-404", component="RAW-A", qty=D(1), uom="EA", location="LINE")
+    )  # WO-404 is never released
+    _outcome, letter = held_then_dead_lettered(core, clock, envelope, ErrorCode.AWAITING_DEPENDENCY)
     assert letter.waits_on == ("work_order:WO-404",)
 
 
@@ -717,8 +795,9 @@ def test_idempotency_conflict(started: Started, reuse: str) -> None:
         key="gr-key" if reuse in ("idempotency_key", "both") else "gr-key-2",
     )
     outcome = core.submit(envelope)  # ... under an id already used
-    assert_rejected(core, outcome, ErrorCode.IDEMPOTENCY_CONFLICT, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.IDEMPOTENCY_CONFLICT, before, message_id=envelope.message_id
+    )
     assert core.outcome("gr-1").entry_ids == first.entry_ids  # the original still stands
 
 
@@ -740,8 +819,9 @@ def test_unbalanced_entry(started: Started, monkeypatch: pytest.MonkeyPatch) -> 
     before = books(core)
     envelope = env(goods_received())
     outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.UNBALANCED_ENTRY, before,
-                    message_id=envelope.message_id)
+    assert_rejected(
+        core, outcome, ErrorCode.UNBALANCED_ENTRY, before, message_id=envelope.message_id
+    )
     assert core.store.unbalanced_entries() == []
 
     monkeypatch.undo()  # the real rule posts the next receipt
@@ -759,8 +839,10 @@ def test_store_failure(started: Started) -> None:
         return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
 
     before, rows_before, stock_before = books(core), counts(), core.stock()
-    db.execute("CREATE TEMP TRIGGER fail_lines BEFORE INSERT ON main.journal_line"
-               " BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    db.execute(
+        "CREATE TEMP TRIGGER fail_lines BEFORE INSERT ON main.journal_line"
+        " BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    )
     envelope = env(goods_received(), message_id="store-fails")
     with pytest.raises(StoreError) as raised:
         core.submit(envelope)

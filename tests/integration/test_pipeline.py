@@ -19,14 +19,23 @@ from integration import (
     Status,
     open_store,
 )
-from tests.builders import D, START, new_core, release, settings
+from tests.builders import START, D, new_core, release, settings
 
 
 def confirm(env, good="1", seq=None, **kw):
-    return env(OperationCompleted(
-        work_order="WO-1", operation_seq=10, good_qty=D(good), uom="EA",
-        backflush_location="LINE", component_lots={"RAW-L": "L1"}),
-        stream="MES:WO-1" if seq else None, seq=seq, **kw)
+    return env(
+        OperationCompleted(
+            work_order="WO-1",
+            operation_seq=10,
+            good_qty=D(good),
+            uom="EA",
+            backflush_location="LINE",
+            component_lots={"RAW-L": "L1"},
+        ),
+        stream="MES:WO-1" if seq else None,
+        seq=seq,
+        **kw,
+    )
 
 
 def posted_rows(core, message_id):
@@ -78,9 +87,13 @@ def test_out_of_order_messages_are_held_and_applied_in_sequence():
     outcome = core.submit(first)
     assert outcome.status is Status.POSTED
     assert [r.message_id for r in outcome.released] == [second.message_id, third.message_id]
-    applied = [row[0] for row in core.store.connection.execute(
-        "SELECT message_id FROM inbox WHERE status='POSTED' AND message_type='OperationCompleted'"
-        " ORDER BY applied_seq")]
+    applied = [
+        row[0]
+        for row in core.store.connection.execute(
+            "SELECT message_id FROM inbox WHERE status='POSTED' AND message_type='OperationCompleted'"
+            " ORDER BY applied_seq"
+        )
+    ]
     assert applied == [first.message_id, second.message_id, third.message_id]
     assert core.held_count == 0
 
@@ -113,14 +126,31 @@ def test_a_gap_past_the_hold_timeout_is_dead_lettered_then_replayed_when_it_fill
 
 def test_master_data_arriving_replays_what_waited_on_it():
     core, env, clock = new_core()
-    receipt = env(GoodsReceived(plant="P1", item="NEW-1", qty=D(5), uom="EA", location="STORES",
-                                purchase_order="PO-9", supplier="SUP-1", unit_price=D(1)))
+    receipt = env(
+        GoodsReceived(
+            plant="P1",
+            item="NEW-1",
+            qty=D(5),
+            uom="EA",
+            location="STORES",
+            purchase_order="PO-9",
+            supplier="SUP-1",
+            unit_price=D(1),
+        )
+    )
     assert core.submit(receipt).code is ErrorCode.AWAITING_DEPENDENCY
     clock.advance(timedelta(hours=2))
     core.expire_holds()
-    assert core.dead_letters(DeadLetterFilter(item="NEW-1"))[0].code is ErrorCode.AWAITING_DEPENDENCY
-    created = core.submit(env(ItemCreated(item=Item(
-        id="NEW-1", base_uom="EA", type=ItemType.RAW, standard_costs={"P1": D(1)}))))
+    assert (
+        core.dead_letters(DeadLetterFilter(item="NEW-1"))[0].code is ErrorCode.AWAITING_DEPENDENCY
+    )
+    created = core.submit(
+        env(
+            ItemCreated(
+                item=Item(id="NEW-1", base_uom="EA", type=ItemType.RAW, standard_costs={"P1": D(1)})
+            )
+        )
+    )
     assert [r.status for r in created.released] == [Status.POSTED]
     assert core.stock()[("P1", "NEW-1", "STORES", "")].qty == 5
 
@@ -151,12 +181,16 @@ def test_a_late_event_after_period_close_posts_to_the_next_open_period():
     core.submit(release(env))
     closed = core.submit(env(PeriodClosed(plant="P1", period="2026-03")))
     assert closed.status is Status.POSTED
-    late = core.submit(env(FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA",
-                                                 location="FG"), occurred_at=START))
+    late = core.submit(
+        env(
+            FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG"),
+            occurred_at=START,
+        )
+    )
     assert late.status is Status.POSTED and late.late
     row = core.store.connection.execute(
-        "SELECT period, original_period, late FROM journal_entry WHERE entry_id = ?",
-        late.entry_ids).fetchone()
+        "SELECT period, original_period, late FROM journal_entry WHERE entry_id = ?", late.entry_ids
+    ).fetchone()
     assert row == ("2026-04", "2026-03", 1)
     assert core.store.late_entry_count() == 1
 

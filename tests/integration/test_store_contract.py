@@ -36,8 +36,10 @@ def _sqlite_file(tmp_path) -> LedgerStore:
     return SqliteStore(tmp_path / "ledger.db")
 
 
-STORE_FACTORIES: dict[str, Callable] = {"sqlite-memory": _sqlite_memory,
-                                        "sqlite-file": _sqlite_file}
+STORE_FACTORIES: dict[str, Callable] = {
+    "sqlite-memory": _sqlite_memory,
+    "sqlite-file": _sqlite_file,
+}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
@@ -49,10 +51,18 @@ def store(request, tmp_path):
 
 def inbox(message_id="m-1", key="k-1", status=InboxStatus.POSTED, **kw) -> InboxWrite:
     base = dict(
-        message_id=message_id, idempotency_key=key, payload_hash="h-" + key,
-        message_type="GoodsReceived", source_system="WMS", stream=None, source_seq=None,
-        ids=BusinessIds(plant="P1", item="RAW-A"), status=status, code=None,
-        envelope_json='{"x": 1}', received_at=START,
+        message_id=message_id,
+        idempotency_key=key,
+        payload_hash="h-" + key,
+        message_type="GoodsReceived",
+        source_system="WMS",
+        stream=None,
+        source_seq=None,
+        ids=BusinessIds(plant="P1", item="RAW-A"),
+        status=status,
+        code=None,
+        envelope_json='{"x": 1}',
+        received_at=START,
         committed_at=START if status is InboxStatus.POSTED else None,
     )
     return InboxWrite(**{**base, **kw})
@@ -64,21 +74,39 @@ def entry(value="10.00", qty="5", item="RAW-A") -> EntryWrite:
         JournalLine("P1", Account.GRNI, "EUR", -D(value)),
     )
     moves = (StockMove("P1", item, "STORES", "", D(qty), D(value), Account.RAW_MATERIALS),)
-    return EntryWrite(plant="P1", currency="EUR", period="2026-03", original_period="2026-03",
-                      late=False, event_type="GoodsReceived", work_order=None,
-                      occurred_at=START, posting=Posting(lines, moves))
+    return EntryWrite(
+        plant="P1",
+        currency="EUR",
+        period="2026-03",
+        original_period="2026-03",
+        late=False,
+        event_type="GoodsReceived",
+        work_order=None,
+        occurred_at=START,
+        posting=Posting(lines, moves),
+    )
 
 
 def dead_letter(**kw) -> DeadLetterWrite:
-    base = dict(code=ErrorCode.UNKNOWN_ITEM, problems=(Problem(ErrorCode.UNKNOWN_ITEM, "no"),),
-                raw="{raw}", ids=BusinessIds(plant="P1", item="X", work_order="WO-9"), at=START,
-                message_id="m-d", waits_on=("item:X",))
+    base = dict(
+        code=ErrorCode.UNKNOWN_ITEM,
+        problems=(Problem(ErrorCode.UNKNOWN_ITEM, "no"),),
+        raw="{raw}",
+        ids=BusinessIds(plant="P1", item="X", work_order="WO-9"),
+        at=START,
+        message_id="m-d",
+        waits_on=("item:X",),
+    )
     return DeadLetterWrite(**{**base, **kw})
 
 
 def row_counts(store) -> tuple:
-    return (store.entry_count(), len(store.account_balances()), len(store.stock_balances()),
-            len(store.dead_letters(DeadLetterFilter(status=None))))
+    return (
+        store.entry_count(),
+        len(store.account_balances()),
+        len(store.stock_balances()),
+        len(store.dead_letters(DeadLetterFilter(status=None))),
+    )
 
 
 def test_a_commit_writes_inbox_entry_lines_and_moves_together(store):
@@ -86,8 +114,10 @@ def test_a_commit_writes_inbox_entry_lines_and_moves_together(store):
     assert committed.inbox_id and len(committed.entry_ids) == 1
     record = store.find_inbox("m-1", "other")
     assert record.status is InboxStatus.POSTED and record.entry_ids == committed.entry_ids
-    assert store.account_balances() == {("P1", Account.RAW_MATERIALS.value, "EUR"): D("10.00"),
-                                         ("P1", Account.GRNI.value, "EUR"): D("-10.00")}
+    assert store.account_balances() == {
+        ("P1", Account.RAW_MATERIALS.value, "EUR"): D("10.00"),
+        ("P1", Account.GRNI.value, "EUR"): D("-10.00"),
+    }
     balance = store.stock_balances()[("P1", "RAW-A", "STORES", "")]
     assert (balance.qty, balance.value) == (D(5), D("10.00"))
     assert store.stock_value_by_account() == {("P1", Account.RAW_MATERIALS.value): D("10.00")}
@@ -99,14 +129,21 @@ def test_the_idempotency_key_alone_finds_the_record(store):
     assert store.find_inbox("unknown", "unknown") is None
 
 
-@pytest.mark.parametrize("clash", [{"message_id": "m-1", "key": "k-2"},
-                                   {"message_id": "m-2", "key": "k-1"}])
+@pytest.mark.parametrize(
+    "clash", [{"message_id": "m-1", "key": "k-2"}, {"message_id": "m-2", "key": "k-1"}]
+)
 def test_a_second_writer_of_the_same_message_loses_and_writes_nothing(store, clash):
     store.commit(Commit(inbox=inbox(), entries=(entry(),)))
     before = row_counts(store)
     with pytest.raises(DuplicateDelivery) as raised:
-        store.commit(Commit(inbox=inbox(**clash), entries=(entry("99.00"),),
-                            dead_letter=dead_letter(), streams={"s": 4}))
+        store.commit(
+            Commit(
+                inbox=inbox(**clash),
+                entries=(entry("99.00"),),
+                dead_letter=dead_letter(),
+                streams={"s": 4},
+            )
+        )
     assert raised.value.code is ErrorCode.IDEMPOTENCY_CONFLICT
     assert row_counts(store) == before and store.stream_positions() == {}
 
@@ -119,10 +156,18 @@ def test_without_unique_ids_the_same_message_can_be_recorded_twice(store):
 
 
 def test_a_held_record_is_updated_in_place_and_applied_after_earlier_postings(store):
-    held = store.commit(Commit(inbox=inbox("m-h", "k-h", InboxStatus.HELD,
-                                           code=ErrorCode.SEQUENCE_GAP,
-                                           hold_deadline=START + timedelta(hours=1),
-                                           waits_on=("stream:s@2",))))
+    held = store.commit(
+        Commit(
+            inbox=inbox(
+                "m-h",
+                "k-h",
+                InboxStatus.HELD,
+                code=ErrorCode.SEQUENCE_GAP,
+                hold_deadline=START + timedelta(hours=1),
+                waits_on=("stream:s@2",),
+            )
+        )
+    )
     store.commit(Commit(inbox=inbox("m-p", "k-p")))
     (record,) = store.held()
     assert record.waits_on == ("stream:s@2",) and record.hold_deadline == START + timedelta(hours=1)
@@ -133,9 +178,16 @@ def test_a_held_record_is_updated_in_place_and_applied_after_earlier_postings(st
 
 def test_dead_letters_keep_the_raw_payload_attempts_history_and_waits(store):
     first = store.commit(Commit(dead_letter=dead_letter()))
-    store.commit(Commit(dead_letter=dead_letter(id=first.dead_letter_id,
-                                                at=START + timedelta(minutes=5),
-                                                code=ErrorCode.SEQUENCE_GAP, waits_on=("k2",))))
+    store.commit(
+        Commit(
+            dead_letter=dead_letter(
+                id=first.dead_letter_id,
+                at=START + timedelta(minutes=5),
+                code=ErrorCode.SEQUENCE_GAP,
+                waits_on=("k2",),
+            )
+        )
+    )
     (letter,) = store.dead_letters(DeadLetterFilter(item="X"))
     assert letter.raw == "{raw}" and letter.attempts == 2
     assert [h["code"] for h in letter.history] == ["UNKNOWN_ITEM", "SEQUENCE_GAP"]
@@ -144,13 +196,18 @@ def test_dead_letters_keep_the_raw_payload_attempts_history_and_waits(store):
     assert store.dead_letters(DeadLetterFilter(waits_on="k2"))[0].id == letter.id
 
 
-@pytest.mark.parametrize("selection, found", [
-    (DeadLetterFilter(plant="P1"), True), (DeadLetterFilter(plant="P2"), False),
-    (DeadLetterFilter(work_order="WO-9"), True), (DeadLetterFilter(lot="L"), False),
-    (DeadLetterFilter(code=ErrorCode.UNKNOWN_ITEM), True),
-    (DeadLetterFilter(code=ErrorCode.LOT_REQUIRED), False),
-    (DeadLetterFilter(status="replayed"), False),
-])
+@pytest.mark.parametrize(
+    "selection, found",
+    [
+        (DeadLetterFilter(plant="P1"), True),
+        (DeadLetterFilter(plant="P2"), False),
+        (DeadLetterFilter(work_order="WO-9"), True),
+        (DeadLetterFilter(lot="L"), False),
+        (DeadLetterFilter(code=ErrorCode.UNKNOWN_ITEM), True),
+        (DeadLetterFilter(code=ErrorCode.LOT_REQUIRED), False),
+        (DeadLetterFilter(status="replayed"), False),
+    ],
+)
 def test_dead_letters_are_found_by_business_identifiers_and_code(store, selection, found):
     store.commit(Commit(dead_letter=dead_letter()))
     assert bool(store.dead_letters(selection)) is found

@@ -49,7 +49,7 @@ from integration import (
     WorkOrderClosed,
     WorkOrderReleased,
 )
-from tests.builders import D, START, Envelopes, new_core
+from tests.builders import START, D, Envelopes, new_core
 
 HOLD_TIMEOUT = timedelta(hours=1)  # CoreSettings' default, which new_core() keeps
 CLOSED_PERIOD = "2026-03"  # START is 2026-03-02; every generated message occurs in March

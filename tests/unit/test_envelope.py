@@ -36,8 +36,9 @@ def test_a_resend_under_new_delivery_metadata_hashes_the_same():
     envelope = sample_envelopes()[-1]
     resent = envelope.model_copy(update={"message_id": "x", "sent_at": datetime.now().astimezone()})
     assert payload_hash(resent) == payload_hash(envelope)
-    changed = envelope.model_copy(update={"message": envelope.message.model_copy(
-        update={"qty": Decimal(11)})})
+    changed = envelope.model_copy(
+        update={"message": envelope.message.model_copy(update={"qty": Decimal(11)})}
+    )
     assert payload_hash(changed) != payload_hash(envelope)
 
 
@@ -47,16 +48,19 @@ def _raw(**message_overrides) -> dict:
     return data
 
 
-@pytest.mark.parametrize("payload, code, field", [
-    ("{not json", ErrorCode.MALFORMED_PAYLOAD, ""),
-    (b"\xff\xfe", ErrorCode.MALFORMED_PAYLOAD, ""),
-    (_raw(qty="-3"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
-    (_raw(qty=float("nan")), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
-    (_raw(qty="Infinity"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
-    (_raw(colour="red"), ErrorCode.UNKNOWN_FIELD, "message.WorkOrderReleased.colour"),
-    (_raw(plant=7), ErrorCode.SCHEMA_INVALID, "message.WorkOrderReleased.plant"),
-    (_raw(type="Teleported"), ErrorCode.SCHEMA_INVALID, "message"),
-])
+@pytest.mark.parametrize(
+    "payload, code, field",
+    [
+        ("{not json", ErrorCode.MALFORMED_PAYLOAD, ""),
+        (b"\xff\xfe", ErrorCode.MALFORMED_PAYLOAD, ""),
+        (_raw(qty="-3"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+        (_raw(qty=float("nan")), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+        (_raw(qty="Infinity"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+        (_raw(colour="red"), ErrorCode.UNKNOWN_FIELD, "message.WorkOrderReleased.colour"),
+        (_raw(plant=7), ErrorCode.SCHEMA_INVALID, "message.WorkOrderReleased.plant"),
+        (_raw(type="Teleported"), ErrorCode.SCHEMA_INVALID, "message"),
+    ],
+)
 def test_bad_input_becomes_typed_problems_with_field_paths(payload, code, field):
     parsed = parse_payload(payload)
     assert parsed.envelope is None
@@ -67,7 +71,10 @@ def test_bad_input_becomes_typed_problems_with_field_paths(payload, code, field)
 def test_all_problems_of_a_payload_are_reported_at_once():
     parsed = parse_payload(_raw(qty="-1", colour="red", plant=None))
     assert {p.code for p in parsed.problems} == {
-        ErrorCode.INVALID_QUANTITY, ErrorCode.UNKNOWN_FIELD, ErrorCode.SCHEMA_INVALID}
+        ErrorCode.INVALID_QUANTITY,
+        ErrorCode.UNKNOWN_FIELD,
+        ErrorCode.SCHEMA_INVALID,
+    }
 
 
 def test_naive_timestamps_and_half_a_stream_are_refused():

@@ -41,16 +41,33 @@ from integration import (
 from integration.ledger import imbalances
 from integration.rules import decide
 from tests.builders import (
-    D, FG_BOM, FG_ROUTING, START, Envelopes, book_state, master_data, release,
+    FG_BOM,
+    FG_ROUTING,
+    START,
+    D,
+    Envelopes,
+    book_state,
+    master_data,
+    release,
 )
 
 A = Account
 
 
 def receipt(env, item, qty, location="LINE", price="0", lot=None):
-    return env(GoodsReceived(plant="P1", item=item, qty=D(qty), uom="KG" if "RAW-B" in item
-                             else "EA", location=location, lot=lot, purchase_order="PO-1",
-                             supplier="SUP-1", unit_price=D(price)))
+    return env(
+        GoodsReceived(
+            plant="P1",
+            item=item,
+            qty=D(qty),
+            uom="KG" if "RAW-B" in item else "EA",
+            location=location,
+            lot=lot,
+            purchase_order="PO-1",
+            supplier="SUP-1",
+            unit_price=D(price),
+        )
+    )
 
 
 @pytest.fixture
@@ -61,21 +78,27 @@ def env():
 @pytest.fixture
 def state(env):
     """Master data, WO-1 for 10 FG-1 released, and stock on the line."""
-    return book_state([
-        *master_data(env), release(env),
-        receipt(env, "RAW-A", "100"), receipt(env, "RAW-L", "50", lot="L1"),
-        receipt(env, "RAW-B", "1"), receipt(env, "RAW-B2", "10"), receipt(env, "RAW-C", "100"),
-    ])
+    return book_state(
+        [
+            *master_data(env),
+            release(env),
+            receipt(env, "RAW-A", "100"),
+            receipt(env, "RAW-L", "50", lot="L1"),
+            receipt(env, "RAW-B", "1"),
+            receipt(env, "RAW-B2", "10"),
+            receipt(env, "RAW-C", "100"),
+        ]
+    )
 
 
 def lines_of(decision):
-    (plant, posting), = decision.entries
+    ((plant, posting),) = decision.entries
     assert plant == "P1" and not imbalances(posting.lines)
     return Counter((ln.account, ln.amount, ln.work_order) for ln in posting.lines)
 
 
 def moves_of(decision):
-    (_plant, posting), = decision.entries
+    ((_plant, posting),) = decision.entries
     return Counter((m.item, m.location, m.lot, m.qty, m.value, m.account) for m in posting.moves)
 
 
@@ -86,31 +109,52 @@ def post(state, envelope):
 
 
 def complete(env, op, good, scrap="0", labour="0", machine="0", lots=None, **kw):
-    return env(OperationCompleted(
-        work_order="WO-1", operation_seq=op, good_qty=D(good), scrap_qty=D(scrap), uom="EA",
-        labour_hours=D(labour), machine_hours=D(machine), backflush_location="LINE",
-        component_lots=lots if lots is not None else {"RAW-L": "L1"}, **kw))
+    return env(
+        OperationCompleted(
+            work_order="WO-1",
+            operation_seq=op,
+            good_qty=D(good),
+            scrap_qty=D(scrap),
+            uom="EA",
+            labour_hours=D(labour),
+            machine_hours=D(machine),
+            backflush_location="LINE",
+            component_lots=lots if lots is not None else {"RAW-L": "L1"},
+            **kw,
+        )
+    )
 
 
 def test_goods_received_books_stock_at_standard_and_price_variance(env):
     state = book_state(master_data(env))
     decision = decide(state, receipt(env, "RAW-A", "100", "STORES", price="2.10"))
-    assert lines_of(decision) == Counter({
-        (A.RAW_MATERIALS, D("200.00"), None): 1,
-        (A.GRNI, D("-210.00"), None): 1,
-        (A.PURCHASE_PRICE_VARIANCE, D("10.00"), None): 1,
-    })
-    assert moves_of(decision) == Counter({
-        ("RAW-A", "STORES", "", D(100), D("200.00"), A.RAW_MATERIALS): 1})
+    assert lines_of(decision) == Counter(
+        {
+            (A.RAW_MATERIALS, D("200.00"), None): 1,
+            (A.GRNI, D("-210.00"), None): 1,
+            (A.PURCHASE_PRICE_VARIANCE, D("10.00"), None): 1,
+        }
+    )
+    assert moves_of(decision) == Counter(
+        {("RAW-A", "STORES", "", D(100), D("200.00"), A.RAW_MATERIALS): 1}
+    )
 
 
 def test_material_issued_moves_raw_materials_into_wip_in_base_uom(state, env):
-    decision = post(state, env(MaterialIssued(work_order="WO-1", component="RAW-B", qty=D(500),
-                                              uom="G", location="LINE")))
-    assert lines_of(decision) == Counter({
-        (A.RAW_MATERIALS, D("-2.50"), None): 1, (A.WIP, D("2.50"), "WO-1"): 1})
-    assert moves_of(decision) == Counter({
-        ("RAW-B", "LINE", "", D("-0.5"), D("-2.50"), A.RAW_MATERIALS): 1})
+    decision = post(
+        state,
+        env(
+            MaterialIssued(
+                work_order="WO-1", component="RAW-B", qty=D(500), uom="G", location="LINE"
+            )
+        ),
+    )
+    assert lines_of(decision) == Counter(
+        {(A.RAW_MATERIALS, D("-2.50"), None): 1, (A.WIP, D("2.50"), "WO-1"): 1}
+    )
+    assert moves_of(decision) == Counter(
+        {("RAW-B", "LINE", "", D("-0.5"), D("-2.50"), A.RAW_MATERIALS): 1}
+    )
     assert state.work_orders["WO-1"].consumed == {"RAW-B": D("0.5")}
 
 
@@ -118,17 +162,25 @@ def test_completion_backflushes_absorbs_labour_and_scraps_at_cost_to_operation(s
     decision = post(state, complete(env, 10, "4", scrap="1", labour="0.5", machine="0.4"))
     # Backflush of (4 + 1) units at op 10: RAW-A 2 each = 10 (20.00), RAW-L 1 each = 5 (6.25).
     # Scrap: 1 unit at the standard accumulated to op 10: 4.00 + 1.25 + 0.1 h × 50 = 10.25.
-    assert lines_of(decision) == Counter({
-        (A.WIP, D("15.00"), "WO-1"): 1, (A.LABOUR_ABSORBED, D("-15.00"), None): 1,
-        (A.WIP, D("8.00"), "WO-1"): 1, (A.OVERHEAD_ABSORBED, D("-8.00"), None): 1,
-        (A.RAW_MATERIALS, D("-20.00"), None): 1, (A.RAW_MATERIALS, D("-6.25"), None): 1,
-        (A.WIP, D("26.25"), "WO-1"): 1,
-        (A.SCRAP_EXPENSE, D("10.25"), None): 1, (A.WIP, D("-10.25"), "WO-1"): 1,
-    })
-    assert moves_of(decision) == Counter({
-        ("RAW-A", "LINE", "", D(-10), D("-20.00"), A.RAW_MATERIALS): 1,
-        ("RAW-L", "LINE", "L1", D(-5), D("-6.25"), A.RAW_MATERIALS): 1,
-    })
+    assert lines_of(decision) == Counter(
+        {
+            (A.WIP, D("15.00"), "WO-1"): 1,
+            (A.LABOUR_ABSORBED, D("-15.00"), None): 1,
+            (A.WIP, D("8.00"), "WO-1"): 1,
+            (A.OVERHEAD_ABSORBED, D("-8.00"), None): 1,
+            (A.RAW_MATERIALS, D("-20.00"), None): 1,
+            (A.RAW_MATERIALS, D("-6.25"), None): 1,
+            (A.WIP, D("26.25"), "WO-1"): 1,
+            (A.SCRAP_EXPENSE, D("10.25"), None): 1,
+            (A.WIP, D("-10.25"), "WO-1"): 1,
+        }
+    )
+    assert moves_of(decision) == Counter(
+        {
+            ("RAW-A", "LINE", "", D(-10), D("-20.00"), A.RAW_MATERIALS): 1,
+            ("RAW-L", "LINE", "L1", D(-5), D("-6.25"), A.RAW_MATERIALS): 1,
+        }
+    )
     assert state.work_orders["WO-1"].wip == D("39.00")
 
 
@@ -146,61 +198,78 @@ def test_backflush_explodes_the_phantom_and_takes_the_alternate_when_short(state
     decision = post(state, complete(env, 20, "4"))
     # RAW-B needs 0.5 × 4 × 1.1 = 2.2 KG but only 1 KG is on hand: RAW-B2 (priority 1) is used.
     # PH-1 is a phantom: its 2 RAW-C per unit are consumed directly, 8 × 0.50 = 4.00.
-    assert moves_of(decision) == Counter({
-        ("RAW-B2", "LINE", "", D("-2.2"), D("-12.10"), A.RAW_MATERIALS): 1,
-        ("RAW-C", "LINE", "", D(-8), D("-4.00"), A.RAW_MATERIALS): 1,
-    })
-    assert lines_of(decision) == Counter({
-        (A.RAW_MATERIALS, D("-12.10"), None): 1, (A.RAW_MATERIALS, D("-4.00"), None): 1,
-        (A.WIP, D("16.10"), "WO-1"): 1,
-    })
+    assert moves_of(decision) == Counter(
+        {
+            ("RAW-B2", "LINE", "", D("-2.2"), D("-12.10"), A.RAW_MATERIALS): 1,
+            ("RAW-C", "LINE", "", D(-8), D("-4.00"), A.RAW_MATERIALS): 1,
+        }
+    )
+    assert lines_of(decision) == Counter(
+        {
+            (A.RAW_MATERIALS, D("-12.10"), None): 1,
+            (A.RAW_MATERIALS, D("-4.00"), None): 1,
+            (A.WIP, D("16.10"), "WO-1"): 1,
+        }
+    )
     assert state.work_orders["WO-1"].consumed == {"RAW-B2": D("2.2"), "RAW-C": D(8)}
 
 
 def test_backflush_shortage_records_an_exception_under_allow(env):
     state = book_state([*master_data(env), release(env)])
     decision = decide(state, complete(env, 10, "1"))
-    (_plant, posting), = decision.entries
+    ((_plant, posting),) = decision.entries
     assert {(e.item, e.qty_after) for e in posting.exceptions} == {
-        ("RAW-A", D(-2)), ("RAW-L", D(-1))}
+        ("RAW-A", D(-2)),
+        ("RAW-L", D(-1)),
+    }
 
 
 def test_backflush_shortage_is_rejected_under_block(env):
-    state = book_state([*master_data(env), release(env)],
-                       negative_stock=NegativeStockPolicy.BLOCK)
+    state = book_state([*master_data(env), release(env)], negative_stock=NegativeStockPolicy.BLOCK)
     with pytest.raises(MessageRejected) as rejected:
         decide(state, complete(env, 10, "1"))
     assert [p.code for p in rejected.value.problems] == [ErrorCode.BACKFLUSH_SHORTAGE] * 2
 
 
 def test_scrap_declared_at_a_later_operation_carries_more_standard_cost(state, env):
-    decision = post(state, env(ScrapDeclared(work_order="WO-1", operation_seq=20, qty=D(1),
-                                             uom="EA")))
+    decision = post(
+        state, env(ScrapDeclared(work_order="WO-1", operation_seq=20, qty=D(1), uom="EA"))
+    )
     # To op 20: 10.25 (op 10) + RAW-B 0.5 × 1.1 × 5 = 2.75 + RAW-C 2 × 0.5 = 1.00 + 0.2 h × 70 = 14.
-    assert lines_of(decision) == Counter({
-        (A.SCRAP_EXPENSE, D("28.00"), None): 1, (A.WIP, D("-28.00"), "WO-1"): 1})
+    assert lines_of(decision) == Counter(
+        {(A.SCRAP_EXPENSE, D("28.00"), None): 1, (A.WIP, D("-28.00"), "WO-1"): 1}
+    )
     assert state.work_orders["WO-1"].scrap_by_op == {20: D(1)}
 
 
 def test_by_product_is_stocked_at_standard_out_of_wip(state, env):
-    decision = post(state, env(ByProductReported(work_order="WO-1", item="BY-1", qty=D(3),
-                                                 uom="EA", location="STORES")))
-    assert lines_of(decision) == Counter({
-        (A.BYPRODUCT_INVENTORY, D("0.30"), None): 1, (A.WIP, D("-0.30"), "WO-1"): 1})
-    assert moves_of(decision) == Counter({
-        ("BY-1", "STORES", "", D(3), D("0.30"), A.BYPRODUCT_INVENTORY): 1})
+    decision = post(
+        state,
+        env(
+            ByProductReported(work_order="WO-1", item="BY-1", qty=D(3), uom="EA", location="STORES")
+        ),
+    )
+    assert lines_of(decision) == Counter(
+        {(A.BYPRODUCT_INVENTORY, D("0.30"), None): 1, (A.WIP, D("-0.30"), "WO-1"): 1}
+    )
+    assert moves_of(decision) == Counter(
+        {("BY-1", "STORES", "", D(3), D("0.30"), A.BYPRODUCT_INVENTORY): 1}
+    )
 
 
 def test_finished_goods_receipt_is_partial_and_bounded(state, env):
-    decision = post(state, env(FinishedGoodsReceived(work_order="WO-1", qty=D(4), uom="EA",
-                                                     location="FG")))
-    assert lines_of(decision) == Counter({
-        (A.FINISHED_GOODS, D("160.00"), None): 1, (A.WIP, D("-160.00"), "WO-1"): 1})
+    decision = post(
+        state, env(FinishedGoodsReceived(work_order="WO-1", qty=D(4), uom="EA", location="FG"))
+    )
+    assert lines_of(decision) == Counter(
+        {(A.FINISHED_GOODS, D("160.00"), None): 1, (A.WIP, D("-160.00"), "WO-1"): 1}
+    )
     post(state, env(FinishedGoodsReceived(work_order="WO-1", qty=D(6), uom="EA", location="FG")))
     assert state.work_orders["WO-1"].received == D(10)
     with pytest.raises(MessageRejected) as rejected:
-        decide(state, env(FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA",
-                                                location="FG")))
+        decide(
+            state, env(FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG"))
+        )
     assert rejected.value.code is ErrorCode.OVER_COMPLETION
 
 
@@ -210,100 +279,231 @@ def test_close_moves_residual_wip_to_production_variance(state, env):
     # WIP: labour 30.00 + RAW-A 8.00 + RAW-L 2.50 - FG 80.00 = -39.50 (favourable residual).
     assert state.work_orders["WO-1"].wip == D("-39.50")
     decision = post(state, env(WorkOrderClosed(work_order="WO-1")))
-    assert lines_of(decision) == Counter({
-        (A.WIP, D("39.50"), "WO-1"): 1, (A.PRODUCTION_VARIANCE, D("-39.50"), None): 1})
+    assert lines_of(decision) == Counter(
+        {(A.WIP, D("39.50"), "WO-1"): 1, (A.PRODUCTION_VARIANCE, D("-39.50"), None): 1}
+    )
     assert state.work_orders["WO-1"].wip == 0 and state.work_orders["WO-1"].closed
 
 
 def test_subcontract_shipment_moves_stock_to_the_subcontractor(state, env):
-    decision = post(state, env(SubcontractShipped(
-        plant="P1", item="RAW-A", qty=D(8), uom="EA", from_location="LINE", to_location="SUB",
-        purchase_order="PO-S", supplier="SUBCO")))
-    assert lines_of(decision) == Counter({
-        (A.RAW_MATERIALS, D("-16.00"), None): 1, (A.AT_SUBCONTRACTOR, D("16.00"), None): 1})
-    assert moves_of(decision) == Counter({
-        ("RAW-A", "LINE", "", D(-8), D("-16.00"), A.RAW_MATERIALS): 1,
-        ("RAW-A", "SUB", "", D(8), D("16.00"), A.AT_SUBCONTRACTOR): 1,
-    })
+    decision = post(
+        state,
+        env(
+            SubcontractShipped(
+                plant="P1",
+                item="RAW-A",
+                qty=D(8),
+                uom="EA",
+                from_location="LINE",
+                to_location="SUB",
+                purchase_order="PO-S",
+                supplier="SUBCO",
+            )
+        ),
+    )
+    assert lines_of(decision) == Counter(
+        {(A.RAW_MATERIALS, D("-16.00"), None): 1, (A.AT_SUBCONTRACTOR, D("16.00"), None): 1}
+    )
+    assert moves_of(decision) == Counter(
+        {
+            ("RAW-A", "LINE", "", D(-8), D("-16.00"), A.RAW_MATERIALS): 1,
+            ("RAW-A", "SUB", "", D(8), D("16.00"), A.AT_SUBCONTRACTOR): 1,
+        }
+    )
 
 
 def test_subcontract_receipt_uses_the_plant_overlay_and_books_variance(state, env):
-    post(state, env(SubcontractShipped(
-        plant="P1", item="RAW-A", qty=D(8), uom="EA", from_location="LINE", to_location="SUB",
-        purchase_order="PO-S", supplier="SUBCO")))
-    decision = post(state, env(SubcontractReceived(
-        plant="P1", item="SEMI-S", qty=D(2), uom="EA", location="STORES",
-        subcontractor_location="SUB", purchase_order="PO-S", supplier="SUBCO",
-        service_unit_price=D(3))))
+    post(
+        state,
+        env(
+            SubcontractShipped(
+                plant="P1",
+                item="RAW-A",
+                qty=D(8),
+                uom="EA",
+                from_location="LINE",
+                to_location="SUB",
+                purchase_order="PO-S",
+                supplier="SUBCO",
+            )
+        ),
+    )
+    decision = post(
+        state,
+        env(
+            SubcontractReceived(
+                plant="P1",
+                item="SEMI-S",
+                qty=D(2),
+                uom="EA",
+                location="STORES",
+                subcontractor_location="SUB",
+                purchase_order="PO-S",
+                supplier="SUBCO",
+                service_unit_price=D(3),
+            )
+        ),
+    )
     # P1's overlay sets RAW-A to 4 per unit (template: 3): 8 RAW-A leave the subcontractor.
     # SEMI-S 2 × 20 = 40.00 in; components 16.00 and service 6.00 out; variance -18.00.
-    assert lines_of(decision) == Counter({
-        (A.SEMI_FINISHED, D("40.00"), None): 1, (A.AT_SUBCONTRACTOR, D("-16.00"), None): 1,
-        (A.GRNI, D("-6.00"), None): 1, (A.SUBCONTRACT_VARIANCE, D("-18.00"), None): 1,
-    })
+    assert lines_of(decision) == Counter(
+        {
+            (A.SEMI_FINISHED, D("40.00"), None): 1,
+            (A.AT_SUBCONTRACTOR, D("-16.00"), None): 1,
+            (A.GRNI, D("-6.00"), None): 1,
+            (A.SUBCONTRACT_VARIANCE, D("-18.00"), None): 1,
+        }
+    )
     assert state.stock[("P1", "RAW-A", "SUB", "")] == 0
 
 
 def test_transfer_between_locations_of_one_account_nets_to_zero(state, env):
-    decision = post(state, env(InventoryTransferred(
-        plant="P1", item="RAW-A", qty=D(5), uom="EA", from_location="LINE",
-        to_location="STORES")))
-    assert lines_of(decision) == Counter({
-        (A.RAW_MATERIALS, D("-10.00"), None): 1, (A.RAW_MATERIALS, D("10.00"), None): 1})
+    decision = post(
+        state,
+        env(
+            InventoryTransferred(
+                plant="P1",
+                item="RAW-A",
+                qty=D(5),
+                uom="EA",
+                from_location="LINE",
+                to_location="STORES",
+            )
+        ),
+    )
+    assert lines_of(decision) == Counter(
+        {(A.RAW_MATERIALS, D("-10.00"), None): 1, (A.RAW_MATERIALS, D("10.00"), None): 1}
+    )
     assert state.stock[("P1", "RAW-A", "STORES", "")] == D(5)
 
 
 def test_eco_with_cost_change_revalues_on_hand_and_open_wip(env):
-    kit_bom = BomRevision(item="KIT-1", revision="1", effective_from=START - timedelta(days=1),
-                          plants=("P1",), lines=(BomLine(component="SEMI-S", qty_per=D(1),
-                                                         uom="EA"),))
-    semi_rev2 = BomRevision(item="SEMI-S", revision="2", effective_from=START, plants=("P1",),
-                            lines=(BomLine(component="RAW-A", qty_per=D(5), uom="EA"),))
-    state = book_state([
-        *master_data(env),
-        env(ItemCreated(item=Item(id="KIT-1", base_uom="EA", type=ItemType.FINISHED,
-                                  standard_costs={"P1": D(30)}))),
-        env(BomReleased(bom=kit_bom, routing=Routing(item="KIT-1", revision="1", operations=(
-            Operation(seq=10, work_centre="PACK"),)))),
-        env(BomReleased(bom=semi_rev2, routing=Routing(item="SEMI-S", revision="2", operations=(
-            Operation(seq=10, work_centre="SUBCON"),)))),
-        receipt(env, "SEMI-S", "5", "STORES", price="20"),
-        env(WorkOrderReleased(work_order="WO-K", plant="P1", item="KIT-1", qty=D(3), uom="EA",
-                              bom_revision="1")),
-        env(MaterialIssued(work_order="WO-K", component="SEMI-S", qty=D(1), uom="EA",
-                           location="STORES")),
-    ])
-    decision = post(state, env(EcoReleased(
-        eco="ECO-7", item="SEMI-S", from_revision="1", to_revision="2", effective_from=START,
-        new_standard_costs={"P1": D(22)})))
+    kit_bom = BomRevision(
+        item="KIT-1",
+        revision="1",
+        effective_from=START - timedelta(days=1),
+        plants=("P1",),
+        lines=(BomLine(component="SEMI-S", qty_per=D(1), uom="EA"),),
+    )
+    semi_rev2 = BomRevision(
+        item="SEMI-S",
+        revision="2",
+        effective_from=START,
+        plants=("P1",),
+        lines=(BomLine(component="RAW-A", qty_per=D(5), uom="EA"),),
+    )
+    state = book_state(
+        [
+            *master_data(env),
+            env(
+                ItemCreated(
+                    item=Item(
+                        id="KIT-1",
+                        base_uom="EA",
+                        type=ItemType.FINISHED,
+                        standard_costs={"P1": D(30)},
+                    )
+                )
+            ),
+            env(
+                BomReleased(
+                    bom=kit_bom,
+                    routing=Routing(
+                        item="KIT-1",
+                        revision="1",
+                        operations=(Operation(seq=10, work_centre="PACK"),),
+                    ),
+                )
+            ),
+            env(
+                BomReleased(
+                    bom=semi_rev2,
+                    routing=Routing(
+                        item="SEMI-S",
+                        revision="2",
+                        operations=(Operation(seq=10, work_centre="SUBCON"),),
+                    ),
+                )
+            ),
+            receipt(env, "SEMI-S", "5", "STORES", price="20"),
+            env(
+                WorkOrderReleased(
+                    work_order="WO-K",
+                    plant="P1",
+                    item="KIT-1",
+                    qty=D(3),
+                    uom="EA",
+                    bom_revision="1",
+                )
+            ),
+            env(
+                MaterialIssued(
+                    work_order="WO-K", component="SEMI-S", qty=D(1), uom="EA", location="STORES"
+                )
+            ),
+        ]
+    )
+    decision = post(
+        state,
+        env(
+            EcoReleased(
+                eco="ECO-7",
+                item="SEMI-S",
+                from_revision="1",
+                to_revision="2",
+                effective_from=START,
+                new_standard_costs={"P1": D(22)},
+            )
+        ),
+    )
     # On hand 4 × 2.00 = 8.00; WIP of WO-K holds 1 SEMI-S: 2.00; the variance takes -10.00.
-    assert lines_of(decision) == Counter({
-        (A.SEMI_FINISHED, D("8.00"), None): 1, (A.WIP, D("2.00"), "WO-K"): 1,
-        (A.REVISION_VARIANCE, D("-10.00"), None): 1,
-    })
-    assert moves_of(decision) == Counter({
-        ("SEMI-S", "STORES", "", D(0), D("8.00"), A.SEMI_FINISHED): 1})
+    assert lines_of(decision) == Counter(
+        {
+            (A.SEMI_FINISHED, D("8.00"), None): 1,
+            (A.WIP, D("2.00"), "WO-K"): 1,
+            (A.REVISION_VARIANCE, D("-10.00"), None): 1,
+        }
+    )
+    assert moves_of(decision) == Counter(
+        {("SEMI-S", "STORES", "", D(0), D("8.00"), A.SEMI_FINISHED): 1}
+    )
     assert state.standard_cost("SEMI-S", "P1") == D(22)
 
 
 def test_eco_switch_at_next_operation_changes_later_backflush_only(state, env):
     post(state, fg_revision_b(env))
     post(state, complete(env, 10, "1"))
-    post(state, env(EcoReleased(eco="ECO-1", item="FG-1", from_revision="A", to_revision="B",
-                                effective_from=START,
-                                open_order_policy="switch_at_next_operation")))
+    post(
+        state,
+        env(
+            EcoReleased(
+                eco="ECO-1",
+                item="FG-1",
+                from_revision="A",
+                to_revision="B",
+                effective_from=START,
+                open_order_policy="switch_at_next_operation",
+            )
+        ),
+    )
     order = state.work_orders["WO-1"]
     assert order.revision_for(10) == "A" and order.revision_for(20) == "B"
     decision = post(state, complete(env, 20, "1", bom_revision="B"))
-    assert moves_of(decision) == Counter({
-        ("RAW-C", "LINE", "", D(-3), D("-1.50"), A.RAW_MATERIALS): 1})
+    assert moves_of(decision) == Counter(
+        {("RAW-C", "LINE", "", D(-3), D("-1.50"), A.RAW_MATERIALS): 1}
+    )
 
 
 def fg_revision_b(env):
     """FG-1 revision B: PH-1 and RAW-B replaced by 3 RAW-C at op 20."""
-    bom = FG_BOM.model_copy(update={
-        "revision": "B", "effective_from": START - timedelta(hours=1),
-        "lines": (*FG_BOM.lines[:2], BomLine(component="RAW-C", qty_per=D(3), uom="EA",
-                                             operation_seq=20)),
-    })
+    bom = FG_BOM.model_copy(
+        update={
+            "revision": "B",
+            "effective_from": START - timedelta(hours=1),
+            "lines": (
+                *FG_BOM.lines[:2],
+                BomLine(component="RAW-C", qty_per=D(3), uom="EA", operation_seq=20),
+            ),
+        }
+    )
     return env(BomReleased(bom=bom, routing=FG_ROUTING.model_copy(update={"revision": "B"})))

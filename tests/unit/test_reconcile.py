@@ -36,18 +36,23 @@ def test_an_unbalanced_entry_is_a_finding():
 def test_inventory_that_differs_from_the_stock_sub_ledger_is_a_finding():
     result = check(stock_value_by_account={("P1", RAW): D("90.00")})
     assert [(f.check, f.expected, f.actual) for f in result.findings] == [
-        (Check.INVENTORY_EQUALS_STOCK, D("90.00"), D("100.00"))]
+        (Check.INVENTORY_EQUALS_STOCK, D("90.00"), D("100.00"))
+    ]
 
 
 def test_wip_that_differs_from_the_open_orders_is_a_finding_per_order_and_in_total():
     result = check(open_order_wip={"WO-1": D("25.00")})
     assert [(f.check, f.subject) for f in result.findings] == [
-        (Check.WIP_EQUALS_OPEN_ORDERS, "WIP"), (Check.WIP_EQUALS_OPEN_ORDERS, "WO-1")]
+        (Check.WIP_EQUALS_OPEN_ORDERS, "WIP"),
+        (Check.WIP_EQUALS_OPEN_ORDERS, "WO-1"),
+    ]
 
 
 def test_a_closed_order_left_with_wip_is_a_finding():
-    result = check(wip_by_work_order={"WO-1": D("30.00"), "WO-2": D("5.00")},
-                   account_balances={("P1", RAW, "EUR"): D("100.00"),
-                                     ("P1", WIP, "EUR"): D("35.00")})
-    assert (Check.CLOSED_ORDER_HAS_NO_WIP, "WO-2") in [(f.check, f.subject)
-                                                       for f in result.findings]
+    result = check(
+        wip_by_work_order={"WO-1": D("30.00"), "WO-2": D("5.00")},
+        account_balances={("P1", RAW, "EUR"): D("100.00"), ("P1", WIP, "EUR"): D("35.00")},
+    )
+    assert (Check.CLOSED_ORDER_HAS_NO_WIP, "WO-2") in [
+        (f.check, f.subject) for f in result.findings
+    ]
