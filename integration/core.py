@@ -10,8 +10,9 @@ from integration.clock import Clock
 from integration.envelope import Envelope
 from integration.errors import ConfigurationError, MessageRejected, NotFound
 from integration.outcome import Outcome
-from integration.pipeline import Pipeline, outcome_of_record
+from integration.pipeline import Pipeline
 from integration.reconcile import Reconciliation, reconcile
+from integration.records import outcome_of_record
 from integration.rules import decide
 from integration.settings import CoreSettings
 from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance

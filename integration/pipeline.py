@@ -7,18 +7,23 @@ does the in-memory state move, so a failed commit leaves both exactly as they we
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 
 from integration.clock import Clock
-from integration.envelope import BusinessIds, Envelope, business_ids, parse_payload, payload_hash
+from integration.envelope import Envelope, business_ids, parse_payload, payload_hash
 from integration.errors import ErrorCode, MessageRejected, Problem, StoreError
 from integration.holds import HeldMessage, HoldIndex
 from integration.ledger import imbalances
 from integration.outcome import Outcome, Status
-from integration.periods import posting_period
+from integration.records import (
+    Attempt,
+    dead_letter_write,
+    entry_write,
+    inbox_write,
+    outcome_of_record,
+    unreadable_dead_letter,
+)
 from integration.rules import Decision, decide
 from integration.sequencing import (
     Order,
@@ -37,7 +42,6 @@ from integration.store.base import (
     DeadLetterFilter,
     DeadLetterWrite,
     DuplicateDelivery,
-    EntryWrite,
     InboxRecord,
     InboxStatus,
     InboxWrite,
@@ -45,7 +49,7 @@ from integration.store.base import (
 )
 from integration.validation import authorise
 
-__all__ = ["Pipeline", "outcome_of_record"]
+__all__ = ["Pipeline"]
 
 _PARKED = (ErrorCode.SEQUENCE_GAP, ErrorCode.AWAITING_DEPENDENCY)
 _REVISION_CODES = (
@@ -53,30 +57,6 @@ _REVISION_CODES = (
     ErrorCode.REVISION_NOT_RELEASED,
     ErrorCode.REVISION_NOT_EFFECTIVE,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    """One pass of one message through the pipeline."""
-
-    envelope: Envelope
-    raw: str
-    received_at: datetime
-    inbox_id: int | None = None  # set when the message is already in the inbox
-    seq_consumed: bool = False  # its sequence number was used by an earlier terminal outcome
-    dead_letter: DeadLetter | None = None  # set when replaying
-
-
-def outcome_of_record(record: InboxRecord) -> Outcome:
-    """The outcome an inbox record stands for, as a duplicate's `original`."""
-    return Outcome(
-        status=Status(record.status.value),
-        message_id=record.message_id,
-        code=record.code,
-        entry_ids=record.entry_ids,
-        committed_at=record.committed_at,
-        late=record.late,
-    )
 
 
 class Pipeline:
@@ -95,7 +75,7 @@ class Pipeline:
         parsed = parse_payload(payload)
         if parsed.envelope is None:
             return self._dead_letter_unreadable(parsed.raw, parsed.problems)
-        attempt = _Attempt(parsed.envelope, parsed.raw, self.clock.now())
+        attempt = Attempt(parsed.envelope, parsed.raw, self.clock.now())
         return self._run(attempt)
 
     def replay(self, dead_letter: DeadLetter) -> Outcome:
@@ -103,7 +83,7 @@ class Pipeline:
         attempt = self._attempt_from(dead_letter)
         return attempt if isinstance(attempt, Outcome) else self._run(attempt)
 
-    def _attempt_from(self, dead_letter: DeadLetter) -> _Attempt | Outcome:
+    def _attempt_from(self, dead_letter: DeadLetter) -> Attempt | Outcome:
         parsed = parse_payload(dead_letter.raw)
         if parsed.envelope is None:
             return self._dead_letter_unreadable(parsed.raw, parsed.problems, dead_letter.id)
@@ -113,7 +93,7 @@ class Pipeline:
         if record is not None and record.status is InboxStatus.POSTED:
             self.store.commit(Commit(resolved_dead_letter=dead_letter.id, resolution="resolved"))
             return Outcome(Status.DUPLICATE, record.message_id, original=outcome_of_record(record))
-        return _Attempt(
+        return Attempt(
             parsed.envelope,
             parsed.raw,
             self.clock.now(),
@@ -130,7 +110,7 @@ class Pipeline:
             problem = Problem(
                 held.code, f"held past the hold timeout, waiting on {', '.join(held.waits_on)}"
             )
-            attempt = _Attempt(held.envelope, held.raw, held.received_at, inbox_id=held.inbox_id)
+            attempt = Attempt(held.envelope, held.raw, held.received_at, inbox_id=held.inbox_id)
             try:
                 outcomes.append(self._reject(attempt, (problem,), {}, waits_on=held.waits_on)[0])
             except StoreError:
@@ -144,9 +124,17 @@ class Pipeline:
         something that arrived before the process stopped (a commit whose releases never ran)."""
         for record in held:
             envelope = Envelope.model_validate_json(record.envelope_json)
-            self.holds.add(HeldMessage(record.inbox_id, envelope, record.envelope_json,
-                                       record.code, record.waits_on, record.hold_deadline,
-                                       record.received_at))
+            self.holds.add(
+                HeldMessage(
+                    record.inbox_id,
+                    envelope,
+                    record.envelope_json,
+                    record.code,
+                    record.waits_on,
+                    record.hold_deadline,
+                    record.received_at,
+                )
+            )
         keys = {key for record in held for key in record.waits_on} | set(waiting_keys)
         self._unreleased.extend(
             key for key in sorted(keys) if is_satisfied(key, self.state, self.streams)
@@ -154,7 +142,7 @@ class Pipeline:
         return self._drain()
 
     # --- the steps -------------------------------------------------------------------------
-    def _run(self, attempt: _Attempt) -> Outcome:
+    def _run(self, attempt: Attempt) -> Outcome:
         outcome, keys = self._process(attempt)
         self._unreleased.extend(keys)
         released = self._drain()
@@ -172,7 +160,7 @@ class Pipeline:
             key = self._unreleased[0]
             held = self.holds.take(key)
             waiting = [
-                (h, _Attempt(h.envelope, h.raw, h.received_at, inbox_id=h.inbox_id)) for h in held
+                (h, Attempt(h.envelope, h.raw, h.received_at, inbox_id=h.inbox_id)) for h in held
             ]
             for dead_letter in self.store.dead_letters(DeadLetterFilter(waits_on=key)):
                 attempt = self._attempt_from(dead_letter)
@@ -193,7 +181,7 @@ class Pipeline:
             self._unreleased.popleft()
         return released
 
-    def _process(self, attempt: _Attempt) -> tuple[Outcome, list[str]]:
+    def _process(self, attempt: Attempt) -> tuple[Outcome, list[str]]:
         env = attempt.envelope
         problems = authorise(self.settings, env)
         if problems:
@@ -233,7 +221,9 @@ class Pipeline:
 
     def _post(self, attempt, decision: Decision, advance) -> tuple[Outcome, list[str]]:
         env = attempt.envelope
-        entries = tuple(self._entry(env, plant, posting) for plant, posting in decision.entries)
+        entries = tuple(
+            entry_write(self.state, env, plant, posting) for plant, posting in decision.entries
+        )
         for entry in entries:
             if imbalances(entry.posting.lines):
                 problem = Problem(
@@ -264,34 +254,19 @@ class Pipeline:
         )
         return outcome, [*provided_dependencies(env), *self._advanced_keys(advance)]
 
-    def _entry(self, env: Envelope, plant: str, posting) -> EntryWrite:
-        original = self.state.period(plant, env.occurred_at)
-        period, late = posting_period(original, self.state.closed_periods.get(plant, ()))
-        return EntryWrite(
-            plant=plant,
-            currency=self.state.currency(plant),
-            period=period,
-            original_period=original,
-            late=late,
-            event_type=env.message_type,
-            work_order=getattr(env.message, "work_order", None),
-            occurred_at=env.occurred_at,
-            posting=posting,
-        )
-
     def _find(self, env: Envelope) -> InboxRecord | None:
         if not self.settings.idempotency:
             return None
         return self.store.find_inbox(env.message_id, env.idempotency_key)
 
-    def _commit(self, attempt: _Attempt, commit: Commit) -> Committed | Outcome:
+    def _commit(self, attempt: Attempt, commit: Commit) -> Committed | Outcome:
         """Commit, or — when the inbox already holds the message — answer as a duplicate."""
         try:
             return self.store.commit(commit)
         except DuplicateDelivery:
             return self._duplicate(attempt, self._find(attempt.envelope))
 
-    def _duplicate(self, attempt: _Attempt, found: InboxRecord) -> Outcome:
+    def _duplicate(self, attempt: Attempt, found: InboxRecord) -> Outcome:
         env = attempt.envelope
         same_ids = (
             found.message_id != env.message_id or found.idempotency_key == env.idempotency_key
@@ -310,7 +285,7 @@ class Pipeline:
             )
         return Outcome(Status.DUPLICATE, env.message_id, original=outcome_of_record(found))
 
-    def _hold(self, attempt: _Attempt, code: ErrorCode, waits_on) -> Outcome:
+    def _hold(self, attempt: Attempt, code: ErrorCode, waits_on) -> Outcome:
         env = attempt.envelope
         problem = Problem(code, f"waiting on {', '.join(waits_on)}")
         if attempt.dead_letter is not None:  # a replay that is still not ready stays parked
@@ -361,7 +336,7 @@ class Pipeline:
         )
         return outcome, self._advanced_keys(advance)
 
-    def _refuse(self, attempt: _Attempt, problems) -> Outcome:
+    def _refuse(self, attempt: Attempt, problems) -> Outcome:
         """A rejection before the inbox: dead letter only, nothing else is written."""
         dead_letter = self._dead_letter_write(attempt, problems, ())
         committed = self.store.commit(Commit(dead_letter=dead_letter))
@@ -374,20 +349,7 @@ class Pipeline:
         )
 
     def _dead_letter_unreadable(self, raw: str, problems, dead_letter_id=None) -> Outcome:
-        data = _loads_object(raw)
-        message = data.get("message") if isinstance(data.get("message"), dict) else {}
-        write = DeadLetterWrite(
-            code=problems[0].code,
-            problems=tuple(problems),
-            raw=raw,
-            at=self.clock.now(),
-            ids=business_ids(message),
-            message_id=_text(data.get("message_id")),
-            idempotency_key=_text(data.get("idempotency_key")),
-            message_type=_text(message.get("type")),
-            source_system=_text(data.get("source_system")),
-            id=dead_letter_id,
-        )
+        write = unreadable_dead_letter(raw, problems, self.clock.now(), dead_letter_id)
         committed = self.store.commit(Commit(dead_letter=write))
         return Outcome(
             Status.REJECTED,
@@ -397,62 +359,8 @@ class Pipeline:
             dead_letter_id=committed.dead_letter_id or dead_letter_id,
         )
 
-    # --- record builders -------------------------------------------------------------------
-    def business_ids(self, env: Envelope) -> BusinessIds:
-        ids = business_ids(env.message)
-        plant = ids.plant
-        order = self.state.work_orders.get(ids.work_order or "")
-        if plant is None and order is not None:
-            plant = order.plant
-        period = self.state.period(plant, env.occurred_at) if plant in self.state.plants else None
-        return BusinessIds(
-            plant, ids.item, ids.work_order, ids.lot, ids.supplier, ids.period or period
-        )
+    def _inbox_write(self, attempt: Attempt, status, code, **fields) -> InboxWrite:
+        return inbox_write(self.state, attempt, status, code, self.settings.idempotency, **fields)
 
-    def _inbox_write(self, attempt, status, code, **fields) -> InboxWrite:
-        env = attempt.envelope
-        return InboxWrite(
-            message_id=env.message_id,
-            idempotency_key=env.idempotency_key,
-            payload_hash=payload_hash(env),
-            message_type=env.message_type,
-            source_system=env.source_system.value,
-            stream=env.stream,
-            source_seq=env.source_seq,
-            ids=self.business_ids(env),
-            status=status,
-            code=code,
-            envelope_json=attempt.raw,
-            received_at=attempt.received_at,
-            unique=self.settings.idempotency,
-            inbox_id=attempt.inbox_id,
-            **fields,
-        )
-
-    def _dead_letter_write(self, attempt, problems, waits_on) -> DeadLetterWrite:
-        env = attempt.envelope
-        return DeadLetterWrite(
-            code=problems[0].code,
-            problems=tuple(problems),
-            raw=attempt.raw,
-            ids=self.business_ids(env),
-            at=self.clock.now(),
-            message_id=env.message_id,
-            idempotency_key=env.idempotency_key,
-            message_type=env.message_type,
-            source_system=env.source_system.value,
-            waits_on=tuple(waits_on),
-            id=attempt.dead_letter.id if attempt.dead_letter else None,
-        )
-
-
-def _loads_object(raw: str) -> dict:
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _text(value: object) -> str | None:
-    return value[:128] if isinstance(value, str) else None
+    def _dead_letter_write(self, attempt: Attempt, problems, waits_on) -> DeadLetterWrite:
+        return dead_letter_write(self.state, attempt, problems, waits_on, self.clock.now())

@@ -4,38 +4,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
-from integration.envelope import BusinessIds
-from integration.errors import ConfigurationError, ErrorCode, Problem, StoreError
-from integration.ledger import Account, StockMove
-from integration.money import ZERO, from_minor, to_minor
+from integration.errors import ConfigurationError, StoreError
+from integration.ledger import StockMove
+from integration.money import to_minor
 from integration.store.base import (
     Commit,
     Committed,
-    DeadLetter,
-    DeadLetterFilter,
     DeadLetterWrite,
     DuplicateDelivery,
     EntryWrite,
-    InboxRecord,
     InboxStatus,
     InboxWrite,
-    StockBalance,
 )
 from integration.store.schema import SCHEMA_VERSION, SQLITE_SCHEMA
+from integration.store.sql_reads import SqlReads
 
 __all__ = ["SqliteStore"]
-
-_ID_COLUMNS = ("plant", "item", "work_order", "lot", "supplier", "period")
-_INBOX_COLUMNS = (
-    "inbox_id, message_id, idempotency_key, payload_hash, message_type, status, code, envelope,"
-    " received_at, committed_at, hold_deadline, waits_on, late"
-)
 
 
 # Posting stamps the record with the next position in the order of effect; a held or
@@ -55,11 +43,7 @@ _INSERT_INBOX = {
 }
 
 
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text is not None else None
-
-
-class SqliteStore:
+class SqliteStore(SqlReads):
     """A ledger in one SQLite database: `:memory:` for tests and runs, a file (WAL) to keep."""
 
     def __init__(self, path: str | Path = ":memory:") -> None:
@@ -299,188 +283,12 @@ class SqliteStore:
         )
         return dead_letter_id
 
-    # --- inbox reads -----------------------------------------------------------------------
-    def _inbox(self, where: str, params: tuple) -> list[InboxRecord]:
-        rows = self._db.execute(f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE {where}", params)
-        return [self._inbox_record(row) for row in rows.fetchall()]
+    # --- the reads' access to the database (see SqlReads) --------------------------------
+    def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        return self._db.execute(sql, params).fetchall()
 
-    def _inbox_record(self, row: tuple) -> InboxRecord:
-        entry_ids = tuple(
-            r[0]
-            for r in self._db.execute(
-                "SELECT entry_id FROM journal_entry WHERE inbox_id = ? ORDER BY entry_id", (row[0],)
-            )
-        )
-        return InboxRecord(
-            inbox_id=row[0],
-            message_id=row[1],
-            idempotency_key=row[2],
-            payload_hash=row[3],
-            message_type=row[4],
-            status=InboxStatus(row[5]),
-            code=ErrorCode(row[6]) if row[6] else None,
-            entry_ids=entry_ids,
-            envelope_json=row[7],
-            received_at=_dt(row[8]),
-            committed_at=_dt(row[9]),
-            hold_deadline=_dt(row[10]),
-            waits_on=tuple(json.loads(row[11])),
-            late=bool(row[12]),
-        )
-
-    def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None:
-        found = self._inbox(
-            "inbox_id IN (SELECT inbox_id FROM inbox WHERE message_id = ? AND unique_ids = 1"
-            " UNION ALL SELECT inbox_id FROM inbox WHERE idempotency_key = ? AND unique_ids = 1)"
-            " ORDER BY message_id != ?",
-            (message_id, idempotency_key, message_id),
-        )
-        return found[0] if found else None
-
-    def inbox_record(self, message_id: str) -> InboxRecord | None:
-        found = self._inbox("message_id = ? ORDER BY inbox_id", (message_id,))
-        return found[0] if found else None
-
-    def held(self) -> list[InboxRecord]:
-        return self._inbox("status = 'HELD' ORDER BY inbox_id", ())
-
-    def posted_in_effect_order(self) -> Iterator[InboxRecord]:
-        cursor = self._db.cursor()
-        cursor.execute(
-            f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE status = 'POSTED' ORDER BY applied_seq"
-        )
-        for row in cursor:
-            yield InboxRecord(
-                inbox_id=row[0],
-                message_id=row[1],
-                idempotency_key=row[2],
-                payload_hash=row[3],
-                message_type=row[4],
-                status=InboxStatus.POSTED,
-                code=None,
-                entry_ids=(),
-                envelope_json=row[7],
-                received_at=_dt(row[8]),
-                committed_at=_dt(row[9]),
-                hold_deadline=None,
-                waits_on=(),
-                late=bool(row[12]),
-            )
-
-    def stream_positions(self) -> dict[str, int]:
-        return dict(self._db.execute("SELECT stream, next_seq FROM stream_position"))
-
-    # --- dead letters ----------------------------------------------------------------------
-    def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]:
-        where, params = ["1 = 1"], []
-        if selection.ids:
-            where.append(f"dead_letter_id IN ({', '.join('?' * len(selection.ids))})")
-            params += list(selection.ids)
-        for column in ("code", "status", *_ID_COLUMNS):
-            value = getattr(selection, column)
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value.value if isinstance(value, ErrorCode) else value)
-        if selection.waits_on is not None:
-            where.append(
-                "dead_letter_id IN (SELECT dead_letter_id FROM dead_letter_wait"
-                " WHERE dependency = ?)"
-            )
-            params.append(selection.waits_on)
-        rows = self._db.execute(
-            "SELECT dead_letter_id, message_id, idempotency_key, message_type, source_system,"
-            " code, problems, raw, plant, item, work_order, lot, supplier, period, attempts,"
-            f" history, status, created_at, updated_at FROM dead_letter WHERE {' AND '.join(where)}"
-            " ORDER BY dead_letter_id",
-            params,
-        ).fetchall()
-        return [self._dead_letter(row) for row in rows]
-
-    def waiting_keys(self) -> list[str]:
-        rows = self._db.execute(
-            "SELECT DISTINCT dependency FROM dead_letter_wait ORDER BY dependency"
-        )
-        return [row[0] for row in rows]
-
-    def _dead_letter(self, row: tuple) -> DeadLetter:
-        waits = tuple(
-            r[0]
-            for r in self._db.execute(
-                "SELECT dependency FROM dead_letter_wait WHERE dead_letter_id = ? ORDER BY dependency",
-                (row[0],),
-            )
-        )
-        return DeadLetter(
-            id=row[0],
-            message_id=row[1],
-            idempotency_key=row[2],
-            message_type=row[3],
-            source_system=row[4],
-            code=ErrorCode(row[5]),
-            problems=tuple(Problem.from_dict(p) for p in json.loads(row[6])),
-            raw=row[7],
-            ids=BusinessIds(**dict(zip(_ID_COLUMNS, row[8:14], strict=True))),
-            attempts=row[14],
-            history=tuple(json.loads(row[15])),
-            status=row[16],
-            waits_on=waits,
-            created_at=_dt(row[17]),
-            updated_at=_dt(row[18]),
-        )
-
-    # --- ledger reads ----------------------------------------------------------------------
-    def account_balances(self) -> dict[tuple[str, str, str], Decimal]:
-        rows = self._db.execute(
-            "SELECT plant, account, currency, SUM(amount_minor) FROM journal_line"
-            " GROUP BY plant, account, currency ORDER BY plant, account, currency"
-        )
-        return {(p, a, c): from_minor(total, c) for p, a, c, total in rows}
-
-    def stock_balances(self) -> dict[tuple[str, str, str, str], StockBalance]:
-        qty: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
-        value: dict[tuple[str, str, str, str], int] = defaultdict(int)
-        currency = dict(self._db.execute("SELECT DISTINCT plant, currency FROM journal_entry"))
-        for plant, item, location, lot, q, v in self._db.execute(
-            "SELECT plant, item, location, lot, qty, value_minor FROM stock_move ORDER BY move_id"
-        ):
-            key = (plant, item, location, lot)
-            qty[key] += Decimal(q)
-            value[key] += v
-        return {
-            key: StockBalance(qty[key], from_minor(value[key], currency[key[0]]))
-            for key in sorted(qty)
-        }
-
-    def stock_value_by_account(self) -> dict[tuple[str, str], Decimal]:
-        rows = self._db.execute(
-            "SELECT m.plant, m.account, e.currency, SUM(m.value_minor) FROM stock_move m"
-            " JOIN journal_entry e USING (entry_id) GROUP BY m.plant, m.account, e.currency"
-        )
-        return {(p, a): from_minor(total, c) for p, a, c, total in rows}
-
-    def wip_by_work_order(self) -> dict[str, Decimal]:
-        rows = self._db.execute(
-            "SELECT work_order, currency, SUM(amount_minor) FROM journal_line"
-            " WHERE account = ? GROUP BY work_order, currency ORDER BY work_order",
-            (Account.WIP.value,),
-        )
-        return {wo: from_minor(total, c) for wo, c, total in rows}
-
-    def unbalanced_entries(self) -> list[tuple[int, str, str, Decimal]]:
-        rows = self._db.execute(
-            "SELECT entry_id, plant, currency, SUM(amount_minor) FROM journal_line"
-            " GROUP BY entry_id, plant, currency HAVING SUM(amount_minor) != 0 ORDER BY entry_id"
-        )
-        return [(e, p, c, from_minor(total, c)) for e, p, c, total in rows]
-
-    def entry_count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM journal_entry").fetchone()[0]
-
-    def stock_exception_count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM stock_exception").fetchone()[0]
-
-    def late_entry_count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM journal_entry WHERE late = 1").fetchone()[0]
+    def _stream(self, sql: str) -> Iterator[tuple]:
+        yield from self._db.cursor().execute(sql)
 
     def close(self) -> None:
         self._db.close()

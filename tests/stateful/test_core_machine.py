@@ -89,12 +89,15 @@ class CoreMachine(RuleBasedStateMachine):
         self.serial = 0
 
     # --- helpers -------------------------------------------------------------------------
-    def _fresh(self, message: Any, *, prefix: str, source: SourceSystem | None = None
-               ) -> Envelope:
+    def _fresh(self, message: Any, *, prefix: str, source: SourceSystem | None = None) -> Envelope:
         self.serial += 1
         envelopes = Envelopes(START + timedelta(minutes=self.serial))
-        return envelopes(message, source=source, message_id=f"{prefix}-{self.serial}",
-                         key=f"{prefix}-key-{self.serial}")
+        return envelopes(
+            message,
+            source=source,
+            message_id=f"{prefix}-{self.serial}",
+            key=f"{prefix}-key-{self.serial}",
+        )
 
     def _db(self):
         return self.core.store.connection
@@ -112,14 +115,22 @@ class CoreMachine(RuleBasedStateMachine):
         return outcome
 
     def _posted(self, message_type: str, work_order: str) -> bool:
-        return self._db().execute(
-            "SELECT 1 FROM inbox WHERE message_type = ? AND work_order = ? AND status = 'POSTED'",
-            (message_type, work_order),
-        ).fetchone() is not None
+        return (
+            self._db()
+            .execute(
+                "SELECT 1 FROM inbox WHERE message_type = ? AND work_order = ? AND status = 'POSTED'",
+                (message_type, work_order),
+            )
+            .fetchone()
+            is not None
+        )
 
     def _next_seq(self, stream: str) -> int:
-        row = self._db().execute("SELECT next_seq FROM stream_position WHERE stream = ?",
-                                 (stream,)).fetchone()
+        row = (
+            self._db()
+            .execute("SELECT next_seq FROM stream_position WHERE stream = ?", (stream,))
+            .fetchone()
+        )
         return row[0] if row else 1
 
     def _crashable(self) -> list[Envelope]:
@@ -133,9 +144,11 @@ class CoreMachine(RuleBasedStateMachine):
             if not moves or envelope.stream is None:
                 continue
             order = message.work_order
-            if (self._posted("WorkOrderReleased", order)
-                    and not self._posted("WorkOrderClosed", order)
-                    and self._next_seq(envelope.stream) == envelope.source_seq):
+            if (
+                self._posted("WorkOrderReleased", order)
+                and not self._posted("WorkOrderClosed", order)
+                and self._next_seq(envelope.stream) == envelope.source_seq
+            ):
                 found.append(envelope)
         return found
 
@@ -177,10 +190,12 @@ class CoreMachine(RuleBasedStateMachine):
         envelope = data.draw(st.sampled_from(self.sent), label="again")
         if resend:
             self.serial += 1
-            envelope = envelope.model_copy(update={
-                "message_id": f"{envelope.message_id}~resend-{self.serial}",
-                "sent_at": envelope.sent_at + timedelta(minutes=self.serial),
-            })
+            envelope = envelope.model_copy(
+                update={
+                    "message_id": f"{envelope.message_id}~resend-{self.serial}",
+                    "sent_at": envelope.sent_at + timedelta(minutes=self.serial),
+                }
+            )
         self.core.expire_holds()
         before = counts(self.core)
         outcome = self.core.submit(wire(envelope, form))
@@ -194,11 +209,14 @@ class CoreMachine(RuleBasedStateMachine):
         """The same idempotency key (and maybe message id) with another business payload."""
         original = data.draw(st.sampled_from(self.sent), label="conflict with")
         self.serial += 1
-        conflicting = original.model_copy(update={
-            "message_id": original.message_id if same_message_id
-            else f"{original.message_id}~conflict-{self.serial}",
-            "occurred_at": original.occurred_at + timedelta(seconds=self.serial),
-        })
+        conflicting = original.model_copy(
+            update={
+                "message_id": original.message_id
+                if same_message_id
+                else f"{original.message_id}~conflict-{self.serial}",
+                "occurred_at": original.occurred_at + timedelta(seconds=self.serial),
+            }
+        )
         self.core.expire_holds()
         before = counts(self.core)
         outcome = self.core.submit(conflicting)
@@ -209,7 +227,8 @@ class CoreMachine(RuleBasedStateMachine):
         assert counts(self.core) == {**before, "dead_letter": before["dead_letter"] + 1}
         letter = self.core.dead_letters(DeadLetterFilter(ids=(outcome.dead_letter_id,)))
         assert [(d.code, d.message_id) for d in letter] == [
-            (ErrorCode.IDEMPOTENCY_CONFLICT, conflicting.message_id)]
+            (ErrorCode.IDEMPOTENCY_CONFLICT, conflicting.message_id)
+        ]
 
     @rule()
     def let_holds_time_out(self) -> None:
@@ -217,10 +236,19 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(item=st.sampled_from(("RAW-A", "RAW-C")), qty=st.integers(1, 20))
     def crash_on_a_receipt_then_redeliver(self, item: str, qty: int) -> None:
-        envelope = self._fresh(GoodsReceived(
-            plant="P1", item=item, qty=D(qty), uom="EA", location="STORES",
-            purchase_order="PO-9", supplier="SUP-9", unit_price=D("2.10"),
-        ), prefix="gr")
+        envelope = self._fresh(
+            GoodsReceived(
+                plant="P1",
+                item=item,
+                qty=D(qty),
+                uom="EA",
+                location="STORES",
+                purchase_order="PO-9",
+                supplier="SUP-9",
+                unit_price=D("2.10"),
+            ),
+            prefix="gr",
+        )
         self._crash(envelope)
         outcome = self.core.submit(envelope)
         assert outcome.status is Status.POSTED and outcome.entry_ids, outcome
@@ -238,8 +266,10 @@ class CoreMachine(RuleBasedStateMachine):
     @rule()
     def replay_dead_letters(self) -> None:
         posted_before = {
-            row[0] for row in self._db().execute(
-                "SELECT idempotency_key FROM inbox WHERE status = 'POSTED'")
+            row[0]
+            for row in self._db().execute(
+                "SELECT idempotency_key FROM inbox WHERE status = 'POSTED'"
+            )
         }
         open_before = len(self.core.dead_letters())
         outcomes = self.core.replay()
@@ -260,15 +290,21 @@ class CoreMachine(RuleBasedStateMachine):
             assert outcome.code is ErrorCode.PERIOD_ALREADY_CLOSED
             return
         assert outcome.status is Status.POSTED, outcome
-        watermark = self._db().execute(
-            "SELECT COALESCE(MAX(entry_id), 0) FROM journal_entry").fetchone()[0]
+        watermark = (
+            self._db().execute("SELECT COALESCE(MAX(entry_id), 0) FROM journal_entry").fetchone()[0]
+        )
         self.closed.append((period, watermark))
 
     @rule()
     def restart(self) -> None:
-        orders = sorted({e.message.work_order for e in self.plan
-                         if e.message.type == "WorkOrderReleased"
-                         and self._posted("WorkOrderReleased", e.message.work_order)})
+        orders = sorted(
+            {
+                e.message.work_order
+                for e in self.plan
+                if e.message.type == "WorkOrderReleased"
+                and self._posted("WorkOrderReleased", e.message.work_order)
+            }
+        )
         before = self._snapshot(orders)
         self.core.close()
         self.core = Core(settings(), open_store(self.path), self.clock)
@@ -276,8 +312,11 @@ class CoreMachine(RuleBasedStateMachine):
 
     def _snapshot(self, orders: list[str]) -> tuple:
         return (
-            self.core.account_balances(), self.core.stock(), self.core.work_order_wip(),
-            self.core.held_count, self.core.reconcile(),
+            self.core.account_balances(),
+            self.core.stock(),
+            self.core.work_order_wip(),
+            self.core.held_count,
+            self.core.reconcile(),
             [self.core.work_order_status(order) for order in orders],
         )
 
@@ -292,22 +331,35 @@ class CoreMachine(RuleBasedStateMachine):
     def posted_at_most_once(self) -> None:
         db = self._db()
         for column in ("message_id", "idempotency_key"):
-            assert db.execute(
-                f"SELECT {column}, COUNT(*) FROM inbox WHERE status = 'POSTED'"
-                f" GROUP BY {column} HAVING COUNT(*) > 1").fetchall() == []
+            assert (
+                db.execute(
+                    f"SELECT {column}, COUNT(*) FROM inbox WHERE status = 'POSTED'"
+                    f" GROUP BY {column} HAVING COUNT(*) > 1"
+                ).fetchall()
+                == []
+            )
 
     @invariant()
     def entries_written_once(self) -> None:
         db = self._db()
-        assert db.execute(
-            "SELECT message_id, COUNT(DISTINCT inbox_id) FROM journal_entry GROUP BY message_id"
-            " HAVING COUNT(DISTINCT inbox_id) > 1").fetchall() == []
-        assert db.execute(
-            "SELECT COUNT(*) FROM journal_entry e JOIN inbox i ON i.inbox_id = e.inbox_id"
-            " WHERE i.status != 'POSTED' OR i.message_id != e.message_id").fetchone()[0] == 0
+        assert (
+            db.execute(
+                "SELECT message_id, COUNT(DISTINCT inbox_id) FROM journal_entry GROUP BY message_id"
+                " HAVING COUNT(DISTINCT inbox_id) > 1"
+            ).fetchall()
+            == []
+        )
+        assert (
+            db.execute(
+                "SELECT COUNT(*) FROM journal_entry e JOIN inbox i ON i.inbox_id = e.inbox_id"
+                " WHERE i.status != 'POSTED' OR i.message_id != e.message_id"
+            ).fetchone()[0]
+            == 0
+        )
         now: dict[str, list[int]] = {}
         for message_id, entry_id in db.execute(
-                "SELECT message_id, entry_id FROM journal_entry ORDER BY entry_id"):
+            "SELECT message_id, entry_id FROM journal_entry ORDER BY entry_id"
+        ):
             now.setdefault(message_id, []).append(entry_id)
         for message_id, entry_ids in self.entries_of.items():
             assert tuple(now.get(message_id, ())) == entry_ids, message_id
@@ -319,13 +371,15 @@ class CoreMachine(RuleBasedStateMachine):
         for envelope in self.sent:
             rows = db.execute(
                 "SELECT status, code, message_id FROM inbox WHERE idempotency_key = ?",
-                (envelope.idempotency_key,)).fetchall()
+                (envelope.idempotency_key,),
+            ).fetchall()
             assert len(rows) == 1, (envelope.message_id, rows)
             status, code, message_id = rows[0]
             if status == "REJECTED":
                 letters = db.execute(
                     "SELECT code FROM dead_letter WHERE message_id = ? AND status = 'open'",
-                    (message_id,)).fetchall()
+                    (message_id,),
+                ).fetchall()
                 assert (code,) in letters, (message_id, code, letters)
             else:
                 assert status in ("POSTED", "HELD"), rows
@@ -346,24 +400,31 @@ class CoreMachine(RuleBasedStateMachine):
         """Held messages are released, parked dead letters replayed, when the gap fills."""
         db = self._db()
         for message_id, waits_on in db.execute(
-                "SELECT message_id, waits_on FROM inbox WHERE status = 'HELD'").fetchall():
+            "SELECT message_id, waits_on FROM inbox WHERE status = 'HELD'"
+        ).fetchall():
             ready = [key for key in json.loads(waits_on) if self._satisfied(key)]
             assert ready == [], (message_id, ready)
         for dead_letter_id, key in db.execute(
-                "SELECT w.dead_letter_id, w.dependency FROM dead_letter_wait w"
-                " JOIN dead_letter d USING (dead_letter_id) WHERE d.status = 'open'").fetchall():
+            "SELECT w.dead_letter_id, w.dependency FROM dead_letter_wait w"
+            " JOIN dead_letter d USING (dead_letter_id) WHERE d.status = 'open'"
+        ).fetchall():
             assert not self._satisfied(key), (dead_letter_id, key)
 
     @invariant()
     def nothing_posts_into_a_closed_period(self) -> None:
         db = self._db()
         for period, watermark in self.closed:
-            assert db.execute(
-                "SELECT COUNT(*) FROM journal_entry WHERE entry_id > ? AND period = ?",
-                (watermark, period)).fetchone()[0] == 0
+            assert (
+                db.execute(
+                    "SELECT COUNT(*) FROM journal_entry WHERE entry_id > ? AND period = ?",
+                    (watermark, period),
+                ).fetchone()[0]
+                == 0
+            )
         closed = {period for period, _ in self.closed}
         for entry_id, period, original, late in db.execute(
-                "SELECT entry_id, period, original_period, late FROM journal_entry"):
+            "SELECT entry_id, period, original_period, late FROM journal_entry"
+        ):
             assert bool(late) == (period != original), entry_id
             if late:  # only a closed period sends entries on (the check above: not into one)
                 assert original in closed and period > original, (entry_id, period, original)
@@ -382,11 +443,18 @@ def test_a_crash_while_releasing_held_messages_loses_nothing(tmp_path: Path) -> 
     core, envelopes, clock = new_core(str(tmp_path / "ledger.db"))
     try:
         assert core.submit(release(envelopes)).status is Status.POSTED
-        scrap = envelopes(ScrapDeclared(work_order="WO-1", operation_seq=10, qty=D(1), uom="EA"),
-                          stream="MES:WO-1", seq=1)  # journal lines, no stock move
-        issue = envelopes(MaterialIssued(work_order="WO-1", component="RAW-A", qty=D(5),
-                                         uom="EA", location="STORES"),
-                          stream="MES:WO-1", seq=2)  # moves stock
+        scrap = envelopes(
+            ScrapDeclared(work_order="WO-1", operation_seq=10, qty=D(1), uom="EA"),
+            stream="MES:WO-1",
+            seq=1,
+        )  # journal lines, no stock move
+        issue = envelopes(
+            MaterialIssued(
+                work_order="WO-1", component="RAW-A", qty=D(5), uom="EA", location="STORES"
+            ),
+            stream="MES:WO-1",
+            seq=2,
+        )  # moves stock
         assert core.submit(issue).status is Status.HELD  # waits for seq 1
         core.store.connection.execute(CRASH_TRIGGER)
         try:
@@ -400,7 +468,8 @@ def test_a_crash_while_releasing_held_messages_loses_nothing(tmp_path: Path) -> 
             core.store.connection.execute("DROP TRIGGER IF EXISTS temp.injected_crash")
         assert core.outcome(scrap.message_id).status is Status.POSTED
         held_rows = core.store.connection.execute(
-            "SELECT COUNT(*) FROM inbox WHERE status = 'HELD'").fetchone()[0]
+            "SELECT COUNT(*) FROM inbox WHERE status = 'HELD'"
+        ).fetchone()[0]
         assert core.held_count == held_rows  # every HELD row is still held in memory
         # Whatever the recovery path — redelivery, the hold timing out, a replay — the issue
         # must end up applied exactly once without a restart.
@@ -417,14 +486,20 @@ def test_a_crash_while_releasing_held_messages_loses_nothing(tmp_path: Path) -> 
 def test_a_crash_while_expiring_a_hold_loses_nothing(tmp_path: Path) -> None:
     core, envelopes, clock = new_core(str(tmp_path / "ledger.db"))
     try:
-        early = envelopes(MaterialIssued(work_order="WO-1", component="RAW-A", qty=D(5),
-                                         uom="EA", location="STORES"),
-                          stream="MES:WO-1", seq=2)
+        early = envelopes(
+            MaterialIssued(
+                work_order="WO-1", component="RAW-A", qty=D(5), uom="EA", location="STORES"
+            ),
+            stream="MES:WO-1",
+            seq=2,
+        )
         assert core.submit(early).status is Status.HELD
         clock.advance(HOLD_TIMEOUT + timedelta(minutes=1))
         db = core.store.connection
-        db.execute("CREATE TEMP TRIGGER injected_crash BEFORE INSERT ON main.dead_letter"
-                   " BEGIN SELECT RAISE(ABORT, 'injected crash'); END")
+        db.execute(
+            "CREATE TEMP TRIGGER injected_crash BEFORE INSERT ON main.dead_letter"
+            " BEGIN SELECT RAISE(ABORT, 'injected crash'); END"
+        )
         try:
             with pytest.raises(StoreError):
                 core.expire_holds()
@@ -445,11 +520,18 @@ def test_a_restart_releases_held_messages_whose_gap_already_filled(tmp_path: Pat
     core, envelopes, clock = new_core(path)
     try:
         assert core.submit(release(envelopes)).status is Status.POSTED
-        scrap = envelopes(ScrapDeclared(work_order="WO-1", operation_seq=10, qty=D(1), uom="EA"),
-                          stream="MES:WO-1", seq=1)
-        issue = envelopes(MaterialIssued(work_order="WO-1", component="RAW-A", qty=D(5),
-                                         uom="EA", location="STORES"),
-                          stream="MES:WO-1", seq=2)
+        scrap = envelopes(
+            ScrapDeclared(work_order="WO-1", operation_seq=10, qty=D(1), uom="EA"),
+            stream="MES:WO-1",
+            seq=1,
+        )
+        issue = envelopes(
+            MaterialIssued(
+                work_order="WO-1", component="RAW-A", qty=D(5), uom="EA", location="STORES"
+            ),
+            stream="MES:WO-1",
+            seq=2,
+        )
         assert core.submit(issue).status is Status.HELD
         # seq 1 commits, then the process "dies" before seq 2 is applied: the injected failure
         # stops the release, and the restart below throws away whatever memory the core kept.
@@ -465,9 +547,18 @@ def test_a_restart_releases_held_messages_whose_gap_already_filled(tmp_path: Pat
         assert core.outcome(scrap.message_id).status is Status.POSTED
         # The gap has filled: the next message (or the restart itself) lets the issue through,
         # with no timeout and no manual replay.
-        receipt = envelopes(GoodsReceived(plant="P1", item="RAW-C", qty=D(1), uom="EA",
-                                          location="STORES", purchase_order="PO-1",
-                                          supplier="SUP-1", unit_price=D("0.50")))
+        receipt = envelopes(
+            GoodsReceived(
+                plant="P1",
+                item="RAW-C",
+                qty=D(1),
+                uom="EA",
+                location="STORES",
+                purchase_order="PO-1",
+                supplier="SUP-1",
+                unit_price=D("0.50"),
+            )
+        )
         assert core.submit(receipt).status is Status.POSTED
         assert core.outcome(issue.message_id).status is Status.POSTED
         assert core.held_count == 0

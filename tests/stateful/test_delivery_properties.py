@@ -56,8 +56,13 @@ CLOSED_PERIOD = "2026-03"  # START is 2026-03-02; every generated message occurs
 
 # (item, uom, lot) that may be received or issued. RAW-B2 is issued but never received: see the
 # module docstring. RAW-B in grams exercises the item's own UoM conversion.
-RECEIPTS = (("RAW-A", "EA", None), ("RAW-B", "KG", None), ("RAW-B", "G", None),
-            ("RAW-C", "EA", None), ("RAW-L", "EA", "L1"))
+RECEIPTS = (
+    ("RAW-A", "EA", None),
+    ("RAW-B", "KG", None),
+    ("RAW-B", "G", None),
+    ("RAW-C", "EA", None),
+    ("RAW-L", "EA", "L1"),
+)
 ISSUES = (*RECEIPTS, ("RAW-B2", "KG", None))
 HOURS = ("0", "0.25", "0.5", "1.5")
 PRICES = ("1.90", "2.00", "2.35", "5.10")
@@ -108,51 +113,107 @@ def _mes_steps(draw, work_order: str, qty: int, max_steps: int) -> list[Any]:
         if kind == "issue":
             item, uom, lot = draw(st.sampled_from(ISSUES))
             amount = D(draw(st.integers(1, 4))) * (1000 if uom == "G" else 1)
-            steps.append(MaterialIssued(work_order=work_order, component=item, qty=amount,
-                                        uom=uom, location="STORES", lot=lot))
+            steps.append(
+                MaterialIssued(
+                    work_order=work_order,
+                    component=item,
+                    qty=amount,
+                    uom=uom,
+                    location="STORES",
+                    lot=lot,
+                )
+            )
         elif kind == "complete":
             op = draw(st.sampled_from((10, 20)))
             good = draw(st.integers(0, good_left[op]))
             good_left[op] -= good
-            steps.append(OperationCompleted(
-                work_order=work_order, operation_seq=op, good_qty=D(good),
-                scrap_qty=D(draw(st.integers(0, 2))), uom="EA",
-                labour_hours=D(draw(st.sampled_from(HOURS))),
-                machine_hours=D(draw(st.sampled_from(HOURS))),
-                partial=good < qty, backflush_location="LINE", component_lots={"RAW-L": "L1"},
-            ))
+            steps.append(
+                OperationCompleted(
+                    work_order=work_order,
+                    operation_seq=op,
+                    good_qty=D(good),
+                    scrap_qty=D(draw(st.integers(0, 2))),
+                    uom="EA",
+                    labour_hours=D(draw(st.sampled_from(HOURS))),
+                    machine_hours=D(draw(st.sampled_from(HOURS))),
+                    partial=good < qty,
+                    backflush_location="LINE",
+                    component_lots={"RAW-L": "L1"},
+                )
+            )
         elif kind == "scrap":
-            steps.append(ScrapDeclared(work_order=work_order, operation_seq=draw(
-                st.sampled_from((10, 20))), qty=D(draw(st.integers(1, 2))), uom="EA"))
+            steps.append(
+                ScrapDeclared(
+                    work_order=work_order,
+                    operation_seq=draw(st.sampled_from((10, 20))),
+                    qty=D(draw(st.integers(1, 2))),
+                    uom="EA",
+                )
+            )
         elif kind == "fg":
             received = draw(st.integers(1, fg_left))
             fg_left -= received
-            steps.append(FinishedGoodsReceived(work_order=work_order, qty=D(received), uom="EA",
-                                               location="FG"))
+            steps.append(
+                FinishedGoodsReceived(
+                    work_order=work_order, qty=D(received), uom="EA", location="FG"
+                )
+            )
         else:
-            steps.append(ByProductReported(work_order=work_order, item="BY-1",
-                                           qty=D(draw(st.integers(1, 3))), uom="EA",
-                                           location="FG"))
+            steps.append(
+                ByProductReported(
+                    work_order=work_order,
+                    item="BY-1",
+                    qty=D(draw(st.integers(1, 3))),
+                    uom="EA",
+                    location="FG",
+                )
+            )
     return steps
 
 
 @st.composite
-def message_sets(draw, max_orders: int = 2, max_steps: int = 7, max_receipts: int = 3,
-                 period_close: bool = True) -> MessageSet:
+def message_sets(
+    draw, max_orders: int = 3, max_steps: int = 8, max_receipts: int = 3, period_close: bool = True
+) -> MessageSet:
     make = _envelope_factory()
     events: list[Event] = []
     for _ in range(draw(st.integers(0, max_receipts))):
         item, uom, lot = draw(st.sampled_from(RECEIPTS))
         qty = D(draw(st.integers(1, 40))) * (1000 if uom == "G" else 1)
-        events.append(Event(make(GoodsReceived(
-            plant="P1", item=item, qty=qty, uom=uom, lot=lot,
-            location=draw(st.sampled_from(("STORES", "LINE"))), purchase_order="PO-1",
-            supplier="SUP-1", unit_price=D(draw(st.sampled_from(PRICES)))))))
+        events.append(
+            Event(
+                make(
+                    GoodsReceived(
+                        plant="P1",
+                        item=item,
+                        qty=qty,
+                        uom=uom,
+                        lot=lot,
+                        location=draw(st.sampled_from(("STORES", "LINE"))),
+                        purchase_order="PO-1",
+                        supplier="SUP-1",
+                        unit_price=D(draw(st.sampled_from(PRICES))),
+                    )
+                )
+            )
+        )
     for n in range(1, draw(st.integers(1, max_orders)) + 1):
         order, qty = f"WO-{n}", draw(st.integers(2, 10))
-        events.append(Event(make(WorkOrderReleased(
-            work_order=order, plant="P1", item="FG-1", qty=D(qty), uom="EA", bom_revision="A")),
-            work_order=order))
+        events.append(
+            Event(
+                make(
+                    WorkOrderReleased(
+                        work_order=order,
+                        plant="P1",
+                        item="FG-1",
+                        qty=D(qty),
+                        uom="EA",
+                        bom_revision="A",
+                    )
+                ),
+                work_order=order,
+            )
+        )
         for seq, message in enumerate(draw(_mes_steps(order, qty, max_steps)), start=1):
             events.append(Event(make(message, stream=f"MES:{order}", seq=seq), work_order=order))
         if draw(st.booleans()):
@@ -175,16 +236,21 @@ class Delivery:
 FORMS = ("envelope", "json", "bytes", "dict")
 
 
-def draw_schedule(data: st.DataObject, mset: MessageSet, *, ticks: bool = False,
-                  max_extra: int = 10) -> list[Delivery]:
+def draw_schedule(
+    data: st.DataObject, mset: MessageSet, *, ticks: bool = False, max_extra: int = 15
+) -> list[Delivery]:
     """Every event at least once, some several times, in any order that keeps each close
     behind the first delivery of every other event of its work order."""
     events = mset.events
-    extra = data.draw(st.lists(st.integers(0, len(events) - 1), max_size=max_extra),
-                      label="redelivered")
+    extra = data.draw(
+        st.lists(st.integers(0, len(events) - 1), max_size=max_extra), label="redelivered"
+    )
     plain = [i for i in range(len(events)) if events[i].closes is None]
-    order = list(data.draw(st.permutations(plain + [i for i in extra if events[i].closes is None]),
-                           label="order"))
+    order = list(
+        data.draw(
+            st.permutations(plain + [i for i in extra if events[i].closes is None]), label="order"
+        )
+    )
     for close in [i for i in range(len(events)) if events[i].closes] + [
         i for i in extra if events[i].closes
     ]:
@@ -249,10 +315,12 @@ def deliver(mset: MessageSet, schedule: list[Delivery], *, check_each_step: bool
         event = mset.events[delivery.event]
         envelope = event.envelope
         if delivery.resend:
-            envelope = envelope.model_copy(update={
-                "message_id": f"{envelope.message_id}~resend-{position}",
-                "sent_at": envelope.sent_at + timedelta(minutes=position + 1),
-            })
+            envelope = envelope.model_copy(
+                update={
+                    "message_id": f"{envelope.message_id}~resend-{position}",
+                    "sent_at": envelope.sent_at + timedelta(minutes=position + 1),
+                }
+            )
             message_keys[envelope.message_id] = event.key
         if delivery.tick:
             clock.advance(HOLD_TIMEOUT + timedelta(minutes=1))
@@ -279,8 +347,9 @@ def deliver(mset: MessageSet, schedule: list[Delivery], *, check_each_step: bool
 
 
 def _max_entry_id(core: Core) -> int:
-    return core.store.connection.execute("SELECT COALESCE(MAX(entry_id), 0) FROM journal_entry"
-                                         ).fetchone()[0]
+    return core.store.connection.execute(
+        "SELECT COALESCE(MAX(entry_id), 0) FROM journal_entry"
+    ).fetchone()[0]
 
 
 def ledger(core: Core) -> tuple:
@@ -303,25 +372,35 @@ def assert_exactly_once(mset: MessageSet, run: Delivered, reference: Core) -> No
     assert db.execute("SELECT COUNT(*) FROM inbox WHERE status = 'HELD'").fetchone()[0] == 0
     assert run.core.dead_letters() == [], run.core.dead_letters()  # no open dead letter
     # Each event: one inbox row (resends add none), POSTED, reported POSTED exactly once.
-    rows = db.execute("SELECT idempotency_key, status, COUNT(*) FROM inbox"
-                      " WHERE idempotency_key IN (%s) GROUP BY idempotency_key, status"
-                      % ", ".join("?" * len(keys)), keys).fetchall()
+    marks = ", ".join("?" * len(keys))
+    rows = db.execute(
+        "SELECT idempotency_key, status, COUNT(*) FROM inbox"
+        f" WHERE idempotency_key IN ({marks}) GROUP BY idempotency_key, status",
+        keys,
+    ).fetchall()
     assert sorted(rows) == sorted((key, "POSTED", 1) for key in keys)
-    assert db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0] == (
-        reference.store.connection.execute("SELECT COUNT(*) FROM inbox").fetchone()[0])
+    assert (
+        db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
+        == (reference.store.connection.execute("SELECT COUNT(*) FROM inbox").fetchone()[0])
+    )
     assert run.posted == Counter({key: 1 for key in keys})
     # No message's entries were written by two inbox records, and each event has exactly the
     # journal entries it has under exactly-once delivery.
-    assert db.execute(
-        "SELECT message_id, COUNT(DISTINCT inbox_id) FROM journal_entry GROUP BY message_id"
-        " HAVING COUNT(DISTINCT inbox_id) > 1").fetchall() == []
+    assert (
+        db.execute(
+            "SELECT message_id, COUNT(DISTINCT inbox_id) FROM journal_entry GROUP BY message_id"
+            " HAVING COUNT(DISTINCT inbox_id) > 1"
+        ).fetchall()
+        == []
+    )
     assert entries_per_key(run.core) == entries_per_key(reference)
 
 
 def assert_periods(run: Delivered) -> None:
     """Entries posted after the close left March; only they are late, keeping March."""
     rows = run.core.store.connection.execute(
-        "SELECT entry_id, period, original_period, late FROM journal_entry").fetchall()
+        "SELECT entry_id, period, original_period, late FROM journal_entry"
+    ).fetchall()
     for entry_id, period, original, late in rows:
         assert bool(late) == (period != original), (entry_id, period, original, late)
         assert original == CLOSED_PERIOD
@@ -344,8 +423,9 @@ def test_every_entry_balances_after_every_delivery(mset: MessageSet, data: st.Da
 
 
 @given(mset=message_sets(), data=st.data())
-def test_any_delivery_converges_to_the_in_order_ledger(mset: MessageSet,
-                                                       data: st.DataObject) -> None:
+def test_any_delivery_converges_to_the_in_order_ledger(
+    mset: MessageSet, data: st.DataObject
+) -> None:
     schedule = draw_schedule(data, mset)
     note(f"schedule: {[(d.event, d.resend, d.form) for d in schedule]}")
     reference = reference_ledger(mset)
@@ -377,7 +457,8 @@ def test_holds_that_time_out_are_dead_lettered_then_applied_once_when_the_gap_fi
         assert_exactly_once(mset, run, reference)
         # Every dead letter written on the way was settled by a replay, none is left open.
         statuses = run.core.store.connection.execute(
-            "SELECT code, status FROM dead_letter").fetchall()
+            "SELECT code, status FROM dead_letter"
+        ).fetchall()
         for code, status in statuses:
             assert code in ("SEQUENCE_GAP", "AWAITING_DEPENDENCY"), statuses
             assert status == "replayed", statuses

@@ -1,0 +1,163 @@
+"""Building the records the pipeline writes: inbox rows, journal entries, dead letters.
+
+Pure functions of the book state and the message being processed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from integration.envelope import BusinessIds, Envelope, business_ids, payload_hash
+from integration.errors import Problem
+from integration.ledger import Posting
+from integration.outcome import Outcome, Status
+from integration.periods import posting_period
+from integration.state import BookState
+from integration.store.base import (
+    DeadLetter,
+    DeadLetterWrite,
+    EntryWrite,
+    InboxRecord,
+    InboxStatus,
+    InboxWrite,
+)
+
+__all__ = [
+    "Attempt",
+    "outcome_of_record",
+    "message_ids",
+    "entry_write",
+    "inbox_write",
+    "dead_letter_write",
+    "unreadable_dead_letter",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One pass of one message through the pipeline."""
+
+    envelope: Envelope
+    raw: str
+    received_at: datetime
+    inbox_id: int | None = None  # set when the message is already in the inbox
+    seq_consumed: bool = False  # its sequence number was used by an earlier terminal outcome
+    dead_letter: DeadLetter | None = None  # set when replaying
+
+
+def outcome_of_record(record: InboxRecord) -> Outcome:
+    """The outcome an inbox record stands for, as a duplicate's `original`."""
+    return Outcome(
+        status=Status(record.status.value),
+        message_id=record.message_id,
+        code=record.code,
+        entry_ids=record.entry_ids,
+        committed_at=record.committed_at,
+        late=record.late,
+    )
+
+
+def message_ids(state: BookState, env: Envelope) -> BusinessIds:
+    """The message's business identifiers, completed from the books: the plant of its work
+    order, and the accounting period its business time falls in."""
+    ids = business_ids(env.message)
+    plant = ids.plant
+    order = state.work_orders.get(ids.work_order or "")
+    if plant is None and order is not None:
+        plant = order.plant
+    period = state.period(plant, env.occurred_at) if plant in state.plants else None
+    return BusinessIds(plant, ids.item, ids.work_order, ids.lot, ids.supplier, ids.period or period)
+
+
+def entry_write(state: BookState, env: Envelope, plant: str, posting: Posting) -> EntryWrite:
+    """The journal entry of one plant: into the first open period, flagged late if not its own."""
+    original = state.period(plant, env.occurred_at)
+    period, late = posting_period(original, state.closed_periods.get(plant, ()))
+    return EntryWrite(
+        plant=plant,
+        currency=state.currency(plant),
+        period=period,
+        original_period=original,
+        late=late,
+        event_type=env.message_type,
+        work_order=getattr(env.message, "work_order", None),
+        occurred_at=env.occurred_at,
+        posting=posting,
+    )
+
+
+def inbox_write(
+    state: BookState, attempt: Attempt, status: InboxStatus, code, unique: bool, **fields
+) -> InboxWrite:
+    env = attempt.envelope
+    return InboxWrite(
+        message_id=env.message_id,
+        idempotency_key=env.idempotency_key,
+        payload_hash=payload_hash(env),
+        message_type=env.message_type,
+        source_system=env.source_system.value,
+        stream=env.stream,
+        source_seq=env.source_seq,
+        ids=message_ids(state, env),
+        status=status,
+        code=code,
+        envelope_json=attempt.raw,
+        received_at=attempt.received_at,
+        unique=unique,
+        inbox_id=attempt.inbox_id,
+        **fields,
+    )
+
+
+def dead_letter_write(
+    state: BookState, attempt: Attempt, problems, waits_on, at: datetime
+) -> DeadLetterWrite:
+    """A new dead letter for the attempt, or another attempt at the one it replays."""
+    env = attempt.envelope
+    return DeadLetterWrite(
+        code=problems[0].code,
+        problems=tuple(problems),
+        raw=attempt.raw,
+        ids=message_ids(state, env),
+        at=at,
+        message_id=env.message_id,
+        idempotency_key=env.idempotency_key,
+        message_type=env.message_type,
+        source_system=env.source_system.value,
+        waits_on=tuple(waits_on),
+        id=attempt.dead_letter.id if attempt.dead_letter else None,
+    )
+
+
+def unreadable_dead_letter(
+    raw: str, problems: tuple[Problem, ...], at: datetime, dead_letter_id: int | None
+) -> DeadLetterWrite:
+    """A dead letter for a payload that is no envelope: whatever identifiers can be read."""
+    data = _loads_object(raw)
+    message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    return DeadLetterWrite(
+        code=problems[0].code,
+        problems=tuple(problems),
+        raw=raw,
+        at=at,
+        ids=business_ids(message),
+        message_id=_text(data.get("message_id")),
+        idempotency_key=_text(data.get("idempotency_key")),
+        message_type=_text(message.get("type")),
+        source_system=_text(data.get("source_system")),
+        id=dead_letter_id,
+    )
+
+
+def _loads_object(raw: str) -> dict:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value[:128] if isinstance(value, str) else None
