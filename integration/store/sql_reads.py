@@ -150,7 +150,8 @@ class SqlReads:
         waits = tuple(
             r[0]
             for r in self._rows(
-                "SELECT dependency FROM dead_letter_wait WHERE dead_letter_id = ? ORDER BY dependency",
+                "SELECT dependency FROM dead_letter_wait WHERE dead_letter_id = ?"
+                " ORDER BY dependency",
                 (row[0],),
             )
         )

@@ -90,8 +90,8 @@ def test_out_of_order_messages_are_held_and_applied_in_sequence():
     applied = [
         row[0]
         for row in core.store.connection.execute(
-            "SELECT message_id FROM inbox WHERE status='POSTED' AND message_type='OperationCompleted'"
-            " ORDER BY applied_seq"
+            "SELECT message_id FROM inbox WHERE status = 'POSTED'"
+            " AND message_type = 'OperationCompleted' ORDER BY applied_seq"
         )
     ]
     assert applied == [first.message_id, second.message_id, third.message_id]
