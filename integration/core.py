@@ -8,12 +8,11 @@ from typing import Any
 
 from integration.clock import Clock
 from integration.envelope import Envelope
-from integration.errors import ConfigurationError, MessageRejected, NotFound
+from integration.errors import ConfigurationError, NotFound
 from integration.outcome import Outcome
 from integration.pipeline import Pipeline
 from integration.reconcile import Reconciliation, reconcile
 from integration.records import outcome_of_record
-from integration.rules import decide
 from integration.settings import CoreSettings
 from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
 from integration.store.sqlite import SqliteStore
@@ -47,21 +46,7 @@ class Core:
         self._pipeline = Pipeline(store, settings, clock)
         self.store = store
         self.settings = settings
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        state = self._pipeline.state
-        for record in self.store.posted_in_effect_order():
-            envelope = Envelope.model_validate_json(record.envelope_json)
-            try:
-                decision = decide(state, envelope)
-            except MessageRejected as error:
-                raise ConfigurationError(
-                    f"cannot rebuild from {record.message_id}: the ledger was written under "
-                    f"other settings ({error})"
-                ) from error
-            decision.apply_to(state)
-        self._pipeline.resume(self.store.held(), self.store.waiting_keys())
+        self._pipeline.open()
 
     # --- writes ----------------------------------------------------------------------------
     def submit(self, payload: Envelope | bytes | str | dict[str, Any]) -> Outcome:
@@ -72,12 +57,8 @@ class Core:
     def replay(self, selection: DeadLetterFilter | None = None) -> list[Outcome]:
         """Re-run the selected open dead letters (all open ones by default), oldest first."""
         chosen = self.store.dead_letters(selection or DeadLetterFilter())
-        outcomes = []
-        for dead_letter in chosen:
-            current = self.store.dead_letters(DeadLetterFilter(ids=(dead_letter.id,)))
-            if current and current[0].status == "open":
-                outcomes.append(self._pipeline.replay(current[0]))
-        return outcomes
+        outcomes = (self._pipeline.replay(dead_letter.id) for dead_letter in chosen)
+        return [outcome for outcome in outcomes if outcome is not None]
 
     def expire_holds(self) -> list[Outcome]:
         """Dead-letter held messages past their hold timeout (also done on every submit)."""

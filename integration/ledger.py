@@ -12,7 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from integration.master import ItemType, LocationKind
-from integration.money import ZERO
+from integration.money import LEDGER_LIMIT, ZERO
 
 __all__ = [
     "Account",
@@ -23,6 +23,7 @@ __all__ = [
     "StockException",
     "Posting",
     "imbalances",
+    "out_of_range",
 ]
 
 
@@ -131,3 +132,16 @@ def imbalances(
     for line in lines:
         totals[(line.plant, line.currency)] += line.amount
     return {key: total for key, total in sorted(totals.items()) if total != ZERO}
+
+
+def out_of_range(posting: Posting) -> list[str]:
+    """What in a posting is beyond the ledger's range (`LEDGER_LIMIT`), described."""
+    too_large = [
+        f"{ln.account} {ln.amount}" for ln in posting.lines if abs(ln.amount) > LEDGER_LIMIT
+    ]
+    too_large += [
+        f"{mv.item} qty {mv.qty}"
+        for mv in posting.moves
+        if abs(mv.qty) > LEDGER_LIMIT or abs(mv.value) > LEDGER_LIMIT
+    ]
+    return too_large

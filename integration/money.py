@@ -5,9 +5,21 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 
-__all__ = ["ZERO", "QTY_PLACES", "quantity", "amount", "minor_units", "to_minor", "from_minor"]
+__all__ = [
+    "ZERO",
+    "QTY_PLACES",
+    "LEDGER_LIMIT",
+    "quantity",
+    "amount",
+    "minor_units",
+    "to_minor",
+    "from_minor",
+]
 
 ZERO = Decimal(0)
+# The largest magnitude one journal line or stock move may carry (a quadrillion currency units
+# or base units): its minor units fit a signed 64-bit integer with room for sums.
+LEDGER_LIMIT = Decimal(10) ** 15
 QTY_PLACES = 6
 _QTY_EXP = Decimal(1).scaleb(-QTY_PLACES)
 

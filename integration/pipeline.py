@@ -12,9 +12,15 @@ from dataclasses import replace
 
 from integration.clock import Clock
 from integration.envelope import Envelope, business_ids, parse_payload, payload_hash
-from integration.errors import ErrorCode, MessageRejected, Problem, StoreError
+from integration.errors import (
+    ConfigurationError,
+    ErrorCode,
+    MessageRejected,
+    Problem,
+    StoreError,
+)
 from integration.holds import HeldMessage, HoldIndex
-from integration.ledger import imbalances
+from integration.ledger import imbalances, out_of_range
 from integration.outcome import Outcome, Status
 from integration.records import (
     Attempt,
@@ -66,22 +72,64 @@ class Pipeline:
         self.clock = clock
         self.state = BookState(settings)
         self.holds = HoldIndex()
-        self.streams: dict[str, int] = store.stream_positions()
+        self.streams: dict[str, int] = {}
         self._unreleased: deque[str] = deque()  # satisfied keys whose waiters are not yet run
+        self._applied_seq = 0  # the last posting (in order of effect) the state includes
+        self._data_version: int | None = None  # the store's data version the state reflects
 
-    # --- entry points ----------------------------------------------------------------------
+    # --- entry points: each runs under the store's writer lock, on up-to-date books --------
     def submit(self, payload) -> Outcome:
-        self.expire_holds()
-        parsed = parse_payload(payload)
-        if parsed.envelope is None:
-            return self._dead_letter_unreadable(parsed.raw, parsed.problems)
-        attempt = Attempt(parsed.envelope, parsed.raw, self.clock.now())
-        return self._run(attempt)
+        with self.store.exclusive():
+            self.sync()
+            self._expire_holds()
+            parsed = parse_payload(payload)
+            if parsed.envelope is None:
+                return self._dead_letter_unreadable(parsed.raw, parsed.problems)
+            return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now()))
 
-    def replay(self, dead_letter: DeadLetter) -> Outcome:
-        """Run a dead letter through the pipeline again; never applies anything twice."""
-        attempt = self._attempt_from(dead_letter)
-        return attempt if isinstance(attempt, Outcome) else self._run(attempt)
+    def replay(self, dead_letter_id: int) -> Outcome | None:
+        """Run an open dead letter through the pipeline again; never applies anything twice.
+        None when it is no longer open."""
+        with self.store.exclusive():
+            self.sync()
+            found = self.store.dead_letters(DeadLetterFilter(ids=(dead_letter_id,)))
+            if not found:
+                return None
+            attempt = self._attempt_from(found[0])
+            return attempt if isinstance(attempt, Outcome) else self._run(attempt)
+
+    def expire_holds(self) -> list[Outcome]:
+        """Dead-letter every held message whose hold timeout has passed."""
+        with self.store.exclusive():
+            self.sync()
+            return self._expire_holds()
+
+    def open(self) -> None:
+        """Build the book state from the ledger and resume what was waiting."""
+        with self.store.exclusive():
+            self.sync()
+
+    def sync(self) -> None:
+        """Catch the book state up with the store: the whole ledger when the core opens, and
+        what other writers committed since (several processes on one database)."""
+        version = self.store.data_version()
+        if version == self._data_version:
+            return
+        for record in self.store.posted_after(self._applied_seq):
+            envelope = Envelope.model_validate_json(record.envelope_json)
+            try:
+                decide(self.state, envelope).apply_to(self.state)
+            except MessageRejected as error:
+                raise ConfigurationError(
+                    f"cannot rebuild from {record.message_id}: the ledger was written under "
+                    f"other settings ({error})"
+                ) from error
+            self._applied_seq = record.applied_seq
+        self.streams = self.store.stream_positions()
+        self.holds = HoldIndex()
+        self._unreleased.clear()
+        self._data_version = version
+        self._resume(self.store.held(), self.store.waiting_keys())
 
     def _attempt_from(self, dead_letter: DeadLetter) -> Attempt | Outcome:
         parsed = parse_payload(dead_letter.raw)
@@ -91,7 +139,7 @@ class Pipeline:
         if record is not None and record.payload_hash != payload_hash(parsed.envelope):
             record = None  # the dead letter's message id was taken by another payload
         if record is not None and record.status is InboxStatus.POSTED:
-            self.store.commit(Commit(resolved_dead_letter=dead_letter.id, resolution="resolved"))
+            self._write(Commit(resolved_dead_letter=dead_letter.id, resolution="resolved"))
             return Outcome(Status.DUPLICATE, record.message_id, original=outcome_of_record(record))
         return Attempt(
             parsed.envelope,
@@ -102,8 +150,7 @@ class Pipeline:
             dead_letter=dead_letter,
         )
 
-    def expire_holds(self) -> list[Outcome]:
-        """Dead-letter every held message whose hold timeout has passed."""
+    def _expire_holds(self) -> list[Outcome]:
         outcomes = []
         expired = self.holds.expired(self.clock.now())
         for index, held in enumerate(expired):
@@ -119,9 +166,9 @@ class Pipeline:
                 raise
         return outcomes
 
-    def resume(self, held: list[InboxRecord], waiting_keys: list[str]) -> list[Outcome]:
-        """After a restart: index the held messages again, and release whatever waits on
-        something that arrived before the process stopped (a commit whose releases never ran)."""
+    def _resume(self, held: list[InboxRecord], waiting_keys: list[str]) -> list[Outcome]:
+        """Index the held messages again, and release whatever waits on something that has
+        arrived meanwhile (a commit whose releases never ran: a restart, another process)."""
         for record in held:
             envelope = Envelope.model_validate_json(record.envelope_json)
             self.holds.add(
@@ -231,6 +278,11 @@ class Pipeline:
                     f"entry for {entry.plant} does not balance: {imbalances(entry.posting.lines)}",
                 )
                 return self._reject(attempt, (problem,), advance)
+            if beyond := out_of_range(entry.posting):
+                problem = Problem(
+                    ErrorCode.AMOUNT_OUT_OF_RANGE, f"beyond the ledger's range: {', '.join(beyond)}"
+                )
+                return self._reject(attempt, (problem,), advance)
         now = self.clock.now()
         late = any(entry.late for entry in entries)
         inbox = self._inbox_write(attempt, InboxStatus.POSTED, None, committed_at=now, late=late)
@@ -254,6 +306,14 @@ class Pipeline:
         )
         return outcome, [*provided_dependencies(env), *self._advanced_keys(advance)]
 
+    def _write(self, commit: Commit) -> Committed:
+        committed = self.store.commit(commit)
+        if committed.applied_seq is not None:
+            self._applied_seq = committed.applied_seq
+        if committed.data_version is not None:
+            self._data_version = committed.data_version
+        return committed
+
     def _find(self, env: Envelope) -> InboxRecord | None:
         if not self.settings.idempotency:
             return None
@@ -262,7 +322,7 @@ class Pipeline:
     def _commit(self, attempt: Attempt, commit: Commit) -> Committed | Outcome:
         """Commit, or — when the inbox already holds the message — answer as a duplicate."""
         try:
-            return self.store.commit(commit)
+            return self._write(commit)
         except DuplicateDelivery:
             return self._duplicate(attempt, self._find(attempt.envelope))
 
@@ -280,9 +340,7 @@ class Pipeline:
             )
             return self._refuse(attempt, [problem])
         if attempt.dead_letter is not None:  # the message got through another way meanwhile
-            self.store.commit(
-                Commit(resolved_dead_letter=attempt.dead_letter.id, resolution="resolved")
-            )
+            self._write(Commit(resolved_dead_letter=attempt.dead_letter.id, resolution="resolved"))
         return Outcome(Status.DUPLICATE, env.message_id, original=outcome_of_record(found))
 
     def _hold(self, attempt: Attempt, code: ErrorCode, waits_on) -> Outcome:
@@ -339,7 +397,7 @@ class Pipeline:
     def _refuse(self, attempt: Attempt, problems) -> Outcome:
         """A rejection before the inbox: dead letter only, nothing else is written."""
         dead_letter = self._dead_letter_write(attempt, problems, ())
-        committed = self.store.commit(Commit(dead_letter=dead_letter))
+        committed = self._write(Commit(dead_letter=dead_letter))
         return Outcome(
             Status.REJECTED,
             attempt.envelope.message_id,
@@ -350,7 +408,7 @@ class Pipeline:
 
     def _dead_letter_unreadable(self, raw: str, problems, dead_letter_id=None) -> Outcome:
         write = unreadable_dead_letter(raw, problems, self.clock.now(), dead_letter_id)
-        committed = self.store.commit(Commit(dead_letter=write))
+        committed = self._write(Commit(dead_letter=write))
         return Outcome(
             Status.REJECTED,
             write.message_id,

@@ -8,6 +8,7 @@ entries with their lines and stock moves, a dead letter, stream positions — go
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -58,6 +59,7 @@ class InboxRecord:
     hold_deadline: datetime | None
     waits_on: tuple[str, ...]
     late: bool
+    applied_seq: int | None = None  # position in the order of effect, once POSTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +172,8 @@ class Committed:
     inbox_id: int | None = None
     entry_ids: tuple[int, ...] = ()
     dead_letter_id: int | None = None
+    applied_seq: int | None = None  # the inbox record's position in the order of effect
+    data_version: int | None = None  # the store's data version after this commit, if it moved
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +196,21 @@ class LedgerStore(Protocol):
         Raises `DuplicateDelivery` on a unique inbox clash, `StoreError` otherwise; either
         way nothing was written."""
 
+    def exclusive(self) -> AbstractContextManager[None]:
+        """Hold the store's writer lock for one pipeline step (decide, then commit), so that
+        several processes on one database decide against books that include each other's
+        postings. A no-op where the adapter has one writer."""
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection has committed since this one
+        last looked (the core then catches up before deciding)."""
+
+    def posted_after(self, applied_seq: int) -> Iterator[InboxRecord]:
+        """POSTED records whose effect came after `applied_seq`, in order of effect."""
+
     def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None: ...
     def inbox_record(self, message_id: str) -> InboxRecord | None: ...
     def held(self) -> list[InboxRecord]: ...
-    def posted_in_effect_order(self) -> Iterator[InboxRecord]: ...
     def stream_positions(self) -> dict[str, int]: ...
     def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]: ...
     def waiting_keys(self) -> list[str]:

@@ -29,7 +29,7 @@ __all__ = ["SqlReads"]
 _ID_COLUMNS = ("plant", "item", "work_order", "lot", "supplier", "period")
 _INBOX_COLUMNS = (
     "inbox_id, message_id, idempotency_key, payload_hash, message_type, status, code, envelope,"
-    " received_at, committed_at, hold_deadline, waits_on, late"
+    " received_at, committed_at, hold_deadline, waits_on, late, applied_seq"
 )
 
 
@@ -75,6 +75,7 @@ class SqlReads:
             hold_deadline=_dt(row[10]),
             waits_on=tuple(json.loads(row[11])),
             late=bool(row[12]),
+            applied_seq=row[13],
         )
 
     def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None:
@@ -93,8 +94,11 @@ class SqlReads:
     def held(self) -> list[InboxRecord]:
         return self._inbox("status = 'HELD' ORDER BY inbox_id", ())
 
-    def posted_in_effect_order(self) -> Iterator[InboxRecord]:
-        sql = f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE status = 'POSTED' ORDER BY applied_seq"
+    def posted_after(self, applied_seq: int) -> Iterator[InboxRecord]:
+        sql = (
+            f"SELECT {_INBOX_COLUMNS} FROM inbox WHERE status = 'POSTED'"
+            f" AND applied_seq > {int(applied_seq)} ORDER BY applied_seq"
+        )
         for row in self._stream(sql):
             yield InboxRecord(
                 inbox_id=row[0],
@@ -111,6 +115,7 @@ class SqlReads:
                 hold_deadline=None,
                 waits_on=(),
                 late=bool(row[12]),
+                applied_seq=row[13],
             )
 
     def stream_positions(self) -> dict[str, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +33,7 @@ _NEXT_APPLIED = "(SELECT COALESCE(MAX(applied_seq), 0) + 1 FROM inbox)"
 _UPDATE_INBOX = {
     posted: "UPDATE inbox SET status=?, code=?, committed_at=?, hold_deadline=?, waits_on=?,"
     f" late=?, applied_seq={_NEXT_APPLIED if posted else 'NULL'} WHERE inbox_id=?"
+    " RETURNING inbox_id, applied_seq"
     for posted in (True, False)
 }
 _INSERT_INBOX = {
@@ -39,6 +41,7 @@ _INSERT_INBOX = {
     " message_type, source_system, stream, source_seq, plant, item, work_order, lot, supplier,"
     " period, envelope, received_at, status, code, committed_at, hold_deadline, waits_on, late,"
     f" applied_seq) VALUES ({', '.join('?' * 22)}, {_NEXT_APPLIED if posted else 'NULL'})"
+    " RETURNING inbox_id, applied_seq"
     for posted in (True, False)
 }
 
@@ -83,6 +86,13 @@ class SqliteStore(SqlReads):
                 f"{self.path} has ledger schema {version}; this build reads {SCHEMA_VERSION}"
             )
 
+    def exclusive(self) -> AbstractContextManager[None]:
+        # One process writes an SQLite ledger; `BEGIN IMMEDIATE` guards each commit anyway.
+        return nullcontext()
+
+    def data_version(self) -> int:
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
+
     def schema_version(self) -> int:
         return int(
             self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
@@ -93,7 +103,9 @@ class SqliteStore(SqlReads):
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            inbox_id = self._write_inbox(commit.inbox) if commit.inbox else None
+            inbox_id, applied_seq = (
+                self._write_inbox(commit.inbox) if commit.inbox else (None, None)
+            )
             entry_ids = tuple(
                 self._write_entry(inbox_id, commit.inbox, entry) for entry in commit.entries
             )
@@ -116,18 +128,18 @@ class SqliteStore(SqlReads):
                     sorted(commit.streams.items()),
                 )
             db.execute("COMMIT")
-            return Committed(inbox_id, entry_ids, dead_letter_id)
+            return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq)
         except sqlite3.IntegrityError as error:
             db.execute("ROLLBACK")
             if "inbox" in str(error):
                 raise DuplicateDelivery(f"inbox already holds this message: {error}") from error
             raise StoreError(f"integrity failure: {error}") from error
-        except sqlite3.Error as error:
+        except (sqlite3.Error, OverflowError) as error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise StoreError(f"SQLite failure: {error}") from error
 
-    def _write_inbox(self, row: InboxWrite) -> int:
+    def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
         posted = row.status is InboxStatus.POSTED
         outcome = (
             row.status.value,
@@ -138,8 +150,7 @@ class SqliteStore(SqlReads):
             int(row.late),
         )
         if row.inbox_id is not None:
-            self._db.execute(_UPDATE_INBOX[posted], (*outcome, row.inbox_id))
-            return row.inbox_id
+            return self._db.execute(_UPDATE_INBOX[posted], (*outcome, row.inbox_id)).fetchone()
         ids = row.ids
         cursor = self._db.execute(
             _INSERT_INBOX[posted],
@@ -163,7 +174,7 @@ class SqliteStore(SqlReads):
                 *outcome,
             ),
         )
-        return cursor.lastrowid
+        return cursor.fetchone()
 
     def _ts(self, moment: datetime | None) -> str | None:
         """ISO text of a timestamp; the clock's current moment repeats, so the last is kept."""

@@ -801,6 +801,17 @@ def test_idempotency_conflict(started: Started, reuse: str) -> None:
     assert core.outcome("gr-1").entry_ids == first.entry_ids  # the original still stands
 
 
+@covers(ErrorCode.AMOUNT_OUT_OF_RANGE)
+def test_amount_out_of_range(started: Started) -> None:
+    """Finite and valid, yet 2e20 EUR: beyond what a ledger line may carry."""
+    core, env, _clock = started
+    before = books(core)
+    envelope = env(goods_received(qty=D("1e20"), unit_price=D(2)))
+    outcome = core.submit(envelope)
+    assert_rejected(core, outcome, ErrorCode.AMOUNT_OUT_OF_RANGE, before)
+    submit_ok(core, env(goods_received()))  # and the next message posts as usual
+
+
 # --- failures of the core itself -----------------------------------------------------------
 
 

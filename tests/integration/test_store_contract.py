@@ -173,7 +173,7 @@ def test_a_held_record_is_updated_in_place_and_applied_after_earlier_postings(st
     assert record.waits_on == ("stream:s@2",) and record.hold_deadline == START + timedelta(hours=1)
     store.commit(Commit(inbox=inbox("m-h", "k-h", inbox_id=held.inbox_id), entries=(entry(),)))
     assert store.held() == []
-    assert [r.message_id for r in store.posted_in_effect_order()] == ["m-p", "m-h"]
+    assert [r.message_id for r in store.posted_after(0)] == ["m-p", "m-h"]
 
 
 def test_dead_letters_keep_the_raw_payload_attempts_history_and_waits(store):
