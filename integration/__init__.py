@@ -42,6 +42,7 @@ from integration.reconcile import Check, Finding, Reconciliation
 from integration.settings import CoreSettings, NegativeStockPolicy
 from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
 from integration.store.sqlite import SqliteStore
+from integration.validation import Sender
 
 __all__ = [
     # the facade
@@ -51,6 +52,7 @@ __all__ = [
     "open_store",
     "Outcome",
     "Status",
+    "Sender",
     # clocks
     "Clock",
     "ManualClock",

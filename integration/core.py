@@ -16,6 +16,7 @@ from integration.records import outcome_of_record
 from integration.settings import CoreSettings
 from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
 from integration.store.sqlite import SqliteStore
+from integration.validation import Sender
 
 __all__ = ["Core", "open_store"]
 
@@ -49,10 +50,14 @@ class Core:
         self._pipeline.open()
 
     # --- writes ----------------------------------------------------------------------------
-    def submit(self, payload: Envelope | bytes | str | dict[str, Any]) -> Outcome:
+    def submit(
+        self, payload: Envelope | bytes | str | dict[str, Any], sender: Sender | None = None
+    ) -> Outcome:
         """Apply one message exactly once, or say why not. Never raises for bad input: a
-        payload that cannot be read is dead-lettered with its code, raw text kept."""
-        return self._pipeline.submit(payload)
+        payload that cannot be read is dead-lettered with its code, raw text kept.
+
+        `sender`, from an authenticated channel, must be the envelope's source system."""
+        return self._pipeline.submit(payload, sender)
 
     def replay(self, selection: DeadLetterFilter | None = None) -> list[Outcome]:
         """Re-run the selected open dead letters (all open ones by default), oldest first."""

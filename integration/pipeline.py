@@ -53,7 +53,7 @@ from integration.store.base import (
     InboxWrite,
     LedgerStore,
 )
-from integration.validation import authorise
+from integration.validation import Sender, authorise
 
 __all__ = ["Pipeline"]
 
@@ -78,14 +78,14 @@ class Pipeline:
         self._data_version: int | None = None  # the store's data version the state reflects
 
     # --- entry points: each runs under the store's writer lock, on up-to-date books --------
-    def submit(self, payload) -> Outcome:
+    def submit(self, payload, sender: Sender | None = None) -> Outcome:
         with self.store.exclusive():
             self.sync()
             self._expire_holds()
             parsed = parse_payload(payload)
             if parsed.envelope is None:
                 return self._dead_letter_unreadable(parsed.raw, parsed.problems)
-            return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now()))
+            return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now(), sender=sender))
 
     def replay(self, dead_letter_id: int) -> Outcome | None:
         """Run an open dead letter through the pipeline again; never applies anything twice.
@@ -230,7 +230,7 @@ class Pipeline:
 
     def _process(self, attempt: Attempt) -> tuple[Outcome, list[str]]:
         env = attempt.envelope
-        problems = authorise(self.settings, env)
+        problems = authorise(self.settings, env, attempt.sender)
         if problems:
             return self._refuse(attempt, problems), []
         # Idempotency rests on the inbox's unique constraints: a duplicate is found when its

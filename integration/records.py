@@ -23,6 +23,7 @@ from integration.store.base import (
     InboxStatus,
     InboxWrite,
 )
+from integration.validation import Sender
 
 __all__ = [
     "Attempt",
@@ -45,6 +46,7 @@ class Attempt:
     inbox_id: int | None = None  # set when the message is already in the inbox
     seq_consumed: bool = False  # its sequence number was used by an earlier terminal outcome
     dead_letter: DeadLetter | None = None  # set when replaying
+    sender: Sender | None = None  # who an authenticated channel says sent it
 
 
 def outcome_of_record(record: InboxRecord) -> Outcome:

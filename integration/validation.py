@@ -3,16 +3,17 @@ and returns what it looked up (or None), so a rule reports every problem of a me
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from integration.envelope import Envelope
+from integration.envelope import Envelope, SourceSystem
 from integration.errors import ErrorCode, MessageRejected, Problem
 from integration.master import BomRevision, BomStatus, Item, Location
 from integration.settings import CoreSettings
 from integration.state import BookState, WorkOrderState
 
-__all__ = ["Checks", "authorise"]
+__all__ = ["Checks", "Sender", "authorise"]
 
 
 class Checks:
@@ -138,9 +139,31 @@ class Checks:
             )
 
 
-def authorise(settings: CoreSettings, envelope: Envelope) -> list[Problem]:
-    """A source may only send the message types it owns (MES never posts to the GL itself)."""
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who an authenticated channel says is sending: one source system, optionally allowed
+    only some of the message types that source owns."""
+
+    source: SourceSystem
+    message_types: frozenset[str] | None = None
+
+
+def authorise(
+    settings: CoreSettings, envelope: Envelope, sender: Sender | None = None
+) -> list[Problem]:
+    """A source may only send the message types it owns (MES never posts to the GL itself),
+    and an authenticated sender only as itself."""
+    if sender is not None and envelope.source_system is not sender.source:
+        return [
+            Problem(
+                ErrorCode.UNAUTHORISED_SOURCE,
+                f"authenticated as {sender.source.value}, not {envelope.source_system.value}",
+                "source_system",
+            )
+        ]
     allowed = settings.authorisation.get(envelope.source_system, ())
+    if sender is not None and sender.message_types is not None:
+        allowed = tuple(t for t in allowed if t in sender.message_types)
     if envelope.message_type in allowed:
         return []
     return [

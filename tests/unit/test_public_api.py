@@ -5,6 +5,7 @@ import integration
 PUBLIC = {
     "Core",
     "CoreSettings",
+    "Sender",
     "NegativeStockPolicy",
     "open_store",
     "Outcome",
