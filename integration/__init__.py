@@ -41,6 +41,7 @@ from integration.outcome import Outcome, Status
 from integration.reconcile import Check, Finding, Reconciliation
 from integration.settings import CoreSettings, NegativeStockPolicy
 from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
+from integration.store.postgres import PostgresStore  # imports psycopg only when opened
 from integration.store.sqlite import SqliteStore
 from integration.validation import Sender
 
@@ -83,6 +84,7 @@ __all__ = [
     "Account",
     "LedgerStore",
     "SqliteStore",
+    "PostgresStore",
     "StockBalance",
     "DeadLetter",
     "DeadLetterFilter",

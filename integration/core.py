@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,15 @@ __all__ = ["Core", "open_store"]
 
 
 def open_store(url: str | Path = ":memory:") -> LedgerStore:
-    """Open a ledger store from a URL: `:memory:`, `sqlite:///path/to/ledger.db`, or a path."""
+    """Open a ledger store from a URL: `:memory:`, `sqlite:///path/to/ledger.db`, a path, or
+    `postgresql://user@host:5432/db` (also `postgres://`; `?schema=NAME` selects the schema,
+    created if missing; needs the `postgres` extra)."""
     text = str(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        from integration.store.postgres import PostgresStore, split_schema
+
+        conninfo, schema = split_schema(text)
+        return PostgresStore(conninfo, schema=schema)
     if text.startswith("sqlite:///"):
         return SqliteStore(text.removeprefix("sqlite:///") or ":memory:")
     if text.startswith("sqlite://"):
@@ -70,9 +79,19 @@ class Core:
         return self._pipeline.expire_holds()
 
     # --- reads -----------------------------------------------------------------------------
+    @contextmanager
+    def _caught_up(self) -> Iterator[None]:
+        """Under the writer lock, with the book state caught up with other writers' commits
+        (several processes on one database): reads of the in-memory books then agree with the
+        store. A no-op catch-up when nobody else committed."""
+        with self.store.exclusive():
+            self._pipeline.sync()
+            yield
+
     @property
     def held_count(self) -> int:
-        return len(self._pipeline.holds)
+        with self._caught_up():
+            return len(self._pipeline.holds)
 
     def outcome(self, message_id: str) -> Outcome:
         record = self.store.inbox_record(message_id)
@@ -97,33 +116,37 @@ class Core:
 
     def work_order_status(self, work_order: str) -> dict[str, Any]:
         """A work order as the books see it: quantities done, WIP, open or closed."""
-        order = self._pipeline.state.work_orders.get(work_order)
-        if order is None:
-            raise NotFound(f"no work order {work_order}")
-        return {
-            "work_order": order.id,
-            "plant": order.plant,
-            "item": order.item,
-            "qty": order.qty,
-            "closed": order.closed,
-            "wip": order.wip,
-            "received": order.received,
-            "good_by_operation": dict(sorted(order.good_by_op.items())),
-            "scrap_by_operation": dict(sorted(order.scrap_by_op.items())),
-        }
+        with self._caught_up():
+            order = self._pipeline.state.work_orders.get(work_order)
+            if order is None:
+                raise NotFound(f"no work order {work_order}")
+            return {
+                "work_order": order.id,
+                "plant": order.plant,
+                "item": order.item,
+                "qty": order.qty,
+                "closed": order.closed,
+                "wip": order.wip,
+                "received": order.received,
+                "good_by_operation": dict(sorted(order.good_by_op.items())),
+                "scrap_by_operation": dict(sorted(order.scrap_by_op.items())),
+            }
 
     def reconcile(self) -> Reconciliation:
-        """Check every ledger invariant; returns findings rather than raising."""
-        orders = self._pipeline.state.work_orders
-        return reconcile(
-            unbalanced=self.store.unbalanced_entries(),
-            account_balances=self.store.account_balances(),
-            stock_value_by_account=self.store.stock_value_by_account(),
-            wip_by_work_order=self.store.wip_by_work_order(),
-            open_order_wip={o.id: o.wip for o in orders.values() if not o.closed},
-            closed_orders=[o.id for o in orders.values() if o.closed],
-            entries_checked=self.store.entry_count(),
-        )
+        """Check every ledger invariant; returns findings rather than raising. Reads the
+        books and the ledger under the writer lock, so another writer's step never falls
+        between them."""
+        with self._caught_up():
+            orders = self._pipeline.state.work_orders
+            return reconcile(
+                unbalanced=self.store.unbalanced_entries(),
+                account_balances=self.store.account_balances(),
+                stock_value_by_account=self.store.stock_value_by_account(),
+                wip_by_work_order=self.store.wip_by_work_order(),
+                open_order_wip={o.id: o.wip for o in orders.values() if not o.closed},
+                closed_orders=[o.id for o in orders.values() if o.closed],
+                entries_checked=self.store.entry_count(),
+            )
 
     def close(self) -> None:
         self.store.close()

@@ -113,29 +113,29 @@ def _problems_from(error: ValidationError) -> tuple[Problem, ...]:
 def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPayload:
     """Read an envelope from JSON text, bytes, a dict or an envelope; never raises.
 
-    `raw` is what the inbox and dead letters keep: the text as received; for a dict, the
-    envelope's JSON (or, when it is no envelope, the dict's JSON or a bounded rendering).
+    `raw` is what the inbox and dead letters keep: the text as received (a dict as JSON, or
+    as a bounded rendering when it is too deep to be JSON). NUL characters are refused: no
+    ledger column may hold them.
     """
     if isinstance(payload, Envelope):
-        return ParsedPayload(raw=payload.model_dump_json(), envelope=payload)
-    if isinstance(payload, dict):
-        return _parse(
-            lambda: Envelope.model_validate(payload),
-            lambda envelope: envelope.model_dump_json() if envelope else _dict_text(payload),
-        )
-    text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
-    return _parse(lambda: Envelope.model_validate_json(text), lambda _envelope: text)
-
-
-def _parse(validate, raw_of) -> ParsedPayload:
+        text = payload.model_dump_json()
+        if "\\u0000" not in text:
+            return ParsedPayload(raw=text, envelope=payload)
+    elif isinstance(payload, dict):
+        text = _dict_text(payload)
+    else:
+        text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
+    if "\x00" in text or "\\u0000" in text:
+        problem = Problem(ErrorCode.MALFORMED_PAYLOAD, "NUL characters are not accepted")
+        return ParsedPayload(raw=text.replace("\x00", "\ufffd"), envelope=None, problems=(problem,))
     try:
-        envelope = validate()
+        envelope = Envelope.model_validate_json(text)
     except ValidationError as error:
-        return ParsedPayload(raw=raw_of(None), envelope=None, problems=_problems_from(error))
+        return ParsedPayload(raw=text, envelope=None, problems=_problems_from(error))
     except (ValueError, TypeError, RecursionError) as error:
         problem = Problem(ErrorCode.MALFORMED_PAYLOAD, f"unreadable payload: {error}")
-        return ParsedPayload(raw=raw_of(None), envelope=None, problems=(problem,))
-    return ParsedPayload(raw=raw_of(envelope), envelope=envelope)
+        return ParsedPayload(raw=text, envelope=None, problems=(problem,))
+    return ParsedPayload(raw=text, envelope=envelope)
 
 
 _BOUNDED_REPR = reprlib.Repr()

@@ -23,6 +23,7 @@ class Status(StrEnum):
 class Outcome:
     status: Status
     message_id: str | None
+    message_type: str | None = None
     code: ErrorCode | None = None
     problems: tuple[Problem, ...] = ()
     entry_ids: tuple[int, ...] = ()
@@ -42,6 +43,7 @@ class Outcome:
         return {
             "status": self.status.value,
             "message_id": self.message_id,
+            "message_type": self.message_type,
             "code": self.code.value if self.code else None,
             "problems": [p.to_dict() for p in self.problems],
             "entry_ids": list(self.entry_ids),

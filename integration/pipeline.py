@@ -11,7 +11,13 @@ from collections import deque
 from dataclasses import replace
 
 from integration.clock import Clock
-from integration.envelope import Envelope, business_ids, parse_payload, payload_hash
+from integration.envelope import (
+    Envelope,
+    SourceSystem,
+    business_ids,
+    parse_payload,
+    payload_hash,
+)
 from integration.errors import (
     ConfigurationError,
     ErrorCode,
@@ -148,6 +154,7 @@ class Pipeline:
             inbox_id=record.inbox_id if record else None,
             seq_consumed=record is not None and record.code not in _PARKED,
             dead_letter=dead_letter,
+            sender=Sender(SourceSystem(dead_letter.sender)) if dead_letter.sender else None,
         )
 
     def _expire_holds(self) -> list[Outcome]:
@@ -192,8 +199,8 @@ class Pipeline:
     def _run(self, attempt: Attempt) -> Outcome:
         outcome, keys = self._process(attempt)
         self._unreleased.extend(keys)
-        released = self._drain()
-        return replace(outcome, released=tuple(released)) if released else outcome
+        released = tuple(self._drain())
+        return replace(outcome, message_type=attempt.envelope.message_type, released=released)
 
     def _drain(self) -> list[Outcome]:
         """Let through what waited on the satisfied keys, and on what those in turn provide.
@@ -205,28 +212,37 @@ class Pipeline:
         released: list[Outcome] = []
         while self._unreleased:
             key = self._unreleased[0]
+            try:
+                letters = self.store.dead_letters(DeadLetterFilter(waits_on=key))
+            except StoreError:
+                return released
             held = self.holds.take(key)
-            waiting = [
-                (h, Attempt(h.envelope, h.raw, h.received_at, inbox_id=h.inbox_id)) for h in held
-            ]
-            for dead_letter in self.store.dead_letters(DeadLetterFilter(waits_on=key)):
-                attempt = self._attempt_from(dead_letter)
-                if isinstance(attempt, Outcome):
-                    released.append(attempt)
-                else:
-                    waiting.append((None, attempt))
-            for index, (_held, attempt) in enumerate(waiting):
+            waiting: list[HeldMessage | DeadLetter] = [*held, *letters]
+            for index, waiter in enumerate(waiting):
                 try:
-                    outcome, more = self._process(attempt)
+                    outcome, more = self._release(waiter)
                 except StoreError:
-                    for again, _attempt in waiting[index:]:
-                        if again is not None:
+                    for again in waiting[index:]:
+                        if isinstance(again, HeldMessage):
                             self.holds.add(again)
                     return released
                 released.append(outcome)
                 self._unreleased.extend(more)
             self._unreleased.popleft()
         return released
+
+    def _release(self, waiter: HeldMessage | DeadLetter) -> tuple[Outcome, list[str]]:
+        """Run a held message or a parked dead letter whose wait is over."""
+        if isinstance(waiter, HeldMessage):
+            attempt = Attempt(
+                waiter.envelope, waiter.raw, waiter.received_at, inbox_id=waiter.inbox_id
+            )
+        else:
+            attempt = self._attempt_from(waiter)
+            if isinstance(attempt, Outcome):
+                return attempt, []
+        outcome, more = self._process(attempt)
+        return replace(outcome, message_type=attempt.envelope.message_type), more
 
     def _process(self, attempt: Attempt) -> tuple[Outcome, list[str]]:
         env = attempt.envelope
@@ -412,6 +428,7 @@ class Pipeline:
         return Outcome(
             Status.REJECTED,
             write.message_id,
+            write.message_type,
             code=write.code,
             problems=write.problems,
             dead_letter_id=committed.dead_letter_id or dead_letter_id,

@@ -128,6 +128,7 @@ def dead_letter_write(
         idempotency_key=env.idempotency_key,
         message_type=env.message_type,
         source_system=env.source_system.value,
+        sender=attempt.sender.source.value if attempt.sender else None,
         waits_on=tuple(waits_on),
         id=attempt.dead_letter.id if attempt.dead_letter else None,
     )

@@ -108,6 +108,7 @@ class DeadLetter:
     idempotency_key: str | None
     message_type: str | None
     source_system: str | None
+    sender: str | None  # the source an authenticated channel vouched for, if any
     code: ErrorCode
     problems: tuple[Problem, ...]
     raw: str
@@ -133,6 +134,7 @@ class DeadLetterWrite:
     idempotency_key: str | None = None
     message_type: str | None = None
     source_system: str | None = None
+    sender: str | None = None
     waits_on: tuple[str, ...] = ()
     id: int | None = None
 

@@ -140,8 +140,9 @@ class SqlReads:
             params.append(selection.waits_on)
         rows = self._rows(
             "SELECT dead_letter_id, message_id, idempotency_key, message_type, source_system,"
-            " code, problems, raw, plant, item, work_order, lot, supplier, period, attempts,"
-            f" history, status, created_at, updated_at FROM dead_letter WHERE {' AND '.join(where)}"
+            " sender, code, problems, raw, plant, item, work_order, lot, supplier, period,"
+            " attempts, history, status, created_at, updated_at"
+            f" FROM dead_letter WHERE {' AND '.join(where)}"
             " ORDER BY dead_letter_id",
             params,
         )
@@ -166,16 +167,17 @@ class SqlReads:
             idempotency_key=row[2],
             message_type=row[3],
             source_system=row[4],
-            code=ErrorCode(row[5]),
-            problems=tuple(Problem.from_dict(p) for p in json.loads(row[6])),
-            raw=row[7],
-            ids=BusinessIds(**dict(zip(_ID_COLUMNS, row[8:14], strict=True))),
-            attempts=row[14],
-            history=tuple(json.loads(row[15])),
-            status=row[16],
+            sender=row[5],
+            code=ErrorCode(row[6]),
+            problems=tuple(Problem.from_dict(p) for p in json.loads(row[7])),
+            raw=row[8],
+            ids=BusinessIds(**dict(zip(_ID_COLUMNS, row[9:15], strict=True))),
+            attempts=row[15],
+            history=tuple(json.loads(row[16])),
+            status=row[17],
             waits_on=waits,
-            created_at=_dt(row[17]),
-            updated_at=_dt(row[18]),
+            created_at=_dt(row[18]),
+            updated_at=_dt(row[19]),
         )
 
     # --- ledger reads ----------------------------------------------------------------------

@@ -266,14 +266,15 @@ class SqliteStore(SqlReads):
             ids = row.ids
             dead_letter_id = self._db.execute(
                 "INSERT INTO dead_letter (message_id, idempotency_key, message_type,"
-                " source_system, code, problems, raw, plant, item, work_order, lot, supplier,"
-                " period, history, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " source_system, sender, code, problems, raw, plant, item, work_order, lot,"
+                " supplier, period, history, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     row.message_id,
                     row.idempotency_key,
                     row.message_type,
                     row.source_system,
+                    row.sender,
                     row.code.value,
                     problems,
                     row.raw,

@@ -17,6 +17,7 @@ from integration import (
     OperationCompleted,
     PeriodClosed,
     Status,
+    StoreError,
     open_store,
 )
 from tests.builders import START, D, new_core, release, settings
@@ -220,3 +221,33 @@ def test_negative_control_without_sequencing_out_of_order_work_fails_visibly():
     early = core.submit(confirm(env, seq=2))
     assert early.status is Status.REJECTED
     assert core.dead_letters()[0].code is ErrorCode.WORK_ORDER_UNKNOWN
+
+
+def test_nul_characters_are_refused_and_the_dead_letter_keeps_a_printable_copy():
+    core, env, _ = new_core()
+    envelope = confirm(env).model_copy(update={"message_id": "nul\x00id"})
+    for payload in (envelope, envelope.model_dump_json(), b'{"message_id": "\x00"}'):
+        outcome = core.submit(payload)
+        assert outcome.code is ErrorCode.MALFORMED_PAYLOAD
+    assert all("\x00" not in letter.raw for letter in core.dead_letters())
+    assert core.store.entry_count() == 0
+
+
+def test_a_store_failure_while_looking_for_waiters_strands_nothing(monkeypatch):
+    core, env, _ = new_core()
+    held = confirm(env, seq=1)
+    assert core.submit(held).status is Status.HELD  # waits for WO-1's release
+    lookups = core.store.dead_letters
+
+    def failing_once(selection):
+        monkeypatch.setattr(core.store, "dead_letters", lookups)
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(core.store, "dead_letters", failing_once)
+    released = core.submit(release(env))
+    assert released.status is Status.POSTED and released.released == ()
+    assert core.held_count == 1  # still held, not forgotten
+    again = core.submit(held)  # the next call carries on releasing
+    assert again.status is Status.DUPLICATE
+    assert [r.message_id for r in again.released] == [held.message_id]
+    assert posted_rows(core, held.message_id) == 1

@@ -36,9 +36,16 @@ def _sqlite_file(tmp_path) -> LedgerStore:
     return SqliteStore(tmp_path / "ledger.db")
 
 
+def _postgres(tmp_path) -> LedgerStore:
+    from tests.integration.pg import ScratchPostgresStore
+
+    return ScratchPostgresStore()  # a schema of its own, dropped on close
+
+
 STORE_FACTORIES: dict[str, Callable] = {
     "sqlite-memory": _sqlite_memory,
     "sqlite-file": _sqlite_file,
+    "postgres": _postgres,
 }
 
 

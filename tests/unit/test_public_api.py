@@ -58,6 +58,7 @@ PUBLIC = {
     "Account",
     "LedgerStore",
     "SqliteStore",
+    "PostgresStore",
     "StockBalance",
     "DeadLetter",
     "DeadLetterFilter",
@@ -91,11 +92,11 @@ def test_every_exception_is_an_integration_error_with_a_stable_code():
         assert isinstance(error_type.code, integration.ErrorCode)
 
 
-def test_the_core_never_imports_the_twin_or_simpy():
+def test_the_core_never_imports_the_twin_simpy_or_psycopg():
     import subprocess
     import sys
 
-    check = "import integration, sys; print(sorted({'sim', 'simpy'} & set(sys.modules)))"
+    check = "import integration, sys; print(sorted({'sim', 'simpy', 'psycopg'} & set(sys.modules)))"
     result = subprocess.run(
         [sys.executable, "-c", check], capture_output=True, text=True, check=True
     )

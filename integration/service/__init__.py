@@ -1,0 +1,49 @@
+"""The core as an HTTP service: `build_app` from a store URL, core settings and API keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from integration.clock import SystemClock
+from integration.core import Core, open_store
+from integration.errors import ConfigurationError
+from integration.service.app import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, create_app
+from integration.service.keys import ApiKey, ApiKeys, load_keys
+from integration.settings import CoreSettings
+
+__all__ = [
+    "ApiKey",
+    "ApiKeys",
+    "load_keys",
+    "load_settings",
+    "create_app",
+    "build_app",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_BATCH",
+]
+
+
+def load_settings(path: str | Path) -> CoreSettings:
+    """Core settings (plants, locations, policies) from a JSON or YAML file."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            return CoreSettings.model_validate(yaml.safe_load(text))
+        return CoreSettings.model_validate_json(text)
+    except ValueError as error:
+        raise ConfigurationError(f"unreadable core settings {path}: {error}") from error
+
+
+def build_app(
+    db_url: str,
+    settings_path: str | Path,
+    keys_path: str | Path | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The service over a store URL (`sqlite:///…` or `postgresql://…`), on the wall clock."""
+    core = Core(load_settings(settings_path), open_store(db_url), SystemClock())
+    return create_app(core, load_keys(keys_path), max_body_bytes=max_body_bytes)

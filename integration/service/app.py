@@ -1,0 +1,310 @@
+"""The core as an HTTP service (FastAPI): versioned endpoints, bearer keys, hardened input.
+
+Every answer is JSON with a stable `code` where something went wrong; no request produces a
+stack trace, and a request without a valid key writes nothing.
+"""
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from integration.core import Core
+from integration.errors import ErrorCode, IntegrationError, NotFound, StoreError
+from integration.outcome import Outcome, Status
+from integration.service.keys import ApiKey, ApiKeys
+from integration.service.metrics import ServiceMetrics
+from integration.store.base import DeadLetterFilter
+
+__all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
+
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+DEFAULT_MAX_BATCH = 1000
+
+
+class ServiceError(Exception):
+    """An error answer: HTTP status, stable code, a sentence."""
+
+    def __init__(self, status: int, code: str, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.problems = status, code, message, problems
+
+
+def _error(status: int, code: str, message: str, problems: list | None = None) -> JSONResponse:
+    body = {"code": code, "message": message, "problems": problems or []}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def outcome_status(outcome: Outcome) -> int:
+    """The HTTP status of a submission's outcome."""
+    if outcome.status is Status.HELD:
+        return 202
+    if outcome.status is not Status.REJECTED:
+        return 200
+    return {
+        ErrorCode.MALFORMED_PAYLOAD: 400,
+        ErrorCode.UNAUTHORISED_SOURCE: 403,
+        ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    }.get(outcome.code, 422)
+
+
+class _Selection:
+    """Dead-letter filter from query parameters."""
+
+    def __init__(
+        self,
+        code: Annotated[ErrorCode | None, Query()] = None,
+        status: Annotated[str, Query(pattern="^(open|replayed|resolved|any)$")] = "open",
+        plant: str | None = None,
+        item: str | None = None,
+        work_order: str | None = None,
+        lot: str | None = None,
+        supplier: str | None = None,
+        period: str | None = None,
+    ) -> None:
+        self.code, self.status, self.plant, self.item = code, status, plant, item
+        self.work_order, self.lot, self.supplier, self.period = work_order, lot, supplier, period
+
+    def to_filter(self) -> DeadLetterFilter:
+        return DeadLetterFilter(
+            code=self.code,
+            status=None if self.status == "any" else self.status,
+            plant=self.plant,
+            item=self.item,
+            work_order=self.work_order,
+            lot=self.lot,
+            supplier=self.supplier,
+            period=self.period,
+        )
+
+
+def create_app(
+    core: Core,
+    keys: ApiKeys,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> FastAPI:
+    """The service over `core`. The core is single-threaded: endpoints run on the event loop
+    one at a time, and several processes share a PostgreSQL ledger through its writer lock."""
+    app = FastAPI(
+        title="mfg-twin integration core",
+        version="1",
+        description="Canonical manufacturing messages in, exactly one ledger effect out.",
+    )
+    metrics = ServiceMetrics()
+    app.state.core, app.state.metrics = core, metrics
+
+    def caller(request: Request) -> ApiKey:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        key = keys.find(token.strip()) if scheme.lower() == "bearer" and token else None
+        if key is None:
+            raise ServiceError(401, "UNAUTHENTICATED", "a valid bearer API key is required")
+        return key
+
+    Caller = Annotated[ApiKey, Depends(caller)]
+
+    async def body_of(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
+            raise ServiceError(
+                413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {max_body_bytes} bytes"
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise ServiceError(
+                    413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def submit(payload: bytes | dict, key: ApiKey) -> Outcome:
+        if key.sender is None:
+            raise ServiceError(403, "UNAUTHORISED_SOURCE", f"key {key.name} may not submit")
+        started = time.perf_counter()
+        outcome = core.submit(payload, key.sender)
+        metrics.observe(
+            outcome, outcome.message_type or "unreadable", time.perf_counter() - started
+        )
+        return outcome
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, error: ServiceError) -> JSONResponse:
+        return _error(error.status, error.code, error.message, error.problems)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, error: NotFound) -> JSONResponse:
+        return _error(404, error.code.value, str(error))
+
+    @app.exception_handler(StoreError)
+    async def _store_failure(_request: Request, error: StoreError) -> JSONResponse:
+        return _error(503, error.code.value, "the ledger store is unavailable; retry later")
+
+    @app.exception_handler(IntegrationError)
+    async def _integration_error(_request: Request, error: IntegrationError) -> JSONResponse:
+        return _error(500, error.code.value, "the core could not process the request")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"code": "SCHEMA_INVALID", "message": e["msg"], "field": ".".join(map(str, e["loc"]))}
+            for e in error.errors()
+        ]
+        return _error(422, "SCHEMA_INVALID", "the request is invalid", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
+        return _error(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, _error: Exception) -> JSONResponse:
+        return _error(500, "INTERNAL", "the service failed; the request was not applied")
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers and its ledger store is open."""
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus exposition of the service's metrics."""
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @app.post(
+        "/v1/messages",
+        tags=["messages"],
+        responses={202: {}, 400: {}, 403: {}, 409: {}, 413: {}, 422: {}},
+    )
+    async def submit_one(request: Request, key: Caller) -> JSONResponse:
+        """Submit one envelope (JSON). POSTED and DUPLICATE answer 200, HELD 202; a rejection
+        answers 400/403/409/422 with its code, and its payload is kept in the dead letters."""
+        outcome = submit(await body_of(request), key)
+        return JSONResponse(outcome.to_dict(), status_code=outcome_status(outcome))
+
+    @app.post("/v1/messages/batch", tags=["messages"], responses={400: {}, 413: {}})
+    async def submit_batch(request: Request, key: Caller) -> dict[str, Any]:
+        """Submit a JSON array of envelopes; each gets its own outcome (partial failure is
+        normal, as in an OAGIS ConfirmBOD)."""
+        items = _batch_items(await body_of(request), max_batch)
+        outcomes = [submit(item, key) for item in items]
+        return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
+
+    @app.get("/v1/messages/{message_id}", tags=["messages"], responses={404: {}})
+    async def outcome_of(message_id: str, _key: Caller) -> dict[str, Any]:
+        """The recorded outcome of a message."""
+        return core.outcome(message_id).to_dict()
+
+    @app.get("/v1/ledger/balances", tags=["ledger"])
+    async def balances(_key: Caller) -> dict[str, Any]:
+        """GL balance per plant, account and currency (debit positive)."""
+        rows = core.account_balances().items()
+        return {
+            "balances": [
+                {"plant": p, "account": a, "currency": c, "balance": str(b)}
+                for (p, a, c), b in rows
+            ]
+        }
+
+    @app.get("/v1/stock", tags=["ledger"])
+    async def stock(_key: Caller) -> dict[str, Any]:
+        """The valued stock sub-ledger per plant, item, location and lot."""
+        return {
+            "stock": [
+                {
+                    "plant": p,
+                    "item": i,
+                    "location": loc,
+                    "lot": lot,
+                    "qty": str(b.qty),
+                    "value": str(b.value),
+                }
+                for (p, i, loc, lot), b in core.stock().items()
+            ]
+        }
+
+    @app.get("/v1/work-orders/{work_order}", tags=["ledger"], responses={404: {}})
+    async def work_order(work_order: str, _key: Caller) -> dict[str, Any]:
+        """A work order as the books see it, with its WIP."""
+        return json.loads(json.dumps(core.work_order_status(work_order), default=str))
+
+    @app.get("/v1/dead-letters", tags=["dead letters"])
+    async def dead_letters(_key: Caller, selection: Annotated[_Selection, Depends()]) -> dict:
+        """Dead letters filtered by code, status and business identifiers."""
+        letters = core.dead_letters(selection.to_filter())
+        return {"dead_letters": [_dead_letter_view(letter) for letter in letters]}
+
+    @app.post("/v1/dead-letters/replay", tags=["dead letters"], responses={403: {}})
+    async def replay(key: Caller, selection: Annotated[_Selection, Depends()]) -> dict:
+        """Replay the selected open dead letters (needs an `operate` key)."""
+        if not key.operate:
+            raise ServiceError(403, "FORBIDDEN", f"key {key.name} may not replay")
+        outcomes = core.replay(selection.to_filter())
+        for outcome in outcomes:
+            metrics.replays.labels(outcome.status.value).inc()
+        return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
+
+    @app.get("/v1/reconciliation", tags=["ledger"])
+    async def reconciliation(_key: Caller) -> dict[str, Any]:
+        """Every ledger invariant, with findings where one does not hold."""
+        result = core.reconcile()
+        metrics.reconciliation_exceptions.set(len(result.findings))
+        return {
+            "ok": result.ok,
+            "entries_checked": result.entries_checked,
+            "findings": [
+                {
+                    "check": f.check.value,
+                    "subject": f.subject,
+                    "expected": str(f.expected),
+                    "actual": str(f.actual),
+                }
+                for f in result.findings
+            ],
+        }
+
+    return app
+
+
+def _batch_items(body: bytes, max_batch: int) -> list[Any]:
+    try:
+        items = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise ServiceError(400, "MALFORMED_PAYLOAD", f"the batch is not JSON: {error}") from error
+    if not isinstance(items, list):
+        raise ServiceError(400, "MALFORMED_PAYLOAD", "a batch is a JSON array of envelopes")
+    if len(items) > max_batch:
+        raise ServiceError(413, "PAYLOAD_TOO_LARGE", f"batches are limited to {max_batch} messages")
+    return [item if isinstance(item, dict) else json.dumps(item) for item in items]
+
+
+def _dead_letter_view(letter) -> dict[str, Any]:
+    return {
+        "id": letter.id,
+        "message_id": letter.message_id,
+        "message_type": letter.message_type,
+        "source_system": letter.source_system,
+        "code": letter.code.value,
+        "problems": [p.to_dict() for p in letter.problems],
+        "raw": letter.raw,
+        "plant": letter.ids.plant,
+        "item": letter.ids.item,
+        "work_order": letter.ids.work_order,
+        "lot": letter.ids.lot,
+        "supplier": letter.ids.supplier,
+        "period": letter.ids.period,
+        "attempts": letter.attempts,
+        "history": list(letter.history),
+        "status": letter.status,
+        "waits_on": list(letter.waits_on),
+        "created_at": letter.created_at.isoformat(),
+        "updated_at": letter.updated_at.isoformat(),
+    }

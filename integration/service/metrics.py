@@ -1,0 +1,68 @@
+"""Prometheus metrics of the service, in a registry of its own (one per app)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from integration.outcome import Outcome, Status
+
+__all__ = ["ServiceMetrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class ServiceMetrics:
+    """Success rate (`messages_total` by status), latency by workflow, dead letters by code,
+    replays, refused duplicates and reconciliation exceptions."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages = Counter(
+            "mfg_twin_messages",
+            "Messages submitted, by outcome and message type",
+            ("status", "message_type"),
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "mfg_twin_dead_letters",
+            "Messages dead-lettered, by error code",
+            ("code",),
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "mfg_twin_duplicates_refused",
+            "Duplicate deliveries answered without effect",
+            registry=self.registry,
+        )
+        self.replays = Counter(
+            "mfg_twin_replays",
+            "Dead letters replayed, by outcome",
+            ("status",),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mfg_twin_submit_seconds",
+            "Time to process one message, by workflow (message type)",
+            ("workflow",),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.reconciliation_exceptions = Gauge(
+            "mfg_twin_reconciliation_exceptions",
+            "Findings of the last reconciliation (GET /v1/reconciliation)",
+            registry=self.registry,
+        )
+
+    def observe(self, outcome: Outcome, message_type: str, seconds: float | None = None) -> None:
+        self.messages.labels(outcome.status.value, message_type).inc()
+        if outcome.status is Status.DUPLICATE:
+            self.duplicates.inc()
+        if outcome.status is Status.REJECTED and outcome.code is not None:
+            self.dead_letters.labels(outcome.code.value).inc()
+        if seconds is not None:
+            self.latency.labels(message_type).observe(seconds)
+        for released in outcome.released:
+            self.observe(released, "released")
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

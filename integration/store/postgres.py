@@ -1,0 +1,461 @@
+"""The PostgreSQL adapter of the `LedgerStore` port (psycopg 3, the `postgres` extra).
+
+One connection in autocommit mode; each `commit` is one explicit transaction. Several processes
+may share one ledger (one schema): `exclusive()` is a session-level advisory lock keyed on the
+schema, and every commit first bumps `meta.data_version`, whose row lock orders the commits of
+all writers, so `applied_seq` (MAX + 1) follows commit order even without `exclusive()`.
+
+psycopg is imported when a store is opened, never when this module is imported, so the core
+runs without the extra installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from itertools import count
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from integration.errors import ConfigurationError, StoreError
+from integration.ledger import StockMove
+from integration.money import to_minor
+from integration.store.base import (
+    Commit,
+    Committed,
+    DeadLetterWrite,
+    DuplicateDelivery,
+    EntryWrite,
+    InboxStatus,
+    InboxWrite,
+)
+from integration.store.schema import POSTGRES_SCHEMA, SCHEMA_VERSION
+from integration.store.sql_reads import SqlReads
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresStore", "split_schema"]
+
+_INBOX_UNIQUE = frozenset({"inbox_message_id", "inbox_idempotency_key"})
+_STREAM_BATCH = 1000
+_DEAD_LETTER_VALUES = ", ".join(["%s"] * 17)
+_cursor_ids = count(1)
+
+_BUMP_VERSION = (
+    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'data_version' RETURNING value"
+)
+# Posting stamps the record with the next position in the order of effect; a held or
+# rejected record has none. MAX + 1 is safe: the data_version row lock, taken first in every
+# commit, serialises writers, and the statement sees every earlier commit (READ COMMITTED).
+_NEXT_APPLIED = "(SELECT COALESCE(MAX(applied_seq), 0) + 1 FROM inbox)"
+_UPDATE_INBOX = {
+    posted: "UPDATE inbox SET status=%s, code=%s, committed_at=%s, hold_deadline=%s, waits_on=%s,"
+    f" late=%s, applied_seq={_NEXT_APPLIED if posted else 'NULL'} WHERE inbox_id=%s"
+    " RETURNING inbox_id, applied_seq"
+    for posted in (True, False)
+}
+_INSERT_INBOX = {
+    posted: "INSERT INTO inbox (message_id, idempotency_key, unique_ids, payload_hash,"
+    " message_type, source_system, stream, source_seq, plant, item, work_order, lot, supplier,"
+    " period, envelope, received_at, status, code, committed_at, hold_deadline, waits_on, late,"
+    f" applied_seq) VALUES ({', '.join(['%s'] * 22)}, {_NEXT_APPLIED if posted else 'NULL'})"
+    " RETURNING inbox_id, applied_seq"
+    for posted in (True, False)
+}
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Take the `?schema=NAME` query parameter (not a libpq one) out of a PostgreSQL URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    if not schemas:
+        return url, None
+    if len(schemas) > 1 or not schemas[0]:
+        raise ConfigurationError(f"one non-empty ?schema= expected in {_redacted(url)}")
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schemas[0]
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _lock_key(purpose: str, schema: str) -> int:
+    """A stable signed 64-bit advisory-lock key for one schema's ledger."""
+    digest = hashlib.blake2b(f"mfg-twin/{purpose}/{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _pg_sql(sql: str) -> str:
+    """The shared reads' `?` placeholders in psycopg's `%s` style (literal `%` escaped)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgresStore(SqlReads):
+    """A ledger in one PostgreSQL schema: `schema` None uses the connection's current schema;
+    a named schema is created if missing and put on the `search_path`."""
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        try:
+            import psycopg
+        except ImportError as error:
+            raise ConfigurationError(
+                "the PostgreSQL store needs psycopg 3: pip install 'mfg-twin[postgres]'"
+            ) from error
+        self._pg = psycopg
+        self.url = _redacted(url)
+        # One connection: threads sharing this store take turns (a step under `exclusive()`,
+        # a commit's transaction, a read), as processes take turns on the advisory lock.
+        self._guard = threading.RLock()
+        try:
+            self._db: psycopg.Connection = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as error:
+            raise ConfigurationError(f"cannot open PostgreSQL {self.url}: {error}") from error
+        try:
+            self._db.execute("SET TIME ZONE 'UTC'")
+            self.schema = self._prepare(schema)
+            self._lock = _lock_key("writer", self.schema)
+        except BaseException:
+            self._db.close()
+            raise
+
+    @property
+    def connection(self) -> psycopg.Connection:
+        """The raw connection (autocommit), for audits in plain SQL and fault injection."""
+        return self._db
+
+    # --- schema ----------------------------------------------------------------------------
+    def _prepare(self, schema: str | None) -> str:
+        """Create (or check) the schema and its tables; returns the schema's name."""
+        sql = self._pg.sql
+        try:
+            if schema is not None:
+                with self._db.transaction():
+                    self._db.execute(
+                        "SELECT pg_advisory_xact_lock(%s)", (_lock_key("create", schema),)
+                    )
+                    self._db.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                    )
+                self._db.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            current = self._db.execute("SELECT current_schema()").fetchone()[0]
+            if current is None:
+                raise ConfigurationError(
+                    f"{self.url}: the search_path names no existing schema; pass schema="
+                )
+            with self._db.transaction():
+                self._db.execute(
+                    "SELECT pg_advisory_xact_lock(%s)", (_lock_key("create", current),)
+                )
+                exists = self._db.execute(
+                    "SELECT 1 FROM pg_tables WHERE schemaname = %s AND tablename = 'meta'",
+                    (current,),
+                ).fetchone()
+                if exists is None:
+                    self._db.execute(POSTGRES_SCHEMA)
+                    self._db.execute(
+                        "INSERT INTO meta VALUES ('schema_version', %s), ('data_version', '0')",
+                        (str(SCHEMA_VERSION),),
+                    )
+                    return current
+            version = self.schema_version()
+        except (self._pg.Error, StoreError) as error:
+            raise ConfigurationError(f"cannot prepare the ledger in {self.url}: {error}") from error
+        if version != SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"schema {current} of {self.url} has ledger schema {version};"
+                f" this build reads {SCHEMA_VERSION}"
+            )
+        return current
+
+    def schema_version(self) -> int:
+        return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'"))
+
+    # --- concurrency -----------------------------------------------------------------------
+    def exclusive(self) -> AbstractContextManager[None]:
+        """The schema's writer lock, session-level: a killed process releases it with its
+        connection. Re-entrant (advisory locks stack within a session)."""
+        return self._exclusive()
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._guard:
+            self._one("SELECT pg_advisory_lock(%s)", (self._lock,))
+            try:
+                yield
+            except BaseException:
+                self._unlock(quiet=True)
+                raise
+            self._unlock(quiet=False)
+
+    def _unlock(self, quiet: bool) -> None:
+        try:
+            self._db.execute("SELECT pg_advisory_unlock(%s)", (self._lock,))
+        except self._pg.Error as error:
+            if quiet or self._db.broken or self._db.closed:
+                return  # a lost connection has released its session locks with it
+            raise StoreError(f"PostgreSQL failure releasing the writer lock: {error}") from error
+
+    def data_version(self) -> int:
+        return int(self._one("SELECT value FROM meta WHERE key = 'data_version'"))
+
+    # --- the one write ---------------------------------------------------------------------
+    def commit(self, commit: Commit) -> Committed:
+        with self._guard:
+            return self._commit(commit)
+
+    def _commit(self, commit: Commit) -> Committed:
+        pg = self._pg
+        db = self._db
+        try:
+            with db.transaction():
+                # First: the row lock that orders every writer's commits.
+                version = int(db.execute(_BUMP_VERSION).fetchone()[0])
+                inbox_id, applied_seq = (
+                    self._write_inbox(commit.inbox) if commit.inbox else (None, None)
+                )
+                entry_ids = tuple(
+                    self._write_entry(inbox_id, commit.inbox, entry) for entry in commit.entries
+                )
+                dead_letter_id = (
+                    self._write_dead_letter(commit.dead_letter) if commit.dead_letter else None
+                )
+                if commit.resolved_dead_letter is not None:
+                    db.execute(
+                        "UPDATE dead_letter SET status = %s WHERE dead_letter_id = %s",
+                        (commit.resolution, commit.resolved_dead_letter),
+                    )
+                    db.execute(
+                        "DELETE FROM dead_letter_wait WHERE dead_letter_id = %s",
+                        (commit.resolved_dead_letter,),
+                    )
+                if commit.streams:
+                    db.cursor().executemany(
+                        "INSERT INTO stream_position VALUES (%s, %s) ON CONFLICT (stream)"
+                        " DO UPDATE SET next_seq = excluded.next_seq",
+                        sorted(commit.streams.items()),
+                    )
+        except pg.errors.UniqueViolation as error:
+            if error.diag.constraint_name in _INBOX_UNIQUE:
+                raise DuplicateDelivery(f"inbox already holds this message: {error}") from error
+            raise StoreError(f"integrity failure: {error}") from error
+        except pg.errors.IntegrityError as error:
+            raise StoreError(f"integrity failure: {error}") from error
+        except (pg.Error, OverflowError) as error:
+            raise StoreError(f"PostgreSQL failure: {error}") from error
+        return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq, version)
+
+    def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
+        posted = row.status is InboxStatus.POSTED
+        outcome = (
+            row.status.value,
+            row.code.value if row.code else None,
+            row.committed_at,
+            row.hold_deadline,
+            json.dumps(row.waits_on) if row.waits_on else "[]",
+            int(row.late),
+        )
+        if row.inbox_id is not None:
+            found = self._db.execute(_UPDATE_INBOX[posted], (*outcome, row.inbox_id)).fetchone()
+            if found is None:
+                raise StoreError(f"no inbox record {row.inbox_id} to update")
+            return found
+        ids = row.ids
+        return self._db.execute(
+            _INSERT_INBOX[posted],
+            (
+                row.message_id,
+                row.idempotency_key,
+                int(row.unique),
+                row.payload_hash,
+                row.message_type,
+                row.source_system,
+                row.stream,
+                row.source_seq,
+                ids.plant,
+                ids.item,
+                ids.work_order,
+                ids.lot,
+                ids.supplier,
+                ids.period,
+                row.envelope_json,
+                row.received_at,
+                *outcome,
+            ),
+        ).fetchone()
+
+    def _write_entry(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
+        db = self._db
+        entry_id = db.execute(
+            "INSERT INTO journal_entry (inbox_id, message_id, plant, currency, period,"
+            " original_period, late, event_type, work_order, occurred_at, posted_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING entry_id",
+            (
+                inbox_id,
+                inbox.message_id,
+                entry.plant,
+                entry.currency,
+                entry.period,
+                entry.original_period,
+                int(entry.late),
+                entry.event_type,
+                entry.work_order,
+                entry.occurred_at,
+                inbox.committed_at,
+            ),
+        ).fetchone()[0]
+        posting = entry.posting
+        cursor = db.cursor()
+        if posting.lines:
+            cursor.executemany(
+                "INSERT INTO journal_line VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        entry_id,
+                        n,
+                        ln.plant,
+                        ln.account,
+                        ln.currency,
+                        to_minor(ln.amount, ln.currency),
+                        ln.work_order,
+                        ln.item,
+                    )
+                    for n, ln in enumerate(posting.lines, start=1)
+                ],
+            )
+        if posting.moves:
+            cursor.executemany(
+                "INSERT INTO stock_move (entry_id, plant, item, location, lot, qty, value_minor,"
+                " account) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [self._move_row(entry_id, entry.currency, mv) for mv in posting.moves],
+            )
+        if posting.exceptions:
+            cursor.executemany(
+                "INSERT INTO stock_exception (entry_id, plant, item, location, lot, qty_after)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (entry_id, ex.plant, ex.item, ex.location, ex.lot, ex.qty_after)
+                    for ex in posting.exceptions
+                ],
+            )
+        return entry_id
+
+    @staticmethod
+    def _move_row(entry_id: int, currency: str, move: StockMove) -> tuple:
+        return (
+            entry_id,
+            move.plant,
+            move.item,
+            move.location,
+            move.lot,
+            move.qty,
+            to_minor(move.value, currency),
+            move.account,
+        )
+
+    def _write_dead_letter(self, row: DeadLetterWrite) -> int:
+        db = self._db
+        event = json.dumps({"at": row.at.isoformat(), "code": row.code.value})
+        problems = json.dumps([p.to_dict() for p in row.problems])
+        if row.id is not None:
+            found = db.execute(
+                "UPDATE dead_letter SET attempts = attempts + 1, code = %s, problems = %s,"
+                " history = (history::jsonb || jsonb_build_array(%s::jsonb))::text,"
+                " updated_at = %s, status = 'open' WHERE dead_letter_id = %s"
+                " RETURNING dead_letter_id",
+                (row.code.value, problems, event, row.at, row.id),
+            ).fetchone()
+            if found is None:
+                raise StoreError(f"no dead letter {row.id} to update")
+            dead_letter_id = row.id
+            db.execute("DELETE FROM dead_letter_wait WHERE dead_letter_id = %s", (row.id,))
+        else:
+            ids = row.ids
+            dead_letter_id = db.execute(
+                "INSERT INTO dead_letter (message_id, idempotency_key, message_type,"
+                " source_system, sender, code, problems, raw, plant, item, work_order, lot,"
+                " supplier, period, history, created_at, updated_at)"
+                f" VALUES ({_DEAD_LETTER_VALUES})"
+                " RETURNING dead_letter_id",
+                (
+                    row.message_id,
+                    row.idempotency_key,
+                    row.message_type,
+                    row.source_system,
+                    row.sender,
+                    row.code.value,
+                    problems,
+                    row.raw,
+                    ids.plant,
+                    ids.item,
+                    ids.work_order,
+                    ids.lot,
+                    ids.supplier,
+                    ids.period,
+                    f"[{event}]",
+                    row.at,
+                    row.at,
+                ),
+            ).fetchone()[0]
+        if row.waits_on:
+            db.cursor().executemany(
+                "INSERT INTO dead_letter_wait VALUES (%s, %s)",
+                [(dead_letter_id, key) for key in row.waits_on],
+            )
+        return dead_letter_id
+
+    # --- the reads' access to the database (see SqlReads) --------------------------------
+    def _one(self, sql: str, params: tuple = ()) -> Any:
+        rows = self._rows_pg(sql, params)
+        if not rows:
+            raise StoreError(f"no row for {sql!r}: is this a ledger schema?")
+        return rows[0][0]
+
+    def _rows_pg(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        try:
+            with self._guard:
+                return self._db.execute(sql, params).fetchall()
+        except self._pg.Error as error:
+            raise StoreError(f"PostgreSQL failure: {error}") from error
+
+    def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        return self._rows_pg(_pg_sql(sql), params)
+
+    def _stream(self, sql: str) -> Iterator[tuple]:
+        """Rows in batches from a server-side cursor. WITH HOLD lets it outlive its implicit
+        transaction (autocommit), so the caller may use the store between rows."""
+        cursor = self._db.cursor(f"ledger_stream_{next(_cursor_ids)}", withhold=True)
+        try:
+            with self._guard:
+                cursor.execute(_pg_sql(sql), ())
+            while True:
+                with self._guard:
+                    batch = cursor.fetchmany(_STREAM_BATCH)
+                if not batch:
+                    return
+                yield from batch
+        except self._pg.Error as error:
+            raise StoreError(f"PostgreSQL failure: {error}") from error
+        finally:
+            try:
+                with self._guard:
+                    cursor.close()
+            except self._pg.Error:
+                pass  # a broken connection has dropped the cursor with it
+
+    def close(self) -> None:
+        with self._guard:
+            self._db.close()

@@ -1,0 +1,1 @@
+"""mfg-twin's digital twin and harness: the `twin` command line."""

@@ -1,0 +1,89 @@
+"""The PostgreSQL the tests use: `MFG_TWIN_PG_URL`, by default the local server.
+
+Each test gets a schema of its own (`fresh_schema`), dropped afterwards. When the server cannot
+be reached the test is skipped with the reason, or fails under `CI=true` (CI must run them).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from integration import PostgresStore
+
+PG_URL = os.environ.get("MFG_TWIN_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@cache
+def _unreachable() -> str | None:
+    """Why the server cannot be used, or None (checked once per test process)."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[postgres]')"
+    try:
+        psycopg.connect(PG_URL, connect_timeout=5).close()
+    except psycopg.Error as error:
+        detail = " ".join(str(error).split())
+        return f"PostgreSQL unreachable at {_shown(PG_URL)} (set MFG_TWIN_PG_URL): {detail}"
+    return None
+
+
+def _shown(url: str) -> str:
+    """The URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(parts.password, "***", 1)))
+
+
+def require_pg() -> str:
+    """The server's URL; skips the test (fails it under CI=true) when it is unreachable."""
+    reason = _unreachable()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return PG_URL
+
+
+def drop_schema(name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(PG_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@contextmanager
+def fresh_schema() -> Iterator[str]:
+    """A unique schema name for one test; the schema (if created) is dropped afterwards."""
+    require_pg()
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    try:
+        yield name
+    finally:
+        drop_schema(name)
+
+
+class ScratchPostgresStore(PostgresStore):
+    """A store in a schema of its own that `close()` drops (the contract suite's factory)."""
+
+    def __init__(self) -> None:
+        require_pg()
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        try:
+            super().__init__(PG_URL, schema=name)
+        except BaseException:
+            drop_schema(name)
+            raise
+
+    def close(self) -> None:
+        super().close()
+        drop_schema(self.schema)

@@ -1,0 +1,212 @@
+"""`twin serve` over real HTTP on loopback: submission, auth, hardened input, reads."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import httpx
+import pytest
+
+from integration import FinishedGoodsReceived, OperationCompleted, PeriodClosed
+from tests.builders import D, Envelopes, master_data, release
+from tests.integration.served import OPS_KEY, READ_ONLY_KEY, Served, auth
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("served")
+    running = Served(f"sqlite:///{directory}/ledger.db", directory).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def env(served):
+    envelopes = Envelopes()
+    for envelope in [*master_data(envelopes), release(envelopes)]:
+        answer = post(served, envelope)
+        assert answer.status_code == 200, answer.text
+    return envelopes
+
+
+def post(served, envelope, source=None, **kw):
+    headers = auth(source or envelope.source_system.value)
+    return httpx.post(
+        f"{served.url}/v1/messages", content=envelope.model_dump_json(), headers=headers, **kw
+    )
+
+
+def counts(served) -> tuple[int, int]:
+    with sqlite3.connect(served.db_url.removeprefix("sqlite:///")) as db:
+        return (
+            db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0],
+            db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0],
+        )
+
+
+def confirm(env, good="1", **kw):
+    return env(
+        OperationCompleted(
+            work_order="WO-1",
+            operation_seq=10,
+            good_qty=D(good),
+            uom="EA",
+            backflush_location="LINE",
+            component_lots={"RAW-L": "L1"},
+        ),
+        **kw,
+    )
+
+
+def test_a_confirmation_posts_once_and_a_retry_is_a_duplicate(served, env):
+    message = confirm(env)
+    first, again = post(served, message), post(served, message)
+    assert (first.status_code, first.json()["status"]) == (200, "POSTED")
+    assert (again.status_code, again.json()["status"]) == (200, "DUPLICATE")
+    assert again.json()["original"]["entry_ids"] == first.json()["entry_ids"]
+    read = httpx.get(f"{served.url}/v1/messages/{message.message_id}", headers=auth("MES"))
+    assert read.json()["status"] == "POSTED"
+
+
+def test_an_early_message_is_accepted_as_held(served, env):
+    answer = post(served, confirm(env, stream="MES:WO-1", seq=2))
+    assert (answer.status_code, answer.json()["code"]) == (202, "SEQUENCE_GAP")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer not-a-key-at-all-0000"}, {"Authorization": "Basic eDp5"}],
+)
+def test_without_a_valid_key_nothing_is_written_and_nothing_revealed(served, env, headers):
+    before = counts(served)
+    answer = httpx.post(
+        f"{served.url}/v1/messages", content=confirm(env).model_dump_json(), headers=headers
+    )
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "code": "UNAUTHENTICATED",
+        "problems": [],
+        "message": "a valid bearer API key is required",
+    }
+    assert counts(served) == before
+
+
+def test_a_source_outside_its_role_is_forbidden_and_dead_lettered(served, env):
+    before = counts(served)
+    closing = env(PeriodClosed(plant="P1", period="2026-02"), source=None)
+    answer = post(served, closing, source="MES")  # MES key, FINANCE's message
+    assert (answer.status_code, answer.json()["code"]) == (403, "UNAUTHORISED_SOURCE")
+    assert counts(served)[1] == before[1] + 1
+
+
+def test_a_key_cannot_speak_for_another_source(served, env):
+    answer = post(served, confirm(env), source="WMS")  # envelope says MES
+    assert (answer.status_code, answer.json()["code"]) == (403, "UNAUTHORISED_SOURCE")
+
+
+def test_a_read_only_key_may_read_but_not_submit_or_replay(served, env):
+    headers = {"Authorization": f"Bearer {READ_ONLY_KEY}"}
+    assert httpx.get(f"{served.url}/v1/stock", headers=headers).status_code == 200
+    answer = httpx.post(
+        f"{served.url}/v1/messages", content=confirm(env).model_dump_json(), headers=headers
+    )
+    assert answer.status_code == 403
+    replay = httpx.post(f"{served.url}/v1/dead-letters/replay", headers=headers)
+    assert (replay.status_code, replay.json()["code"]) == (403, "FORBIDDEN")
+
+
+def test_an_oversized_body_is_refused_before_anything_is_written(served, env):
+    before = counts(served)
+    answer = httpx.post(
+        f"{served.url}/v1/messages", content=b"{" + b" " * (1 << 21) + b"}", headers=auth("MES")
+    )
+    assert (answer.status_code, answer.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert counts(served) == before
+
+
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        (b"{not json", 400, "MALFORMED_PAYLOAD"),
+        (b"[" * 50_000 + b"]" * 50_000, 400, "MALFORMED_PAYLOAD"),
+        (b'{"message_id": 7}', 422, "SCHEMA_INVALID"),
+    ],
+)
+def test_bad_input_gets_a_code_and_its_payload_is_kept(served, env, body, status, code):
+    before = counts(served)
+    answer = httpx.post(f"{served.url}/v1/messages", content=body, headers=auth("MES"))
+    assert (answer.status_code, answer.json()["code"]) == (status, code)
+    assert "Traceback" not in answer.text
+    assert counts(served)[1] == before[1] + 1
+    letters = httpx.get(
+        f"{served.url}/v1/dead-letters", params={"code": code}, headers=auth("MES")
+    ).json()["dead_letters"]
+    assert any(letter["raw"] == body.decode() for letter in letters)
+
+
+def test_validation_failures_name_their_fields(served, env):
+    data = json.loads(confirm(env).model_dump_json())
+    data["message"]["good_qty"] = "-2"
+    answer = httpx.post(f"{served.url}/v1/messages", json=data, headers=auth("MES"))
+    assert answer.status_code == 422
+    assert answer.json()["problems"][0]["field"] == "message.OperationCompleted.good_qty"
+    assert answer.json()["problems"][0]["code"] == "INVALID_QUANTITY"
+
+
+def test_a_batch_answers_each_message(served, env):
+    good = json.loads(confirm(env).model_dump_json())
+    bad = {
+        **good,
+        "message_id": "batch-bad",
+        "idempotency_key": "batch-bad",
+        "message": {**good["message"], "work_order": "WO-404"},
+    }
+    answer = httpx.post(f"{served.url}/v1/messages/batch", json=[good, bad, 7], headers=auth("MES"))
+    statuses = [(o["status"], o["code"]) for o in answer.json()["outcomes"]]
+    assert answer.status_code == 200
+    assert statuses == [
+        ("POSTED", None),
+        ("HELD", "AWAITING_DEPENDENCY"),
+        ("REJECTED", "SCHEMA_INVALID"),
+    ]
+
+
+def test_reads_report_the_books(served, env):
+    receipt = env(FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG"))
+    assert post(served, receipt).status_code == 200
+    headers = auth("ERP")
+    balances = httpx.get(f"{served.url}/v1/ledger/balances", headers=headers).json()["balances"]
+    assert any(b["account"] == "1320-finished-goods" and b["balance"] == "40.00" for b in balances)
+    order = httpx.get(f"{served.url}/v1/work-orders/WO-1", headers=headers).json()
+    assert D(order["received"]) == 1 and order["closed"] is False
+    assert httpx.get(f"{served.url}/v1/work-orders/nope", headers=headers).status_code == 404
+    assert httpx.get(f"{served.url}/v1/reconciliation", headers=headers).json()["ok"] is True
+    assert "openapi" in httpx.get(f"{served.url}/openapi.json").json()
+
+
+def test_replay_needs_an_operator_and_keeps_the_sender_it_was_sent_by(served, env):
+    forged = env(PeriodClosed(plant="P1", period="2026-01"))  # claims FINANCE
+    assert post(served, forged, source="MES").status_code == 403
+    headers = {"Authorization": f"Bearer {OPS_KEY}"}
+    answer = httpx.post(
+        f"{served.url}/v1/dead-letters/replay",
+        params={"code": "UNAUTHORISED_SOURCE"},
+        headers=headers,
+    )
+    assert answer.status_code == 200
+    replayed = answer.json()["outcomes"]
+    assert replayed and {o["code"] for o in replayed} == {"UNAUTHORISED_SOURCE"}
+
+
+def test_metrics_count_outcomes_dead_letters_and_duplicates(served, env):
+    message = confirm(env)
+    post(served, message)
+    post(served, message)
+    httpx.post(f"{served.url}/v1/messages", content=b"{oops", headers=auth("MES"))
+    text = httpx.get(f"{served.url}/metrics").text
+    assert 'mfg_twin_messages_total{message_type="OperationCompleted",status="POSTED"}' in text
+    assert 'mfg_twin_messages_total{message_type="OperationCompleted",status="DUPLICATE"}' in text
+    assert "mfg_twin_duplicates_refused_total 0.0" not in text
+    assert 'mfg_twin_dead_letters_total{code="MALFORMED_PAYLOAD"}' in text
+    assert 'mfg_twin_submit_seconds_bucket{le="0.005",workflow="OperationCompleted"}' in text
