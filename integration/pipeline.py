@@ -88,10 +88,35 @@ class Pipeline:
         with self.store.exclusive():
             self.sync()
             self._expire_holds()
-            parsed = parse_payload(payload)
-            if parsed.envelope is None:
-                return self._dead_letter_unreadable(parsed.raw, parsed.problems)
-            return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now(), sender=sender))
+            return self._submit(payload, sender)
+
+    def submit_many(self, payloads, sender: Sender | None = None) -> list[Outcome]:
+        """Submit several messages in one store transaction: each has its own outcome, and a
+        store failure rolls the whole batch back (the books are then rebuilt from the store)."""
+        with self.store.exclusive():
+            self.sync()
+            try:
+                with self.store.batch():
+                    self._expire_holds()
+                    return [self._submit(payload, sender) for payload in payloads]
+            except StoreError:
+                self._forget()
+                raise
+
+    def _submit(self, payload, sender: Sender | None) -> Outcome:
+        parsed = parse_payload(payload)
+        if parsed.envelope is None:
+            return self._dead_letter_unreadable(parsed.raw, parsed.problems)
+        return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now(), sender=sender))
+
+    def _forget(self) -> None:
+        """Drop the in-memory books (ahead of a store that rolled back): the next step
+        rebuilds them from the ledger."""
+        self.state = BookState(self.settings)
+        self.holds = HoldIndex()
+        self._unreleased.clear()
+        self._applied_seq = 0
+        self._data_version = None
 
     def replay(self, dead_letter_id: int) -> Outcome | None:
         """Run an open dead letter through the pipeline again; never applies anything twice.

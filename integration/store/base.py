@@ -203,6 +203,10 @@ class LedgerStore(Protocol):
         several processes on one database decide against books that include each other's
         postings. A no-op where the adapter has one writer."""
 
+    def batch(self) -> AbstractContextManager[None]:
+        """Make the commits inside one transaction (each a savepoint that succeeds or fails on
+        its own); the batch commits at the end, or rolls back entirely if the store fails."""
+
     def data_version(self) -> int:
         """A number that changes whenever another connection has committed since this one
         last looked (the core then catches up before deciding)."""

@@ -213,6 +213,16 @@ class PostgresStore(SqlReads):
         return int(self._one("SELECT value FROM meta WHERE key = 'data_version'"))
 
     # --- the one write ---------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around many commits; each commit inside is a savepoint."""
+        with self._guard:
+            try:
+                with self._db.transaction():
+                    yield
+            except self._pg.Error as error:
+                raise StoreError(f"PostgreSQL failure: {error}") from error
+
     def commit(self, commit: Commit) -> Committed:
         with self._guard:
             return self._commit(commit)

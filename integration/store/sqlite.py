@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
@@ -46,6 +46,11 @@ _INSERT_INBOX = {
 }
 
 
+# (begin, end, undo) of one commit: its own transaction, or a savepoint inside a batch.
+_TRANSACTION = ("BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",))
+_SAVEPOINT = ("SAVEPOINT step", "RELEASE step", ("ROLLBACK TO step", "RELEASE step"))
+
+
 class SqliteStore(SqlReads):
     """A ledger in one SQLite database: `:memory:` for tests and runs, a file (WAL) to keep."""
 
@@ -59,6 +64,7 @@ class SqliteStore(SqlReads):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        self._in_batch = False
         self._last_moment: datetime | None = None
         self._last_text: str | None = None
         self._migrate()
@@ -99,10 +105,28 @@ class SqliteStore(SqlReads):
         )
 
     # --- the one write ---------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around many commits; each commit inside is a savepoint."""
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_batch = True
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._db.execute("ROLLBACK")
+            raise StoreError(f"SQLite failure: {error}") from error
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._in_batch = False
+
     def commit(self, commit: Commit) -> Committed:
         db = self._db
+        begin, end, undo = _SAVEPOINT if self._in_batch else _TRANSACTION
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.execute(begin)
             inbox_id, applied_seq = (
                 self._write_inbox(commit.inbox) if commit.inbox else (None, None)
             )
@@ -127,17 +151,21 @@ class SqliteStore(SqlReads):
                     " DO UPDATE SET next_seq = excluded.next_seq",
                     sorted(commit.streams.items()),
                 )
-            db.execute("COMMIT")
+            db.execute(end)
             return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq)
         except sqlite3.IntegrityError as error:
-            db.execute("ROLLBACK")
+            self._undo(undo)
             if "inbox" in str(error):
                 raise DuplicateDelivery(f"inbox already holds this message: {error}") from error
             raise StoreError(f"integrity failure: {error}") from error
         except (sqlite3.Error, OverflowError) as error:
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                self._undo(undo)
             raise StoreError(f"SQLite failure: {error}") from error
+
+    def _undo(self, statements: tuple[str, ...]) -> None:
+        for statement in statements:
+            self._db.execute(statement)
 
     def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
         posted = row.status is InboxStatus.POSTED

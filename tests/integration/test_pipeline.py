@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from integration import (
     Core,
     DeadLetterFilter,
@@ -251,3 +253,45 @@ def test_a_store_failure_while_looking_for_waiters_strands_nothing(monkeypatch):
     assert again.status is Status.DUPLICATE
     assert [r.message_id for r in again.released] == [held.message_id]
     assert posted_rows(core, held.message_id) == 1
+
+
+def _day(env):
+    first, second = confirm(env, seq=1), confirm(env, seq=2)
+    return [release(env), second, first, first, confirm(env, "99")]
+
+
+def test_a_batch_gives_each_message_the_outcome_it_would_get_alone():
+    alone, env_a, _ = new_core()
+    batched, env_b, _ = new_core()
+    singles = [alone.submit(message) for message in _day(env_a)]
+    together = batched.submit_many(_day(env_b))
+    assert [(o.status, o.code) for o in together] == [(o.status, o.code) for o in singles]
+    assert [(o.status, o.code) for o in together] == [
+        (Status.POSTED, None),
+        (Status.HELD, ErrorCode.SEQUENCE_GAP),
+        (Status.POSTED, None),
+        (Status.DUPLICATE, None),
+        (Status.REJECTED, ErrorCode.OVER_COMPLETION),
+    ]
+    assert batched.account_balances() == alone.account_balances()
+    assert batched.reconcile().ok
+
+
+def test_a_store_failure_in_a_batch_rolls_it_all_back_and_the_books_follow(tmp_path):
+    core, env, _ = new_core(str(tmp_path / "ledger.db"))
+    before = (core.account_balances(), core.stock(), core.store.entry_count())
+    core.store.connection.execute(
+        "CREATE TEMP TRIGGER crash AFTER INSERT ON stock_move"
+        " BEGIN SELECT RAISE(ABORT, 'crash'); END"
+    )
+    day = _day(env)
+    with pytest.raises(StoreError):
+        core.submit_many(day)
+    core.store.connection.execute("DROP TRIGGER temp.crash")
+    assert (core.account_balances(), core.stock(), core.store.entry_count()) == before
+    assert [o.status for o in core.submit_many(day)][:3] == [
+        Status.POSTED,
+        Status.HELD,
+        Status.POSTED,
+    ]
+    assert core.reconcile().ok
