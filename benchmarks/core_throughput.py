@@ -69,6 +69,7 @@ from integration import (
     Routing,
     SourceSystem,
     SqliteStore,
+    open_store,
     WorkOrderReleased,
 )
 
@@ -274,7 +275,7 @@ def _wo(index: int) -> str:
 
 # --- the core run --------------------------------------------------------------------------
 def new_core(path: str, workload: Workload) -> Core:
-    core = Core(build_settings(), SqliteStore(path), ManualClock(START + timedelta(days=1)))
+    core = Core(build_settings(), open_store(path), ManualClock(START + timedelta(days=1)))
     for raw in workload.setup:
         outcome = core.submit(raw)
         if outcome.status.value != "POSTED":
