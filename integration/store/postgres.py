@@ -12,28 +12,25 @@ runs without the extra installed.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
 from itertools import count
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from integration.errors import ConfigurationError, StoreError
-from integration.ledger import StockMove
-from integration.money import to_minor
 from integration.store.base import (
     Commit,
     Committed,
-    DeadLetterWrite,
     DuplicateDelivery,
-    EntryWrite,
-    InboxStatus,
-    InboxWrite,
 )
 from integration.store.schema import POSTGRES_SCHEMA, SCHEMA_VERSION
 from integration.store.sql_reads import SqlReads
+from integration.store.sql_writes import SqlWrites
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,30 +39,11 @@ __all__ = ["PostgresStore", "split_schema"]
 
 _INBOX_UNIQUE = frozenset({"inbox_message_id", "inbox_idempotency_key"})
 _STREAM_BATCH = 1000
-_DEAD_LETTER_VALUES = ", ".join(["%s"] * 17)
 _cursor_ids = count(1)
 
 _BUMP_VERSION = (
     "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'data_version' RETURNING value"
 )
-# Posting stamps the record with the next position in the order of effect; a held or
-# rejected record has none. MAX + 1 is safe: the data_version row lock, taken first in every
-# commit, serialises writers, and the statement sees every earlier commit (READ COMMITTED).
-_NEXT_APPLIED = "(SELECT COALESCE(MAX(applied_seq), 0) + 1 FROM inbox)"
-_UPDATE_INBOX = {
-    posted: "UPDATE inbox SET status=%s, code=%s, committed_at=%s, hold_deadline=%s, waits_on=%s,"
-    f" late=%s, applied_seq={_NEXT_APPLIED if posted else 'NULL'} WHERE inbox_id=%s"
-    " RETURNING inbox_id, applied_seq"
-    for posted in (True, False)
-}
-_INSERT_INBOX = {
-    posted: "INSERT INTO inbox (message_id, idempotency_key, unique_ids, payload_hash,"
-    " message_type, source_system, stream, source_seq, plant, item, work_order, lot, supplier,"
-    " period, envelope, received_at, status, code, committed_at, hold_deadline, waits_on, late,"
-    f" applied_seq) VALUES ({', '.join(['%s'] * 22)}, {_NEXT_APPLIED if posted else 'NULL'})"
-    " RETURNING inbox_id, applied_seq"
-    for posted in (True, False)
-}
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -99,14 +77,17 @@ def _lock_key(purpose: str, schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@lru_cache(maxsize=256)
 def _pg_sql(sql: str) -> str:
     """The shared reads' `?` placeholders in psycopg's `%s` style (literal `%` escaped)."""
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-class PostgresStore(SqlReads):
+class PostgresStore(SqlReads, SqlWrites):
     """A ledger in one PostgreSQL schema: `schema` None uses the connection's current schema;
     a named schema is created if missing and put on the `search_path`."""
+
+    _HISTORY_APPEND = "(history::jsonb || jsonb_build_array(?::jsonb))::text"
 
     def __init__(self, url: str, schema: str | None = None) -> None:
         try:
@@ -234,30 +215,7 @@ class PostgresStore(SqlReads):
             with db.transaction():
                 # First: the row lock that orders every writer's commits.
                 version = int(db.execute(_BUMP_VERSION).fetchone()[0])
-                inbox_id, applied_seq = (
-                    self._write_inbox(commit.inbox) if commit.inbox else (None, None)
-                )
-                entry_ids = tuple(
-                    self._write_entry(inbox_id, commit.inbox, entry) for entry in commit.entries
-                )
-                dead_letter_id = (
-                    self._write_dead_letter(commit.dead_letter) if commit.dead_letter else None
-                )
-                if commit.resolved_dead_letter is not None:
-                    db.execute(
-                        "UPDATE dead_letter SET status = %s WHERE dead_letter_id = %s",
-                        (commit.resolution, commit.resolved_dead_letter),
-                    )
-                    db.execute(
-                        "DELETE FROM dead_letter_wait WHERE dead_letter_id = %s",
-                        (commit.resolved_dead_letter,),
-                    )
-                if commit.streams:
-                    db.cursor().executemany(
-                        "INSERT INTO stream_position VALUES (%s, %s) ON CONFLICT (stream)"
-                        " DO UPDATE SET next_seq = excluded.next_seq",
-                        sorted(commit.streams.items()),
-                    )
+                inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
         except pg.errors.UniqueViolation as error:
             if error.diag.constraint_name in _INBOX_UNIQUE:
                 raise DuplicateDelivery(f"inbox already holds this message: {error}") from error
@@ -268,164 +226,17 @@ class PostgresStore(SqlReads):
             raise StoreError(f"PostgreSQL failure: {error}") from error
         return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq, version)
 
-    def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
-        posted = row.status is InboxStatus.POSTED
-        outcome = (
-            row.status.value,
-            row.code.value if row.code else None,
-            row.committed_at,
-            row.hold_deadline,
-            json.dumps(row.waits_on) if row.waits_on else "[]",
-            int(row.late),
-        )
-        if row.inbox_id is not None:
-            found = self._db.execute(_UPDATE_INBOX[posted], (*outcome, row.inbox_id)).fetchone()
-            if found is None:
-                raise StoreError(f"no inbox record {row.inbox_id} to update")
-            return found
-        ids = row.ids
-        return self._db.execute(
-            _INSERT_INBOX[posted],
-            (
-                row.message_id,
-                row.idempotency_key,
-                int(row.unique),
-                row.payload_hash,
-                row.message_type,
-                row.source_system,
-                row.stream,
-                row.source_seq,
-                ids.plant,
-                ids.item,
-                ids.work_order,
-                ids.lot,
-                ids.supplier,
-                ids.period,
-                row.envelope_json,
-                row.received_at,
-                *outcome,
-            ),
-        ).fetchone()
+    def _execute(self, sql: str, params: tuple | list = ()) -> Any:
+        return self._db.execute(_pg_sql(sql), params)
 
-    def _write_entry(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
-        db = self._db
-        entry_id = db.execute(
-            "INSERT INTO journal_entry (inbox_id, message_id, plant, currency, period,"
-            " original_period, late, event_type, work_order, occurred_at, posted_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING entry_id",
-            (
-                inbox_id,
-                inbox.message_id,
-                entry.plant,
-                entry.currency,
-                entry.period,
-                entry.original_period,
-                int(entry.late),
-                entry.event_type,
-                entry.work_order,
-                entry.occurred_at,
-                inbox.committed_at,
-            ),
-        ).fetchone()[0]
-        posting = entry.posting
-        cursor = db.cursor()
-        if posting.lines:
-            cursor.executemany(
-                "INSERT INTO journal_line VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        entry_id,
-                        n,
-                        ln.plant,
-                        ln.account,
-                        ln.currency,
-                        to_minor(ln.amount, ln.currency),
-                        ln.work_order,
-                        ln.item,
-                    )
-                    for n, ln in enumerate(posting.lines, start=1)
-                ],
-            )
-        if posting.moves:
-            cursor.executemany(
-                "INSERT INTO stock_move (entry_id, plant, item, location, lot, qty, value_minor,"
-                " account) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                [self._move_row(entry_id, entry.currency, mv) for mv in posting.moves],
-            )
-        if posting.exceptions:
-            cursor.executemany(
-                "INSERT INTO stock_exception (entry_id, plant, item, location, lot, qty_after)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (entry_id, ex.plant, ex.item, ex.location, ex.lot, ex.qty_after)
-                    for ex in posting.exceptions
-                ],
-            )
-        return entry_id
+    def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._db.cursor().executemany(_pg_sql(sql), rows)
 
-    @staticmethod
-    def _move_row(entry_id: int, currency: str, move: StockMove) -> tuple:
-        return (
-            entry_id,
-            move.plant,
-            move.item,
-            move.location,
-            move.lot,
-            move.qty,
-            to_minor(move.value, currency),
-            move.account,
-        )
+    def _ts(self, moment: datetime | None) -> datetime | None:
+        return moment
 
-    def _write_dead_letter(self, row: DeadLetterWrite) -> int:
-        db = self._db
-        event = json.dumps({"at": row.at.isoformat(), "code": row.code.value})
-        problems = json.dumps([p.to_dict() for p in row.problems])
-        if row.id is not None:
-            found = db.execute(
-                "UPDATE dead_letter SET attempts = attempts + 1, code = %s, problems = %s,"
-                " history = (history::jsonb || jsonb_build_array(%s::jsonb))::text,"
-                " updated_at = %s, status = 'open' WHERE dead_letter_id = %s"
-                " RETURNING dead_letter_id",
-                (row.code.value, problems, event, row.at, row.id),
-            ).fetchone()
-            if found is None:
-                raise StoreError(f"no dead letter {row.id} to update")
-            dead_letter_id = row.id
-            db.execute("DELETE FROM dead_letter_wait WHERE dead_letter_id = %s", (row.id,))
-        else:
-            ids = row.ids
-            dead_letter_id = db.execute(
-                "INSERT INTO dead_letter (message_id, idempotency_key, message_type,"
-                " source_system, sender, code, problems, raw, plant, item, work_order, lot,"
-                " supplier, period, history, created_at, updated_at)"
-                f" VALUES ({_DEAD_LETTER_VALUES})"
-                " RETURNING dead_letter_id",
-                (
-                    row.message_id,
-                    row.idempotency_key,
-                    row.message_type,
-                    row.source_system,
-                    row.sender,
-                    row.code.value,
-                    problems,
-                    row.raw,
-                    ids.plant,
-                    ids.item,
-                    ids.work_order,
-                    ids.lot,
-                    ids.supplier,
-                    ids.period,
-                    f"[{event}]",
-                    row.at,
-                    row.at,
-                ),
-            ).fetchone()[0]
-        if row.waits_on:
-            db.cursor().executemany(
-                "INSERT INTO dead_letter_wait VALUES (%s, %s)",
-                [(dead_letter_id, key) for key in row.waits_on],
-            )
-        return dead_letter_id
+    def _qty(self, value: Decimal) -> Decimal:
+        return value
 
     # --- the reads' access to the database (see SqlReads) --------------------------------
     def _one(self, sql: str, params: tuple = ()) -> Any:
