@@ -79,6 +79,10 @@ class BusinessIds:
     supplier: str | None = None
     period: str | None = None
 
+    def as_tuple(self) -> tuple[str | None, ...]:
+        """(plant, item, work_order, lot, supplier, period): the ledger's column order."""
+        return (self.plant, self.item, self.work_order, self.lot, self.supplier, self.period)
+
 
 @dataclass(frozen=True, slots=True)
 class ParsedPayload:

@@ -120,7 +120,6 @@ class SqlWrites:
             if found is None:
                 raise StoreError(f"no inbox record {row.inbox_id} to update")
             return found
-        ids = row.ids
         return self._execute(
             _INSERT_INBOX[posted],
             (
@@ -132,12 +131,7 @@ class SqlWrites:
                 row.source_system,
                 row.stream,
                 row.source_seq,
-                ids.plant,
-                ids.item,
-                ids.work_order,
-                ids.lot,
-                ids.supplier,
-                ids.period,
+                *row.ids.as_tuple(),
                 row.envelope_json,
                 self._ts(row.received_at),
                 *outcome,
@@ -217,7 +211,6 @@ class SqlWrites:
             dead_letter_id = row.id
             self._execute("DELETE FROM dead_letter_wait WHERE dead_letter_id = ?", (row.id,))
         else:
-            ids = row.ids
             dead_letter_id = self._execute(
                 _INSERT_DEAD_LETTER,
                 (
