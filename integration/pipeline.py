@@ -169,7 +169,9 @@ class Pipeline(Steps):
         outcome, keys = self._process(attempt)
         self._unreleased.extend(keys)
         released = tuple(self._drain())
-        return replace(outcome, message_type=attempt.envelope.message_type, released=released)
+        if released or outcome.message_type is None:
+            outcome = replace(outcome, message_type=attempt.envelope.message_type, released=released)
+        return outcome
 
     def _drain(self) -> list[Outcome]:
         """Let through what waited on the satisfied keys, and on what those in turn provide.

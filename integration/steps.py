@@ -142,6 +142,7 @@ class Steps:
         outcome = Outcome(
             Status.POSTED,
             env.message_id,
+            env.message_type,
             entry_ids=committed.entry_ids,
             committed_at=now,
             late=late,
