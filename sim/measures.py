@@ -1,0 +1,207 @@
+"""Latency, duplicates and drift, measured against the truth (DESIGN §5).
+
+Memory stays flat over the horizon: histograms, counters, sampled series, and per event only a
+small array slot for how often it was delivered and applied. Events are kept in full only
+while the core holds or has dead-lettered their message.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from integration import Envelope, Outcome, Status
+from sim.truth import PhysicalEvent, StockKey
+
+__all__ = ["Measures", "drift"]
+
+MAX_MS = 90 * 86400 * 1000
+PARTS = ("report", "transport", "queue", "hold")
+PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9}
+
+
+def _histogram() -> HdrHistogram:
+    return HdrHistogram(1, MAX_MS, 3)
+
+
+def _summary(histogram: HdrHistogram) -> dict[str, Any]:
+    count = histogram.get_total_count()
+    figures: dict[str, Any] = {"count": count}
+    for name, percentile in PERCENTILES.items():
+        figures[name] = histogram.get_value_at_percentile(percentile) if count else 0
+    figures["max"] = histogram.get_max_value() if count else 0
+    return figures
+
+
+def drift(
+    truth: dict[StockKey, Decimal], book: dict[StockKey, Decimal], cost
+) -> tuple[Decimal, int]:
+    """(value drift, reconciliation exceptions): quantity differences valued at standard cost
+    and summed, and how many (plant, item, location) keys differ."""
+    value, exceptions = Decimal(0), 0
+    for key in sorted(set(truth) | set(book)):
+        difference = truth.get(key, Decimal(0)) - book.get(key, Decimal(0))
+        if difference:
+            exceptions += 1
+            value += abs(difference) * cost(key[1], key[0])
+    return value.quantize(Decimal("0.01")), exceptions
+
+
+class Measures:
+    """Fed by the middleware and the sources; summarised once at the end."""
+
+    def __init__(self, trace=None) -> None:
+        self.trace = trace
+        self.truth_events = 0
+        self.messages = 0
+        self.coverage: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()
+        self.late_postings = 0
+        self.replayed = 0
+        self.first_pass = 0
+        self.latency: dict[str, HdrHistogram] = {}
+        self.parts: dict[str, dict[str, HdrHistogram]] = {}
+        self.interval_latency = _histogram()
+        self._applied = array("H")
+        self._deliveries = array("H")
+        self._parked: dict[str, tuple[PhysicalEvent, float]] = {}  # held or dead-lettered
+        self._stream_max: dict[str, int] = {}
+        self.series: list[dict[str, Any]] = []
+        self._interval_counts: Counter[str] = Counter()
+
+    # --- what happened ---------------------------------------------------------------------
+    def happened(self, event: PhysicalEvent) -> None:
+        self.truth_events += 1
+        self._applied.append(0)
+        self._deliveries.append(0)
+
+    def cover(self, edge_case: str, times: int = 1) -> None:
+        self.coverage[edge_case] += times
+
+    def sent(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:
+        self.messages += 1
+        self._interval_counts["arrivals"] += 1
+        if event.sent_at < 0:
+            event.sent_at = now
+        if self.trace is not None:
+            self.trace.message(now, event.id, envelope)
+
+    def delivered(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:
+        index = event.id - 1
+        self._deliveries[index] += 1
+        if self._deliveries[index] > 1:
+            self.coverage["duplicate_delivered"] += 1
+        if envelope.stream is not None:
+            highest = self._stream_max.get(envelope.stream, 0)
+            if envelope.source_seq < highest:
+                self.coverage["reorder"] += 1
+            else:
+                self._stream_max[envelope.stream] = envelope.source_seq
+
+    # --- what the core answered ------------------------------------------------------------
+    def answered(self, outcome: Outcome, event: PhysicalEvent, now: float, queued: float) -> None:
+        self._record(outcome, event, now, queued, parked_at=None)
+        for released in outcome.released:
+            self._resolve(released, now)
+
+    def healed(self, outcomes: list[Outcome], now: float) -> None:
+        for outcome in outcomes:
+            if outcome.applied:
+                self.replayed += 1
+            self._resolve(outcome, now)
+            for released in outcome.released:
+                self._resolve(released, now)
+
+    def _resolve(self, outcome: Outcome, now: float) -> None:
+        parked = self._parked.get(outcome.message_id or "")
+        if parked is not None:
+            event, parked_at = parked
+            self._record(outcome, event, now, 0.0, parked_at)
+
+    def _record(self, outcome, event, now, queued, parked_at) -> None:
+        status = outcome.status
+        self.statuses[status.value] += 1
+        self._interval_counts["outcomes"] += 1
+        if self.trace is not None:
+            self.trace.outcome(now, event.id, outcome)
+        if status is Status.POSTED:
+            self._parked.pop(outcome.message_id or "", None)
+            self._apply(outcome, event, now, queued, parked_at)
+        elif status is Status.HELD or status is Status.REJECTED:
+            self._parked.setdefault(outcome.message_id or "", (event, now))
+            if status is Status.REJECTED:
+                self.rejections[outcome.code.value if outcome.code else "UNKNOWN"] += 1
+                self._interval_counts["dead_letters"] += 1
+
+    def _apply(self, outcome, event, now, queued, parked_at) -> None:
+        index = event.id - 1
+        self._applied[index] += 1
+        if outcome.late:
+            self.late_postings += 1
+        if self._applied[index] > 1:
+            return
+        if parked_at is None and self._deliveries[index] <= 1:
+            self.first_pass += 1
+        total = max(0.0, now - event.occurred_at)
+        report = max(0.0, min(total, event.sent_at - event.occurred_at))
+        hold = max(0.0, now - parked_at) if parked_at is not None else 0.0
+        parts = {"report": report, "queue": queued, "hold": hold}
+        parts["transport"] = max(0.0, total - report - queued - hold)
+        self._histograms(event.workflow, total, parts)
+
+    def _histograms(self, workflow: str, total: float, parts: dict[str, float]) -> None:
+        if workflow not in self.latency:
+            self.latency[workflow] = _histogram()
+            self.parts[workflow] = {part: _histogram() for part in PARTS}
+        millis = max(1, round(total * 1000))
+        self.latency[workflow].record_value(min(millis, MAX_MS))
+        self.interval_latency.record_value(min(millis, MAX_MS))
+        for part, seconds in parts.items():
+            self.parts[workflow][part].record_value(min(max(1, round(seconds * 1000)), MAX_MS))
+
+    # --- series and the end ------------------------------------------------------------------
+    def sample(self, now: float, queue_depth: int, drift_value: Decimal, exceptions: int) -> None:
+        """Close one interval of the per-interval series."""
+        p99 = self.interval_latency.get_value_at_percentile(99) if self.interval_latency.get_total_count() else 0
+        self.series.append(
+            {
+                "t_s": round(now, 3),
+                "arrivals": self._interval_counts["arrivals"],
+                "throughput": self._interval_counts["outcomes"],
+                "dead_letters": self._interval_counts["dead_letters"],
+                "queue_depth": queue_depth,
+                "p99_ms": p99,
+                "drift_value": str(drift_value),
+                "drift_exceptions": exceptions,
+            }
+        )
+        self._interval_counts.clear()
+        self.interval_latency.reset()
+
+    def duplicates(self) -> dict[str, int]:
+        delivered = sum(max(0, n - 1) for n in self._deliveries)
+        posted = sum(max(0, n - 1) for n in self._applied)
+        detected = self.statuses[Status.DUPLICATE.value] + self.rejections["IDEMPOTENCY_CONFLICT"]
+        return {"delivered": delivered, "detected": detected, "posted": posted}
+
+    def applied(self, event: PhysicalEvent) -> int:
+        return self._applied[event.id - 1]
+
+    def parked_event(self, message_id: str | None) -> PhysicalEvent | None:
+        parked = self._parked.get(message_id or "")
+        return parked[0] if parked else None
+
+    def latency_summary(self) -> dict[str, Any]:
+        summary = {}
+        for workflow in sorted(self.latency):
+            figures = _summary(self.latency[workflow])
+            figures["parts"] = {
+                part: _summary(self.parts[workflow][part]) for part in PARTS
+            }
+            summary[workflow] = figures
+        return summary

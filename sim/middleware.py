@@ -1,0 +1,192 @@
+"""The pipes between the plants and the ERP: a network that delays, duplicates and loses
+messages; a queue with consumers or a synchronous call with timeouts and retries; an ERP
+endpoint with a rate limit, outages and consumers that crash before or after commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+from integration import Envelope
+from sim.scenario import Pattern
+from sim.streams import sample_seconds
+from sim.targets import Target
+from sim.truth import PhysicalEvent
+from sim.world import World
+
+__all__ = ["Middleware"]
+
+OK, LIMITED, DOWN, CRASHED = "ok", "429", "503", "crash"
+
+
+@dataclass(slots=True)
+class Delivery:
+    envelope: Envelope
+    event: PhysicalEvent
+    queued_at: float = 0.0
+
+
+class Middleware:
+    """`send(envelope, event)` takes a message from a source system to the target."""
+
+    def __init__(self, world: World, target: Target) -> None:
+        self.world = world
+        self.target = target
+        self.scenario = world.scenario
+        integration = self.scenario.integration
+        self._net = world.streams["network"]
+        self._faults = world.streams["faults"]
+        self._service = world.streams["erp:service"]
+        self.in_flight = 0
+        self.parked: list[Delivery] = []
+        self._window_start, self._window_calls = 0.0, 0
+        self._outages = [
+            (o.at.total_seconds(), (o.at + o.duration).total_seconds()) for o in self.scenario.faults.outages
+        ]
+        if integration.pattern is Pattern.QUEUE:
+            self.queue = simpy.Store(world.env)
+            for _ in range(integration.consumers):
+                world.env.process(self._consumer())
+        else:
+            self.server = simpy.Resource(world.env, integration.consumers)
+
+    # --- the network ---------------------------------------------------------------------------
+    def _fault(self, rate: float) -> bool:
+        return self.world.faults_on and rate > 0 and self._faults.random() < rate
+
+    def _delay(self) -> float:
+        return sample_seconds(self._net, self.scenario.faults.network_delay)
+
+    def send(self, envelope: Envelope, event: PhysicalEvent) -> None:
+        faults = self.scenario.faults
+        copies = 2 if self._fault(faults.duplicate_rate) else 1
+        for _ in range(copies):
+            self._transmit(Delivery(envelope, event))
+
+    def _transmit(self, delivery: Delivery) -> None:
+        """One copy over the network; a lost copy is redelivered (at least once)."""
+        self.in_flight += 1
+        faults = self.scenario.faults
+        if self._fault(faults.loss_rate):
+            self.world.measures.cover("loss")
+            self.world.after(faults.redelivery_after.total_seconds(), lambda: self._arrive(delivery))
+            return
+        self.world.after(self._delay(), lambda: self._arrive(delivery))
+
+    def _arrive(self, delivery: Delivery) -> None:
+        if self.scenario.integration.pattern is Pattern.QUEUE:
+            self._enqueue(delivery)
+        else:
+            self.world.env.process(self._call(delivery))
+
+    # --- pattern: queue ------------------------------------------------------------------------
+    def _enqueue(self, delivery: Delivery) -> None:
+        integration = self.scenario.integration
+        if len(self.queue.items) >= integration.buffer:
+            self.world.measures.cover("buffer_full")
+            self.world.after(integration.backoff.total_seconds(), lambda: self._enqueue(delivery))
+            return
+        delivery.queued_at = self.world.env.now
+        self.queue.put(delivery)
+
+    def _consumer(self):
+        env = self.world.env
+        integration = self.scenario.integration
+        while True:
+            delivery = yield self.queue.get()
+            queued = env.now - delivery.queued_at
+            while True:
+                answer, wait = yield from self._endpoint(delivery, queued)
+                if answer in (OK, CRASHED):
+                    break
+                yield env.timeout(wait or integration.backoff.total_seconds())
+            if answer == CRASHED:  # not acknowledged: the broker redelivers it
+                self.world.after(
+                    self.scenario.faults.redelivery_after.total_seconds(), lambda d=delivery: self._enqueue(d)
+                )
+            else:
+                self.in_flight -= 1
+
+    # --- pattern: sync -------------------------------------------------------------------------
+    def _call(self, delivery: Delivery):
+        """The MES calls the ERP and waits; a timeout (even after a commit) means a retry."""
+        env = self.world.env
+        integration = self.scenario.integration
+        for attempt in range(1, integration.max_attempts + 1):
+            if attempt > 1:
+                delivery = self._retry(delivery, attempt)
+            answered = env.event()
+            env.process(self._request(delivery, answered))
+            result = yield answered | env.timeout(integration.timeout.total_seconds())
+            answer, wait = result[answered] if answered in result else ("timeout", None)
+            if answer == OK:
+                self.in_flight -= 1
+                return
+            self.world.measures.cover("timeout" if answer == "timeout" else "retry")
+            yield env.timeout(wait or integration.backoff.total_seconds())
+        self.parked.append(delivery)  # the MES keeps it for a resend once the ERP is healthy
+        self.in_flight -= 1
+
+    def _retry(self, delivery: Delivery, attempt: int) -> Delivery:
+        """Most MES retries reuse the message id; some send a new one with the same key."""
+        if self._faults.random() >= self.scenario.faults.new_id_retry_share:
+            return delivery
+        envelope = delivery.envelope.model_copy(
+            update={"message_id": f"{delivery.envelope.message_id}-R{attempt}"}
+        )
+        self.world.measures.sent(envelope, delivery.event, self.world.env.now)
+        return Delivery(envelope, delivery.event)
+
+    def _request(self, delivery: Delivery, answered: simpy.Event):
+        env = self.world.env
+        yield env.timeout(self._delay())
+        asked_at = env.now
+        with self.server.request() as slot:
+            yield slot
+            answer = yield from self._endpoint(delivery, env.now - asked_at)
+        yield env.timeout(self._delay())
+        if not answered.triggered:
+            answered.succeed(answer)
+
+    # --- the ERP endpoint ----------------------------------------------------------------------
+    def _endpoint(self, delivery: Delivery, queued: float):
+        """Serve one request: (answer, retry-after seconds or None)."""
+        env = self.world.env
+        now = env.now
+        outage_end = next((end for begin, end in self._outages if begin <= now < end), None)
+        if outage_end is not None and self.world.faults_on:
+            self.world.measures.cover("outage")
+            return DOWN, outage_end - now
+        limited = self._rate_limited(now)
+        if limited is not None:
+            self.world.measures.cover("rate_limited")
+            return LIMITED, limited
+        yield env.timeout(sample_seconds(self._service, self.scenario.integration.service_time))
+        faults = self.scenario.faults
+        if self._fault(faults.crash_before_commit_rate):
+            self.world.measures.cover("crash")
+            return CRASHED, None
+        self.world.measures.delivered(delivery.envelope, delivery.event, env.now)
+        outcome = self.target.submit(delivery.envelope, self.world.at(env.now))
+        self.world.measures.answered(outcome, delivery.event, env.now, queued)
+        if self._fault(faults.crash_after_commit_rate):
+            self.world.measures.cover("crash")
+            return CRASHED, None
+        return OK, None
+
+    def _rate_limited(self, now: float) -> float | None:
+        limit = self.scenario.integration.rate_limit
+        if limit is None:
+            return None
+        if now - self._window_start >= 1.0:
+            self._window_start, self._window_calls = now, 0
+        if self._window_calls >= limit:
+            return self._window_start + 1.0 - now
+        self._window_calls += 1
+        return None
+
+    def resend_parked(self) -> None:
+        parked, self.parked = self.parked, []
+        for delivery in parked:
+            self._transmit(delivery)

@@ -1,0 +1,330 @@
+"""A plant as SimPy processes: demand releases work orders, operations run on work centres in
+shifts, machines break down, suppliers and a subcontractor replenish the stores."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+
+import simpy
+
+from integration import (
+    ByProductReported,
+    FinishedGoodsReceived,
+    GoodsReceived,
+    MachineEvent,
+    OperationCompleted,
+    SourceSystem,
+    SubcontractReceived,
+    SubcontractShipped,
+    WorkOrderClosed,
+    WorkOrderReleased,
+)
+from sim.catalogue import BYPRODUCT, FINISHED, STORES, SUBCONTRACTOR, TwinLine
+from sim.scenario import PlantSpec
+from sim.truth import PhysicalEvent, quantity
+from sim.world import World
+
+__all__ = ["PlantModel"]
+
+DAY = 86400.0
+ERP, MES, WMS = SourceSystem.ERP, SourceSystem.MES, SourceSystem.WMS
+
+
+@dataclass
+class _WorkCentre:
+    id: str
+    resource: simpy.Resource
+    down_until: float = 0.0
+
+
+class PlantModel:
+    """One plant's physical processes; every physical event is reported by its source system."""
+
+    def __init__(self, world: World, spec: PlantSpec) -> None:
+        self.world = world
+        self.spec = spec
+        self.id = spec.id
+        self.centres = [
+            _WorkCentre(wc.id, simpy.Resource(world.env, wc.capacity)) for wc in spec.work_centres
+        ]
+        self._orders = 0
+        self._consumed: dict[str, Decimal] = {}
+        self._receipts = 0
+
+    def start(self) -> None:
+        env = self.world.env
+        env.process(self._demand())
+        env.process(self._shift_changes())
+        env.process(self._replenishment())
+        for centre, spec in zip(self.centres, self.spec.work_centres, strict=True):
+            if spec.mtbf is not None:
+                env.process(self._breakdowns(centre, spec.mtbf.total_seconds(), spec.mttr.total_seconds()))
+        if self.world.catalogue.subassemblies.get(self.id):
+            env.process(self._subcontracting())
+
+    def _event(self, workflow: str) -> PhysicalEvent:
+        event = self.world.truth.event(workflow, self.world.env.now, self.id)
+        self.world.measures.happened(event)
+        return event
+
+    # --- demand and work orders --------------------------------------------------------------
+    def _demand(self):
+        world = self.world
+        rng = world.streams[f"plant:{self.id}:demand"]
+        rate = world.scenario.demand.orders_per_day / DAY
+        products = world.catalogue.products
+        while True:
+            yield world.env.timeout(rng.expovariate(rate))
+            if not world.producing:
+                return
+            product = products[rng.randrange(len(products))]
+            qty = rng.randint(world.scenario.demand.lot_size_min, world.scenario.demand.lot_size_max)
+            world.env.process(self._work_order(product, qty))
+
+    def _work_order(self, product: str, qty: int):
+        world = self.world
+        self._orders += 1
+        order = f"WO-{self.id}-{self._orders:07d}"
+        revision = world.catalogue.revision[product]
+        released = self._event("wo_release")
+        world.truth.open_orders[order] = product
+        message = WorkOrderReleased(
+            work_order=order, plant=self.id, item=product, qty=Decimal(qty), uom="EA",
+            bom_revision=revision,
+        )
+        world.reporter(self.id, ERP).report(released, message, f"REL-{order}", f"ERP:{order}")
+        good = qty
+        for index, operation in enumerate(world.catalogue.routings[product].operations):
+            if good == 0:
+                break
+            centre = self.centres[index % len(self.centres)]
+            good = yield from self._operation(order, product, revision, operation.seq, centre, good)
+            if not world.producing:
+                return
+        if good > 0:
+            yield from self._receive_finished(order, good)
+
+    def _operation(self, order, product, revision, seq, centre, units):
+        """Run one operation in one or more parts; returns the good units that came out."""
+        world = self.world
+        spec = world.scenario.products
+        edge = world.scenario.edge_cases
+        rng = world.streams[f"plant:{self.id}:wc:{centre.id}"]
+        parts = rng.randint(2, edge.max_parts) if rng.random() < edge.partial_completion_rate else 1
+        sizes = [units // parts + (1 if n < units % parts else 0) for n in range(parts)]
+        good_total = 0
+        with centre.resource.request() as request:
+            yield request
+            yield world.env.timeout(spec.setup_time.total_seconds())
+            for size in (s for s in sizes if s > 0):
+                yield from self._wait_until_working(centre)
+                yield world.env.timeout(spec.run_time_per_unit.total_seconds() * size)
+                if not world.producing:
+                    return good_total
+                scrap = 0
+                if rng.random() < edge.scrap_rate:
+                    scrap = min(size, max(1, round(size * rng.uniform(0.02, 0.1))))
+                self._confirm(order, product, revision, seq, size - scrap, scrap, parts > 1, rng)
+                good_total += size - scrap
+        return good_total
+
+    def _wait_until_working(self, centre: _WorkCentre):
+        env = self.world.env
+        while True:
+            ready = max(env.now, centre.down_until)
+            ready = self.world.calendar.next_working(ready)
+            if ready <= env.now:
+                return
+            yield env.timeout(ready - env.now)
+
+    def _confirm(self, order, product, revision, seq, good, scrap, partial, rng) -> None:
+        world = self.world
+        edge = world.scenario.edge_cases
+        event = self._event("confirmation")
+        reported_revision = world.engineering.mes_revision(product, revision)
+        lines = world.catalogue.plant_bom(product, reported_revision, self.id)
+        lots = self._backflush(event, [line for line in lines if line.operation_seq == seq], good + scrap)
+        if lots and rng.random() < edge.missing_lot_rate:
+            lots.pop(sorted(lots)[0])
+            world.measures.cover("missing_lot")
+        if partial:
+            world.measures.cover("partial_completion")
+        if scrap:
+            world.measures.cover("scrap")
+        message = OperationCompleted(
+            work_order=order, operation_seq=seq, good_qty=Decimal(good), scrap_qty=Decimal(scrap),
+            uom="EA", labour_hours=self._hours(good + scrap), partial=partial,
+            bom_revision=reported_revision, backflush_location=STORES, component_lots=lots,
+        )
+        mes = world.reporter(self.id, MES)
+        mes.report(event, message, f"CONF-{event.id}", f"MES:{order}", batchable=True)
+        if rng.random() < edge.byproduct_rate:
+            by = self._event("byproduct")
+            kilos = Decimal(rng.randint(1, 20))
+            world.truth.move(by, (self.id, BYPRODUCT, STORES), kilos)
+            world.measures.cover("byproduct")
+            message = ByProductReported(
+                work_order=order, item=BYPRODUCT, qty=kilos, uom="KG", location=STORES
+            )
+            mes.report(by, message, f"BYP-{by.id}", f"MES:{order}", batchable=True)
+
+    def _hours(self, units: int) -> Decimal:
+        hours = self.world.scenario.products.run_time_per_unit.total_seconds() / 3600 * units
+        return Decimal(str(round(hours, 4)))
+
+    def _backflush(self, event: PhysicalEvent, lines: list[TwinLine], units: int) -> dict[str, str]:
+        """Take the operation's components from stores; lot-controlled parts from the fullest
+        lot, an allowed alternate when the primary's lot cannot cover it. Returns the lots."""
+        truth, lots = self.world.truth, {}
+        for line in lines:
+            need = quantity(line.qty_per * units * (1 + line.scrap_factor))
+            item, lot = self._pick(line, need)
+            truth.move(event, (self.id, item, STORES), -need, lot)
+            self._consumed[item] = self._consumed.get(item, Decimal(0)) + need
+            if lot is not None:
+                lots[item] = lot
+        return lots
+
+    def _pick(self, line: TwinLine, need: Decimal) -> tuple[str, str | None]:
+        items = self.world.catalogue.items
+        if not items[line.component].lot_controlled:
+            return line.component, None
+        lot, available = self.world.truth.fullest_lot((self.id, line.component, STORES))
+        if available >= need or line.alternate is None:
+            return line.component, lot or f"NOLOT-{line.component}"
+        alt_lot, alt_available = self.world.truth.fullest_lot((self.id, line.alternate, STORES))
+        if alt_lot is not None and alt_available >= need:
+            self.world.measures.cover("lot_substitution")
+            return line.alternate, alt_lot
+        return line.component, lot or f"NOLOT-{line.component}"
+
+    def _receive_finished(self, order: str, good: int):
+        world = self.world
+        event = self._event("fg_receipt")
+        product = world.truth.open_orders[order]
+        world.truth.move(event, (self.id, product, FINISHED), Decimal(good))
+        message = FinishedGoodsReceived(work_order=order, qty=Decimal(good), uom="EA", location=FINISHED)
+        world.reporter(self.id, MES).report(event, message, f"FGR-{order}", f"MES:{order}", batchable=True)
+        yield world.env.timeout(world.scenario.demand.close_delay.total_seconds())
+        if not world.producing:
+            return
+        closed = self._event("close")
+        del world.truth.open_orders[order]
+        world.reporter(self.id, ERP).report(closed, WorkOrderClosed(work_order=order), f"CLO-{order}", f"ERP:{order}")
+
+    # --- shifts and machines -------------------------------------------------------------------
+    def _shift_changes(self):
+        world = self.world
+        while world.producing:
+            change = world.calendar.next_change(world.env.now)
+            yield world.env.timeout(change - world.env.now)
+            if world.reporter(self.id, MES).flush():
+                world.measures.cover("shift_change_burst")
+
+    def _breakdowns(self, centre: _WorkCentre, mtbf: float, mttr: float):
+        world = self.world
+        rng = world.streams[f"plant:{self.id}:wc:{centre.id}:breakdowns"]
+        mes = world.reporter(self.id, MES)
+        while world.producing:
+            yield world.env.timeout(rng.expovariate(1 / mtbf))
+            repair = rng.expovariate(1 / mttr)
+            centre.down_until = world.env.now + repair
+            down = self._event("machine")
+            mes.report(down, MachineEvent(plant=self.id, work_centre=centre.id, state="DOWN"), f"MCH-{down.id}")
+            world.measures.cover("breakdown")
+            yield world.env.timeout(repair)
+            up = self._event("machine")
+            mes.report(up, MachineEvent(plant=self.id, work_centre=centre.id, state="UP"), f"MCH-{up.id}")
+
+    # --- supply ----------------------------------------------------------------------------------
+    def _daily_use(self) -> dict[str, Decimal]:
+        """Expected component use per day, from demand and the plant BOMs."""
+        world = self.world
+        demand = world.scenario.demand
+        per_product = Decimal(str(demand.orders_per_day / len(world.catalogue.products)))
+        lot = Decimal(demand.lot_size_min + demand.lot_size_max) / 2
+        use: dict[str, Decimal] = {}
+        for product in world.catalogue.products:
+            for line in world.catalogue.plant_bom(product, world.catalogue.revision[product], self.id):
+                for item in filter(None, (line.component, line.alternate)):
+                    use[item] = use.get(item, Decimal(0)) + per_product * lot * (line.qty_per + 1)
+        for subassembly in world.catalogue.subassemblies.get(self.id, ()):
+            for line in world.catalogue.plant_bom(subassembly, "A", self.id):
+                use[line.component] = use.get(line.component, Decimal(0)) + 40 * line.qty_per
+        return use
+
+    def _replenishment(self):
+        """Opening stock, then each cycle the supplier replaces what the floor used."""
+        world = self.world
+        rng = world.streams[f"plant:{self.id}:supplier"]
+        cover = Decimal(str(world.scenario.edge_cases.cover_days))
+        for item, daily in sorted(self._daily_use().items()):
+            self._receive(item, Decimal(math.ceil(daily * cover)), rng)
+        interval = world.scenario.edge_cases.supplier_interval.total_seconds()
+        while True:
+            yield world.env.timeout(interval)
+            if not world.producing:
+                return
+            used, self._consumed = self._consumed, {}
+            for item, qty in sorted(used.items()):
+                if qty > 0:
+                    self._receive(item, Decimal(math.ceil(qty)), rng)
+
+    def _receive(self, item: str, qty: Decimal, rng) -> None:
+        world = self.world
+        event = self._event("receipt")
+        self._receipts += 1
+        lot = f"L-{self.id}-{self._receipts:06d}" if world.catalogue.items[item].lot_controlled else None
+        world.truth.move(event, (self.id, item, STORES), qty, lot)
+        price = world.catalogue.standard_cost(item, self.id) * Decimal(str(round(rng.uniform(0.95, 1.05), 2)))
+        message = GoodsReceived(
+            plant=self.id, item=item, qty=qty, uom="EA", location=STORES, lot=lot,
+            purchase_order=f"PO-{self.id}-{self._receipts:06d}", supplier="SUP-1",
+            unit_price=price.quantize(Decimal("0.01")),
+        )
+        world.reporter(self.id, WMS).report(event, message, f"GRN-{self.id}-{self._receipts}")
+
+    def _subcontracting(self):
+        """Ship components for a batch, get the assemblies back half a cycle later."""
+        world = self.world
+        interval = world.scenario.edge_cases.subcontract_interval.total_seconds()
+        batch, cycle = Decimal(20), 0
+        while True:
+            yield world.env.timeout(interval / 2)
+            if not world.producing:
+                return
+            cycle += 1
+            for subassembly in world.catalogue.subassemblies[self.id]:
+                lines = world.catalogue.plant_bom(subassembly, "A", self.id)
+                order = f"SC-{self.id}-{cycle:05d}"
+                for line in lines:
+                    self._ship(line.component, quantity(line.qty_per * batch), order)
+                world.after(interval / 2, lambda s=subassembly, ls=lines, o=order: self._receive_assemblies(s, ls, batch, o))
+
+    def _ship(self, item: str, qty: Decimal, order: str) -> None:
+        event = self._event("subcontract_ship")
+        self.world.truth.move(event, (self.id, item, STORES), -qty)
+        self.world.truth.move(event, (self.id, item, SUBCONTRACTOR), qty)
+        self._consumed[item] = self._consumed.get(item, Decimal(0)) + qty
+        message = SubcontractShipped(
+            plant=self.id, item=item, qty=qty, uom="EA", from_location=STORES,
+            to_location=SUBCONTRACTOR, purchase_order=order, supplier="SUB-1",
+        )
+        self.world.reporter(self.id, ERP).report(event, message, f"SHP-{order}-{item}")
+
+    def _receive_assemblies(self, subassembly: str, lines: list[TwinLine], batch: Decimal, order: str) -> None:
+        if not self.world.producing:
+            return
+        event = self._event("subcontract_receipt")
+        for line in lines:
+            self.world.truth.move(event, (self.id, line.component, SUBCONTRACTOR), -quantity(line.qty_per * batch))
+        self.world.truth.move(event, (self.id, subassembly, STORES), batch)
+        self.world.measures.cover("subcontract_receipt")
+        message = SubcontractReceived(
+            plant=self.id, item=subassembly, qty=batch, uom="EA", location=STORES,
+            subcontractor_location=SUBCONTRACTOR, purchase_order=order, supplier="SUB-1",
+            service_unit_price=Decimal("4.50"),
+        )
+        self.world.reporter(self.id, WMS).report(event, message, f"SCR-{order}-{subassembly}")

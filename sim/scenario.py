@@ -1,0 +1,299 @@
+"""The scenario file: one YAML document, validated by these pydantic models.
+
+Durations are written `250ms`, `30s`, `15m`, `8h`, `2d` (or a number of seconds); rates are
+probabilities per opportunity unless the name says otherwise. `twin schema` writes the JSON Schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from integration import ConfigurationError, NegativeStockPolicy
+
+__all__ = [
+    "Scenario",
+    "Distribution",
+    "Pattern",
+    "Reporting",
+    "load_scenario",
+    "scenario_schema",
+    "parse_duration",
+    "format_duration",
+]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`90s`, `15m`, `1.5h`, `2d`, a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration like 250ms, 30s, 15m, 8h or 2d")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit in ("w", "d", "h", "m", "s"):
+        if seconds >= _UNITS[unit] and (seconds / _UNITS[unit]).is_integer():
+            return f"{int(seconds / _UNITS[unit])}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": ["string", "number"], "pattern": _DURATION.pattern}),
+]
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Distribution(Spec):
+    """A random duration: `exponential` (mean), `lognormal` (mean, sd), `uniform` (low, high)
+    or `constant` (mean)."""
+
+    kind: Literal["exponential", "lognormal", "uniform", "constant"] = "exponential"
+    mean: Duration = timedelta(0)
+    sd: Duration = timedelta(0)
+    low: Duration = timedelta(0)
+    high: Duration = timedelta(0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Distribution:
+        if self.kind == "uniform" and self.high < self.low:
+            raise ValueError("uniform needs low <= high")
+        if self.kind == "lognormal" and self.mean <= timedelta(0) < self.sd:
+            raise ValueError("lognormal needs a positive mean")
+        return self
+
+
+class Calendar(Spec):
+    shifts_per_day: int = Field(3, ge=1, le=4)
+    shift_hours: float = Field(8, gt=0, le=24)
+    working_days: tuple[int, ...] = Field((0, 1, 2, 3, 4, 5, 6), description="0 = Monday")
+
+
+class WorkCentreSpec(Spec):
+    id: str = Field(pattern=r"^[A-Z0-9_-]{1,24}$")
+    capacity: int = Field(1, ge=1)
+    mtbf: Duration | None = Field(None, description="mean time between failures; none = never")
+    mttr: Duration = timedelta(hours=1)
+
+
+class PlantSpec(Spec):
+    id: str = Field(pattern=r"^[A-Z0-9_-]{1,16}$")
+    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    timezone: str = "UTC"
+    work_centres: tuple[WorkCentreSpec, ...] = Field(min_length=1)
+    clock_skew: Duration = Field(timedelta(0), description="how far this plant's MES clock is ahead")
+
+
+class Products(Spec):
+    count: int = Field(4, ge=1, le=200)
+    components: int = Field(5, ge=1, le=12, description="BOM lines per product")
+    operations: int = Field(3, ge=1, le=6)
+    alternates_share: Rate = Field(0.3, description="share of products with a lot-controlled line that has an alternate")
+    overlay_share: Rate = Field(0.5, description="share of products with a plant overlay")
+    subcontracted: int = Field(1, ge=0, description="subassemblies made by a subcontractor, per plant")
+    run_time_per_unit: Duration = timedelta(minutes=2)
+    setup_time: Duration = timedelta(minutes=15)
+
+
+class Demand(Spec):
+    orders_per_day: float = Field(24, gt=0, description="work orders released per plant per day")
+    lot_size_min: int = Field(10, ge=1)
+    lot_size_max: int = Field(50, ge=1)
+    close_delay: Duration = Field(timedelta(hours=24), description="ERP closes orders this long after the last receipt")
+
+
+class Reporting(StrEnum):
+    IMMEDIATE = "immediate"
+    BATCHED = "batched"
+
+
+class Mes(Spec):
+    reporting: Reporting = Reporting.IMMEDIATE
+    batched_share: Rate = Field(0.7, description="share of confirmations held back until the shift change when batched")
+    report_delay: Distribution = Distribution(kind="exponential", mean=timedelta(seconds=20))
+    burst_spread: Duration = Field(timedelta(minutes=10), description="the shift-change burst is reported over this window")
+
+
+class EdgeCases(Spec):
+    partial_completion_rate: Rate = Field(0.3, description="an operation is confirmed in several parts")
+    max_parts: int = Field(3, ge=2)
+    scrap_rate: Rate = Field(0.1, description="a confirmation reports scrap")
+    byproduct_rate: Rate = 0.05
+    ecos_per_week: float = Field(1, ge=0)
+    eco_adoption_lag: Duration = Field(timedelta(hours=4), description="MES keeps reporting the old revision this long")
+    missing_lot_rate: Rate = Field(0.01, description="a backflush of a lot-controlled part names no lot")
+    supplier_interval: Duration = Field(timedelta(hours=12), description="replenishment cycle per plant")
+    cover_days: float = Field(3, gt=0, description="stock a replenishment aims to hold, in days of demand")
+    subcontract_interval: Duration = timedelta(days=1)
+    period_close: bool = True
+    close_lag: Duration = Field(timedelta(hours=2), description="FINANCE closes the month this long after midnight")
+
+
+class Outage(Spec):
+    at: Duration
+    duration: Duration
+
+
+class Faults(Spec):
+    network_delay: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=50))
+    duplicate_rate: Rate = 0.0
+    loss_rate: Rate = 0.0
+    redelivery_after: Duration = timedelta(seconds=30)
+    crash_before_commit_rate: Rate = 0.0
+    crash_after_commit_rate: Rate = 0.0
+    new_id_retry_share: Rate = Field(0.5, description="MES retries sending a new message id, same idempotency key")
+    outages: tuple[Outage, ...] = ()
+
+
+class Pattern(StrEnum):
+    QUEUE = "queue"
+    SYNC = "sync"
+
+
+class Integration(Spec):
+    pattern: Pattern = Pattern.QUEUE
+    consumers: int = Field(4, ge=1)
+    service_time: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=20))
+    buffer: int = Field(100_000, ge=1, description="queue capacity; a full queue refuses and the sender retries")
+    rate_limit: float | None = Field(None, gt=0, description="ERP calls per second; above it 429 with retry-after")
+    timeout: Duration = Field(timedelta(seconds=2), description="sync: how long the MES waits for an answer")
+    max_attempts: int = Field(5, ge=1)
+    backoff: Duration = timedelta(seconds=5)
+    hold_timeout: Duration = timedelta(hours=1)
+    idempotency: bool = Field(True, description="false only for negative-control experiments")
+    sequencing: bool = Field(True, description="false only for negative-control experiments")
+    negative_stock: NegativeStockPolicy = NegativeStockPolicy.ALLOW
+
+
+class Store(Spec):
+    url: str = Field("run", description="'run' = a SQLite ledger in the run directory; or any store URL")
+
+
+class Measures(Spec):
+    sample_interval: Duration = Field(timedelta(hours=1), description="drift and series sampling")
+    heal: Duration = Field(timedelta(hours=2), description="the heal phase: faults off, replay, drain")
+
+
+class Scenario(Spec):
+    """A whole experiment: the plants, their traffic, the faults and the integration under test."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    description: str = ""
+    seed: int = 1
+    start: AwareDatetime = datetime.fromisoformat("2026-11-02T06:00:00+00:00")
+    horizon: Duration = timedelta(days=1)
+    calendar: Calendar = Calendar()
+    plants: tuple[PlantSpec, ...] = Field(min_length=1)
+    products: Products = Products()
+    demand: Demand = Demand()
+    mes: Mes = Mes()
+    edge_cases: EdgeCases = EdgeCases()
+    faults: Faults = Faults()
+    integration: Integration = Integration()
+    store: Store = Store()
+    measures: Measures = Measures()
+    assertions: tuple[str, ...] = Field((), alias="assert")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Scenario:
+        ids = [plant.id for plant in self.plants]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"plant ids repeat: {ids}")
+        if self.demand.lot_size_max < self.demand.lot_size_min:
+            raise ValueError("demand.lot_size_max is below demand.lot_size_min")
+        return self
+
+
+def _set(document: dict[str, Any], key: str, raw: str) -> None:
+    """Apply one `a.b.c=value` override; the value is read as YAML (numbers, lists, booleans)."""
+    *parents, leaf = key.split(".")
+    node: Any = document
+    for part in parents:
+        if isinstance(node, list):
+            node = node[int(part)]
+            continue
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict | list):
+            raise ConfigurationError(f"--set {key}: {part} is not a section")
+    value = yaml.safe_load(raw) if raw.strip() else raw
+    if isinstance(node, list):
+        node[int(leaf)] = value
+    else:
+        node[leaf] = value
+
+
+def _problem_text(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(document)"
+        lines.append(f"  {where}: {problem['msg']}")
+    return "\n".join(lines)
+
+
+def load_scenario(
+    source: str | Path | dict[str, Any], overrides: list[str] | tuple[str, ...] = ()
+) -> Scenario:
+    """Read a scenario file (or a dict), apply `key=value` overrides, validate. Errors name
+    the field: `ConfigurationError` with one line per problem."""
+    if isinstance(source, dict):
+        document = json.loads(json.dumps(source, default=str))
+        origin = "scenario"
+    else:
+        origin = str(source)
+        try:
+            document = yaml.safe_load(Path(source).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigurationError(f"cannot read {origin}: {error}") from error
+    if not isinstance(document, dict):
+        raise ConfigurationError(f"{origin} is not a YAML mapping")
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"--set {override!r} is not key=value")
+        try:
+            _set(document, key.strip(), raw)
+        except (ValueError, IndexError, TypeError) as error:
+            raise ConfigurationError(f"--set {override}: {error}") from error
+    try:
+        return Scenario.model_validate(document)
+    except ValidationError as error:
+        raise ConfigurationError(f"{origin} is not a valid scenario:\n{_problem_text(error)}") from error
+
+
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files (by alias: `assert`)."""
+    return Scenario.model_json_schema(by_alias=True)

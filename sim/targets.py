@@ -1,0 +1,117 @@
+"""What the twin drives: a `Target` port with the in-process core as the default adapter.
+
+A target takes envelopes at a virtual moment and answers with the core's `Outcome`; at the end
+it heals (expires holds, replays dead letters) and shows its books. An HTTP adapter (httpx, also
+over `httpx.ASGITransport` in process) implements the same port.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from integration import Core, Envelope, ManualClock, Outcome, Status, open_store
+from integration.settings import CoreSettings
+
+__all__ = ["Target", "Books", "InProcessTarget", "NullTarget"]
+
+StockKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class Books:
+    """The target's books at the end of a run, as the harness compares them with the truth."""
+
+    stock: dict[StockKey, Decimal]
+    open_dead_letters: list[tuple[str | None, str]]  # (message id, code)
+    balanced: bool
+    entries: int
+    findings: list[str] = field(default_factory=list)
+    negative_stock_events: int = 0
+
+
+class Target(Protocol):
+    def submit(self, envelope: Envelope, at: datetime) -> Outcome:
+        """Apply one message as the core would, at virtual time `at`."""
+
+    def stock(self) -> dict[StockKey, Decimal]:
+        """Quantity on hand per (plant, item, location), lots summed."""
+
+    def heal(self, at: datetime) -> list[Outcome]:
+        """Expire holds due by `at`, then replay open dead letters; the outcomes."""
+
+    def books(self) -> Books: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessTarget:
+    """The real core in this process, on a store opened from a URL, with a virtual clock."""
+
+    def __init__(self, settings: CoreSettings, store_url: str, start: datetime) -> None:
+        self.clock = ManualClock(start)
+        self.core = Core(settings, open_store(store_url), self.clock)
+
+    def submit(self, envelope: Envelope, at: datetime) -> Outcome:
+        self.clock.set(at)
+        return self.core.submit(envelope)
+
+    def stock(self) -> dict[StockKey, Decimal]:
+        totals: dict[StockKey, Decimal] = {}
+        for (plant, item, location, _lot), balance in self.core.stock().items():
+            key = (plant, item, location)
+            totals[key] = totals.get(key, Decimal(0)) + balance.qty
+        return totals
+
+    def heal(self, at: datetime) -> list[Outcome]:
+        self.clock.set(at)
+        outcomes = self.core.expire_holds()
+        for _ in range(3):  # a replay can free what another dead letter waits on
+            replayed = self.core.replay()
+            outcomes += replayed
+            if not any(outcome.applied for outcome in replayed):
+                break
+        return outcomes
+
+    def books(self) -> Books:
+        reconciliation = self.core.reconcile()
+        return Books(
+            stock=self.stock(),
+            open_dead_letters=[(dl.message_id, dl.code.value) for dl in self.core.dead_letters()],
+            balanced=reconciliation.ok,
+            entries=reconciliation.entries_checked,
+            findings=[finding.detail for finding in reconciliation.findings],
+            negative_stock_events=self.core.store.stock_exception_count(),
+        )
+
+    def close(self) -> None:
+        self.core.close()
+
+
+class NullTarget:
+    """Accepts everything once (by message id and idempotency key) and books nothing: the twin
+    alone, to split the twin's time from the core's in benchmarks."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def submit(self, envelope: Envelope, at: datetime) -> Outcome:
+        keys = (f"id:{envelope.message_id}", f"key:{envelope.idempotency_key}")
+        if any(key in self._seen for key in keys):
+            return Outcome(Status.DUPLICATE, envelope.message_id, envelope.message.type)
+        self._seen.update(keys)
+        return Outcome(Status.POSTED, envelope.message_id, envelope.message.type, committed_at=at)
+
+    def stock(self) -> dict[StockKey, Decimal]:
+        return {}
+
+    def heal(self, at: datetime) -> list[Outcome]:
+        return []
+
+    def books(self) -> Books:
+        return Books(stock={}, open_dead_letters=[], balanced=True, entries=0)
+
+    def close(self) -> None:
+        pass
