@@ -72,6 +72,48 @@ def serve(
     )
 
 
+@twin.command()
+@click.argument("scenario_path", metavar="SCENARIO", type=click.Path(exists=True, dir_okay=False))
+@click.option("--seed", type=int, help="Root seed (overrides the scenario's).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field.")
+@click.option("--check", is_flag=True, help="Exit 1 on a failed assertion; write junit.xml.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(scenario_path, seed, out_dir, overrides, check, quiet) -> None:
+    """Simulate SCENARIO against the in-process core and write a run directory."""
+    from sim.session import run_scenario
+
+    if seed is not None:
+        overrides = (*overrides, f"seed={seed}")
+    try:
+        outcome = run_scenario(scenario_path, overrides, out_dir, progress=not quiet)
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
+    click.echo(outcome.headline())
+    click.echo(f"report: {outcome.out / 'report.md'}")
+    if check:
+        failed = outcome.failed_assertions()
+        for line in failed:
+            click.echo(f"FAILED {line}", err=True)
+        if failed:
+            sys.exit(1)
+
+
+@twin.command()
+@click.option("--out", "out_path", default="scenarios/schema.json", show_default=True)
+def schema(out_path: str) -> None:
+    """Write the JSON Schema of scenario files."""
+    import json
+    from pathlib import Path
+
+    from sim.scenario import scenario_schema
+
+    path = Path(out_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scenario_schema(), indent=2, sort_keys=True) + "\n")
+    click.echo(f"wrote {path}")
+
+
 def main() -> None:
     sys.exit(twin(standalone_mode=True))
 

@@ -86,9 +86,12 @@ class Measures:
     def sent(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:
         self.messages += 1
         self._interval_counts["arrivals"] += 1
-        if event.sent_at < 0:
+        first = event.sent_at < 0
+        if first:
             event.sent_at = now
         if self.trace is not None:
+            if first:
+                self.trace.truth(event)
             self.trace.message(now, event.id, envelope)
 
     def delivered(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:

@@ -106,7 +106,7 @@ def _heal(world: World, middleware: Middleware, target: Target) -> None:
         reporter.flush()
     middleware.resend_parked()
     heal_end = env.now + scenario.measures.heal.total_seconds()
-    while env.now < heal_end and middleware.in_flight:
+    while env.now < heal_end and (middleware.in_flight or world.unsent):
         env.run(until=min(heal_end, env.now + 60))
         middleware.resend_parked()
     at = world.at(env.now + scenario.integration.hold_timeout.total_seconds() + 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +26,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema
 
 from integration import ConfigurationError, NegativeStockPolicy
 
@@ -48,6 +50,8 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; durations are zero or more")
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
     if match is None:
@@ -60,7 +64,8 @@ def format_duration(value: timedelta) -> str:
     for unit in ("w", "d", "h", "m", "s"):
         if seconds >= _UNITS[unit] and (seconds / _UNITS[unit]).is_integer():
             return f"{int(seconds / _UNITS[unit])}{unit}"
-    return f"{round(seconds * 1000)}ms"
+    millis = Decimal(value // timedelta(microseconds=1)) / 1000
+    return f"{millis.normalize():f}ms"
 
 
 Duration = Annotated[
@@ -243,10 +248,7 @@ def _set(document: dict[str, Any], key: str, raw: str) -> None:
     *parents, leaf = key.split(".")
     node: Any = document
     for part in parents:
-        if isinstance(node, list):
-            node = node[int(part)]
-            continue
-        node = node.setdefault(part, {})
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
         if not isinstance(node, dict | list):
             raise ConfigurationError(f"--set {key}: {part} is not a section")
     value = yaml.safe_load(raw) if raw.strip() else raw
@@ -289,11 +291,24 @@ def load_scenario(
         except (ValueError, IndexError, TypeError) as error:
             raise ConfigurationError(f"--set {override}: {error}") from error
     try:
-        return Scenario.model_validate(document)
+        scenario = Scenario.model_validate(document)
     except ValidationError as error:
         raise ConfigurationError(f"{origin} is not a valid scenario:\n{_problem_text(error)}") from error
+    from sim.assertions import check_syntax  # assertions read durations from this module
+
+    check_syntax(scenario.assertions)
+    return scenario
+
+
+class _ScenarioSchema(GenerateJsonSchema):
+    """Duration defaults written as a scenario file would (`1d`), not ISO 8601."""
+
+    def encode_default(self, dft: Any) -> Any:
+        if isinstance(dft, timedelta):
+            return format_duration(dft)
+        return super().encode_default(dft)
 
 
 def scenario_schema() -> dict[str, Any]:
     """The JSON Schema of scenario files (by alias: `assert`)."""
-    return Scenario.model_json_schema(by_alias=True)
+    return Scenario.model_json_schema(by_alias=True, schema_generator=_ScenarioSchema)

@@ -37,6 +37,7 @@ class World:
     engineering: Engineering = field(init=False)
     producing: bool = True  # false from the horizon on: the floor stops, the pipes drain
     faults_on: bool = True  # false in the heal phase
+    unsent: int = 0  # messages reported but not yet handed to the middleware
     reporters: dict[tuple[str, SourceSystem], Reporter] = field(default_factory=dict)
 
     def at(self, seconds: float) -> datetime:
@@ -89,6 +90,7 @@ class Reporter:
             self._seqs[stream] = seq
         message_id = f"{self.source.value}-{self.plant}-{self._count:08d}"
         pending = _Pending(event, message, message_id, key, stream, seq)
+        self.world.unsent += 1
         mes = self.world.scenario.mes
         if (
             batchable
@@ -116,6 +118,7 @@ class Reporter:
 
     def _send(self, pending: _Pending) -> None:
         world = self.world
+        world.unsent -= 1
         now = world.env.now
         envelope = Envelope(
             message_id=pending.message_id,

@@ -1,0 +1,95 @@
+"""`twin run` end to end: load the scenario, make the run directory, simulate with a progress
+bar, and write the summary, the trace and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sim.assertions import AssertionResult, write_junit
+from sim.output import Trace, write_run
+from sim.runner import simulate
+from sim.scenario import Scenario, load_scenario
+
+__all__ = ["RunOutcome", "run_scenario", "default_run_dir"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    out: Path
+    summary: dict[str, Any]
+
+    def failed_assertions(self) -> list[str]:
+        return [
+            f"{result['expr']} (value {result['value']})"
+            for result in self.summary["assertions"]
+            if not result["passed"]
+        ]
+
+    def headline(self) -> str:
+        s = self.summary
+        return (
+            f"{s['scenario']} seed {s['seed']}: {s['events']['messages']} messages, "
+            f"duplicates posted {s['duplicates']['posted']}, "
+            f"unexplained drift {s['drift']['final_unexplained_value']}, "
+            f"dead letters remaining {s['dead_letters']['remaining']}, "
+            f"{s['run']['wall_s']} s"
+        )
+
+
+def default_run_dir(scenario: Scenario) -> Path:
+    """reports/<scenario>/<UTC timestamp>-seed<N>/ (the only wall-clock read: a folder name)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("reports") / scenario.name / f"{stamp}-seed{scenario.seed}"
+
+
+def run_scenario(
+    path: str | Path,
+    overrides: Sequence[str] = (),
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    junit: bool = False,
+) -> RunOutcome:
+    """Run one scenario file into a run directory and return where it went and its summary."""
+    scenario = load_scenario(path, tuple(overrides))
+    out = Path(out_dir) if out_dir is not None else default_run_dir(scenario)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "junit.xml"):
+        (out / stale).unlink(missing_ok=True)  # a run directory holds one run
+    trace = Trace(out / "trace.jsonl.gz")
+    try:
+        if progress:
+            run = _with_progress(scenario, out, trace)
+        else:
+            run = simulate(scenario, out, trace=trace)
+    finally:
+        trace.close()
+    write_run(out, run.summary, run.series)
+    if junit:
+        results = [AssertionResult(**result) for result in run.summary["assertions"]]
+        write_junit(out / "junit.xml", scenario.name, results)
+    return RunOutcome(out, run.summary)
+
+
+def _with_progress(scenario: Scenario, out: Path, trace: Trace):
+    horizon = scenario.horizon.total_seconds()
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[days]} of {task.fields[total_days]} days"),
+        TextColumn("{task.fields[rate]} msg/s"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(scenario.name, total=horizon, days="0.0", total_days=f"{horizon / 86400:.1f}", rate=0)
+
+        def advance(virtual_s: float, messages: int) -> None:
+            elapsed = bar.tasks[task].elapsed or 1e-9
+            bar.update(task, completed=virtual_s, days=f"{virtual_s / 86400:.1f}", rate=int(messages / elapsed))
+
+        return simulate(scenario, out, trace=trace, progress=advance)
