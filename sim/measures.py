@@ -112,11 +112,15 @@ class Measures:
         for released in outcome.released:
             self._resolve(released, now)
 
-    def healed(self, outcomes: list[Outcome], now: float) -> None:
-        for outcome in outcomes:
+    def healed(self, expired: list[Outcome], replayed: list[Outcome], now: float) -> None:
+        """The heal phase: holds that expired are new dead letters; a replay that fails
+        again is not, and one that posts resolves its event."""
+        for outcome in expired:
+            self._resolve(outcome, now)
+        for outcome in replayed:
             if outcome.applied:
                 self.replayed += 1
-            self._resolve(outcome, now)
+                self._resolve(outcome, now)
             for released in outcome.released:
                 self._resolve(released, now)
 
@@ -189,7 +193,9 @@ class Measures:
     def duplicates(self) -> dict[str, int]:
         delivered = sum(max(0, n - 1) for n in self._deliveries)
         posted = sum(max(0, n - 1) for n in self._applied)
-        detected = self.statuses[Status.DUPLICATE.value] + self.rejections["IDEMPOTENCY_CONFLICT"]
+        detected = self.statuses[Status.DUPLICATE.value] + sum(
+            self.rejections[code] for code in ("IDEMPOTENCY_CONFLICT", "SEQUENCE_STALE")
+        )
         return {"delivered": delivered, "detected": detected, "posted": posted}
 
     def applied(self, event: PhysicalEvent) -> int:

@@ -63,6 +63,18 @@ class Middleware:
         copies = 2 if self._fault(faults.duplicate_rate) else 1
         for _ in range(copies):
             self._transmit(Delivery(envelope, event))
+        if envelope.stream is not None and self._fault(faults.renumbered_resend_rate):
+            self.world.after(faults.redelivery_after.total_seconds(), lambda: self._renumber(envelope, event))
+
+    def _renumber(self, envelope: Envelope, event: PhysicalEvent) -> None:
+        """An MES outbox replayed after a restart: same stream position, new id and new key.
+        Only the stream sequence can tell the core it has seen this message."""
+        self.world.measures.cover("renumbered_resend")
+        copy = envelope.model_copy(
+            update={"message_id": f"{envelope.message_id}-N", "idempotency_key": f"{envelope.idempotency_key}-N"}
+        )
+        self.world.measures.sent(copy, event, self.world.env.now)
+        self._transmit(Delivery(copy, event))
 
     def _transmit(self, delivery: Delivery) -> None:
         """One copy over the network; a lost copy is redelivered (at least once)."""

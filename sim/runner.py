@@ -110,7 +110,7 @@ def _heal(world: World, middleware: Middleware, target: Target) -> None:
         env.run(until=min(heal_end, env.now + 60))
         middleware.resend_parked()
     at = world.at(env.now + scenario.integration.hold_timeout.total_seconds() + 1)
-    world.measures.healed(target.heal(at), env.now)
+    world.measures.healed(*target.heal(at), env.now)
 
 
 class _Sampler:

@@ -178,6 +178,9 @@ class Faults(Spec):
     redelivery_after: Duration = timedelta(seconds=30)
     crash_before_commit_rate: Rate = 0.0
     crash_after_commit_rate: Rate = 0.0
+    renumbered_resend_rate: Rate = Field(
+        0.0, description="the MES outbox resends a work-order message under a new id and key"
+    )
     new_id_retry_share: Rate = Field(0.5, description="MES retries sending a new message id, same idempotency key")
     outages: tuple[Outage, ...] = ()
 

@@ -39,8 +39,8 @@ class Target(Protocol):
     def stock(self) -> dict[StockKey, Decimal]:
         """Quantity on hand per (plant, item, location), lots summed."""
 
-    def heal(self, at: datetime) -> list[Outcome]:
-        """Expire holds due by `at`, then replay open dead letters; the outcomes."""
+    def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
+        """Expire holds due by `at`, then replay open dead letters: (expired, replayed)."""
 
     def books(self) -> Books: ...
 
@@ -65,15 +65,15 @@ class InProcessTarget:
             totals[key] = totals.get(key, Decimal(0)) + balance.qty
         return totals
 
-    def heal(self, at: datetime) -> list[Outcome]:
+    def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         self.clock.set(at)
-        outcomes = self.core.expire_holds()
+        expired, replayed = self.core.expire_holds(), []
         for _ in range(3):  # a replay can free what another dead letter waits on
-            replayed = self.core.replay()
-            outcomes += replayed
-            if not any(outcome.applied for outcome in replayed):
+            outcomes = self.core.replay()
+            replayed += outcomes
+            if not any(outcome.applied for outcome in outcomes):
                 break
-        return outcomes
+        return expired, replayed
 
     def books(self) -> Books:
         reconciliation = self.core.reconcile()
@@ -107,8 +107,8 @@ class NullTarget:
     def stock(self) -> dict[StockKey, Decimal]:
         return {}
 
-    def heal(self, at: datetime) -> list[Outcome]:
-        return []
+    def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
+        return [], []
 
     def books(self) -> Books:
         return Books(stock={}, open_dead_letters=[], balanced=True, entries=0)
