@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 from integration.errors import ErrorCode, Problem
 from integration.master import Code, Frozen
 from integration.messages import Message
+from integration.money import LEDGER_LIMIT
 
 __all__ = [
     "SourceSystem",
@@ -103,6 +104,8 @@ def _problem_from_error(error: Any) -> Problem:
         code = ErrorCode.MALFORMED_PAYLOAD
     elif kind == "extra_forbidden":
         code = ErrorCode.UNKNOWN_FIELD
+    elif kind == "less_than_equal" and error.get("ctx", {}).get("le") == LEDGER_LIMIT:
+        code = ErrorCode.AMOUNT_OUT_OF_RANGE
     elif kind in _QUANTITY_ERRORS or (kind.startswith("decimal") and "qty" in field):
         code = ErrorCode.INVALID_QUANTITY
     else:

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from integration.money import LEDGER_LIMIT
+
 __all__ = [
     "Frozen",
     "Qty",
@@ -34,9 +36,11 @@ __all__ = [
     "Routing",
 ]
 
-Qty = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-PositiveQty = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+# Quantities and amounts are finite and at most the ledger's range: a larger value is refused
+# when the payload is read (AMOUNT_OUT_OF_RANGE), before any arithmetic on it.
+Qty = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
+PositiveQty = Annotated[Decimal, Field(gt=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
+Money = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
 Code = Annotated[str, Field(min_length=1, max_length=64)]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from functools import cache
 
 __all__ = [
@@ -33,9 +33,25 @@ def minor_units(currency: str) -> int:
     return _MINOR_UNITS.get(currency, 2)
 
 
+def _rounded(value: Decimal, exponent: Decimal) -> Decimal:
+    """`value` quantized to `exponent` (banker's rounding); never fails on a finite value.
+
+    The default context holds 28 digits, too few for, say, 1e22 at six places: such a value
+    is quantized with just enough digits and left for the ledger's range check
+    (`LEDGER_LIMIT`) to refuse, rather than raising from deep inside a posting rule.
+    """
+    try:
+        return value.quantize(exponent, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        if not value.is_finite():
+            raise
+        wide = Context(prec=value.adjusted() - exponent.adjusted() + 2)
+        return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=wide)
+
+
 def quantity(value: Decimal) -> Decimal:
     """A quantity rounded to the ledger's precision (six places, banker's rounding)."""
-    return value.quantize(_QTY_EXP, rounding=ROUND_HALF_EVEN)
+    return _rounded(value, _QTY_EXP)
 
 
 @cache
@@ -45,7 +61,7 @@ def _exponent(currency: str) -> Decimal:
 
 def amount(value: Decimal, currency: str) -> Decimal:
     """An amount rounded to the currency's minor unit (banker's rounding)."""
-    return value.quantize(_exponent(currency), rounding=ROUND_HALF_EVEN)
+    return _rounded(value, _exponent(currency))
 
 
 def to_minor(value: Decimal, currency: str) -> int:

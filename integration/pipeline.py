@@ -36,14 +36,15 @@ class Pipeline(Steps):
 
     def submit_many(self, payloads, sender: Sender | None = None) -> list[Outcome]:
         """Submit several messages in one store transaction: each has its own outcome, and a
-        store failure rolls the whole batch back (the books are then rebuilt from the store)."""
+        failure (of the store, or anything else that escapes) rolls the whole batch back; the
+        books, already ahead of the store, are then rebuilt from it."""
         with self.store.exclusive():
             self.sync()
             try:
                 with self.store.batch():
                     self._expire_holds()
                     return [self._submit(payload, sender) for payload in payloads]
-            except StoreError:
+            except BaseException:
                 self._forget()
                 raise
 

@@ -114,15 +114,16 @@ class Steps:
             entry_write(self.state, env, plant, posting) for plant, posting in decision.entries
         )
         for entry in entries:
+            # The range first: far beyond it, sums are rounded (28 digits) and need not balance.
+            if beyond := out_of_range(entry.posting):
+                problem = Problem(
+                    ErrorCode.AMOUNT_OUT_OF_RANGE, f"beyond the ledger's range: {', '.join(beyond)}"
+                )
+                return self._reject(attempt, (problem,), advance)
             if imbalances(entry.posting.lines):
                 problem = Problem(
                     ErrorCode.UNBALANCED_ENTRY,
                     f"entry for {entry.plant} does not balance: {imbalances(entry.posting.lines)}",
-                )
-                return self._reject(attempt, (problem,), advance)
-            if beyond := out_of_range(entry.posting):
-                problem = Problem(
-                    ErrorCode.AMOUNT_OUT_OF_RANGE, f"beyond the ledger's range: {', '.join(beyond)}"
                 )
                 return self._reject(attempt, (problem,), advance)
         now = self.clock.now()

@@ -20,7 +20,7 @@ from decimal import Decimal
 from functools import lru_cache
 from itertools import count
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 from integration.errors import ConfigurationError, StoreError
 from integration.store.base import (
@@ -49,13 +49,15 @@ _BUMP_VERSION = (
 def split_schema(url: str) -> tuple[str, str | None]:
     """Take the `?schema=NAME` query parameter (not a libpq one) out of a PostgreSQL URL."""
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
+    # Percent-decoding only, both ways: libpq reads '+' as a plus and '%20' as a space.
+    pairs = (item.partition("=") for item in parts.query.split("&") if item)
+    query = [(unquote(key), unquote(value)) for key, _, value in pairs]
     schemas = [value for key, value in query if key == "schema"]
     if not schemas:
         return url, None
     if len(schemas) > 1 or not schemas[0]:
         raise ConfigurationError(f"one non-empty ?schema= expected in {_redacted(url)}")
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    rest = urlencode([(key, value) for key, value in query if key != "schema"], quote_via=quote)
     return urlunsplit(parts._replace(query=rest)), schemas[0]
 
 

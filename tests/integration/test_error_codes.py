@@ -800,14 +800,38 @@ def test_idempotency_conflict(started: Started, reuse: str) -> None:
 
 
 @covers(ErrorCode.AMOUNT_OUT_OF_RANGE)
-def test_amount_out_of_range(started: Started) -> None:
-    """Finite and valid, yet 2e20 EUR: beyond what a ledger line may carry."""
+@pytest.mark.parametrize("qty, unit_price", [("1e15", "2"), ("1e15", "1e15")])
+def test_amount_out_of_range(started: Started, qty: str, unit_price: str) -> None:
+    """Each value within the ledger's range (10^15), yet the line is beyond what a ledger
+    line may carry: 2e15 EUR, and 1e30 EUR (more digits than Decimal's default context)."""
     core, env, _clock = started
     before = books(core)
-    envelope = env(goods_received(qty=D("1e20"), unit_price=D(2)))
+    envelope = env(goods_received(qty=D(qty), unit_price=D(unit_price)))
     outcome = core.submit(envelope)
     assert_rejected(core, outcome, ErrorCode.AMOUNT_OUT_OF_RANGE, before)
     submit_ok(core, env(goods_received()))  # and the next message posts as usual
+
+
+@pytest.mark.parametrize("field", ["qty", "unit_price"])
+@pytest.mark.parametrize(
+    "literal", ['"1e22"', "1e22", '"1000000000000000.000001"', "1e300", '"1e999"']
+)
+def test_a_value_beyond_the_ledgers_range_is_refused_when_read(
+    started: Started, field: str, literal: str
+) -> None:
+    """Beyond 10^15 a quantity or amount never reaches a posting rule: the payload is
+    refused as it is read, and its dead letter keeps it as sent."""
+    core, env, _clock = started
+    before = books(core)
+    data = as_dict(env(goods_received(), message_id="huge"))
+    data["message"][field] = "__VALUE__"
+    raw = json.dumps(data).replace('"__VALUE__"', literal)
+    outcome = core.submit(raw)
+    letter = assert_rejected(
+        core, outcome, ErrorCode.AMOUNT_OUT_OF_RANGE, before, raw=raw, message_id="huge"
+    )
+    assert letter.problems[0].field == f"message.GoodsReceived.{field}"
+    submit_ok(core, env(goods_received()))
 
 
 # --- failures of the core itself -----------------------------------------------------------

@@ -403,6 +403,11 @@ def test_schema_urls_are_split_and_checked():
         "postgresql://u@h/db?sslmode=disable",
         "s1",
     )
+    # The rest of the query reaches libpq as written: a space stays %20 (libpq reads '+' as
+    # a plus, not a space), a '+' stays a plus.
+    assert split_schema(
+        "postgresql://u@h/db?options=-c%20synchronous_commit%3Doff&schema=s1&application_name=a+b"
+    ) == ("postgresql://u@h/db?options=-c%20synchronous_commit%3Doff&application_name=a%2Bb", "s1")
     for bad in ("postgresql://u@h/db?schema=", "postgresql://u@h/db?schema=a&schema=b"):
         with pytest.raises(ConfigurationError):
             split_schema(bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -9,8 +10,9 @@ import httpx
 import pytest
 
 from integration import FinishedGoodsReceived, OperationCompleted, PeriodClosed
-from tests.builders import D, Envelopes, master_data, release
-from tests.integration.served import OPS_KEY, READ_ONLY_KEY, Served, auth
+from integration.service import ApiKey, ApiKeys, create_app
+from tests.builders import D, Envelopes, master_data, new_core, release
+from tests.integration.served import KEYS, OPS_KEY, READ_ONLY_KEY, Served, auth
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +212,28 @@ def test_metrics_count_outcomes_dead_letters_and_duplicates(served, env):
     assert "mfg_twin_duplicates_refused_total 0.0" not in text
     assert 'mfg_twin_dead_letters_total{code="MALFORMED_PAYLOAD"}' in text
     assert 'mfg_twin_submit_seconds_bucket{le="0.005",workflow="OperationCompleted"}' in text
+
+
+def test_an_unexpected_failure_is_a_json_internal_error_that_reveals_nothing(monkeypatch):
+    """The catch-all handler, in process (the served core has no such bug to trigger): an
+    exception escaping the core answers 500 with the INTERNAL code, not its text."""
+    core, _envelopes, _clock = new_core()
+    app = create_app(core, ApiKeys((ApiKey(name="mes", key=KEYS["MES"], source="MES"),)))
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("a secret detail")
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://core") as client:
+            return await client.post("/v1/messages", content=b"{}", headers=auth("MES"))
+
+    monkeypatch.setattr(core, "submit", broken)
+    try:
+        answer = asyncio.run(call())
+    finally:
+        core.close()
+    assert answer.status_code == 500
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["code"] == "INTERNAL"
+    assert "secret" not in answer.text and "Traceback" not in answer.text

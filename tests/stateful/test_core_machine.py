@@ -596,7 +596,7 @@ def test_an_amount_too_large_for_the_ledger_is_dead_lettered_and_poisons_nothing
 
     try:
         before = counts(core)
-        huge = receipt("1e20")  # 2e20 EUR: 2e22 cents, beyond a signed 64-bit integer
+        huge = receipt("1e15")  # 2e15 EUR: beyond the ledger's range (LEDGER_LIMIT)
         outcome = core.submit(huge)  # "never raises for bad input" (Core.submit)
         assert outcome.status is Status.REJECTED, outcome
         assert [d.message_id for d in core.dead_letters()] == [huge.message_id]
