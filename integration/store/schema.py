@@ -39,6 +39,7 @@ CREATE TABLE inbox (
 CREATE UNIQUE INDEX inbox_message_id ON inbox (message_id) WHERE unique_ids = 1;
 CREATE UNIQUE INDEX inbox_idempotency_key ON inbox (idempotency_key) WHERE unique_ids = 1;
 CREATE INDEX inbox_held ON inbox (status) WHERE status = 'HELD';
+CREATE INDEX inbox_message ON inbox (message_id);
 
 CREATE TABLE journal_entry (
     entry_id        INTEGER PRIMARY KEY,

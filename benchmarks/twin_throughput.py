@@ -1,0 +1,81 @@
+"""The twin end to end at benchmark scale; prints JSON.
+
+Runs scenarios/month_end_3_plants.yaml in process against the real core with a SQLite ledger
+file, then the same scenario against a null target (the twin alone, to split twin time from
+core time), then a 3-day run of it for the memory comparison. Each variant runs in a fresh
+process so peak RSS is its own.
+
+    .venv/bin/python benchmarks/twin_throughput.py [--set horizon=5d ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "month_end_3_plants.yaml"
+
+
+def _variant(name: str, overrides: list[str]) -> dict:
+    from sim.runner import simulate
+    from sim.scenario import load_scenario
+    from sim.targets import NullTarget
+
+    scenario = load_scenario(SCENARIO, overrides)
+    with tempfile.TemporaryDirectory() as out:
+        target = NullTarget() if name == "null" else None
+        run = simulate(scenario, Path(out), target=target)
+    summary = run.summary
+    return {
+        "variant": name,
+        "horizon_days": scenario.horizon.total_seconds() / 86400,
+        "truth_events": summary["events"]["truth"],
+        "messages": summary["events"]["messages"],
+        "wall_s": summary["run"]["wall_s"],
+        "truth_events_per_s": summary["run"]["events_per_s"],
+        "messages_per_s": summary["run"]["messages_per_s"],
+        "peak_rss_mb": summary["run"]["peak_rss_mb"],
+        "duplicates_posted": summary["duplicates"]["posted"],
+        # a null target books nothing, so its drift says nothing
+        "final_unexplained_value": None if name == "null" else summary["drift"]["final_unexplained_value"],
+    }
+
+
+def _in_subprocess(name: str, overrides: list[str]) -> dict:
+    command = [sys.executable, __file__, "--variant", name]
+    for override in overrides:
+        command += ["--set", override]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--variant", choices=("core", "null", "3day"))
+    args = parser.parse_args()
+    if args.variant:
+        extra = ["horizon=3d"] if args.variant == "3day" else []
+        print(json.dumps(_variant(args.variant, [*args.overrides, *extra])))
+        return
+    core = _in_subprocess("core", args.overrides)
+    null = _in_subprocess("null", args.overrides)
+    three_days = _in_subprocess("3day", args.overrides)
+    report = {
+        "scenario": SCENARIO.name,
+        "core": core,
+        "null_target": null,
+        "three_days": three_days,
+        "core_share_of_wall": round(1 - null["wall_s"] / core["wall_s"], 3),
+        "rss_ratio_full_to_3_days": round(core["peak_rss_mb"] / three_days["peak_rss_mb"], 2),
+        "targets": {"wall_s_max": 120, "peak_rss_mb_max": 1536, "rss_ratio_max": 2.0},
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
