@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench walkthrough clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,13 +13,17 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/walkthrough.py
+	$(VENV)/bin/twin run scenarios/shift_change_burst.yaml --out reports/demo --check
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
+walkthrough: $(STAMP)
+	$(PY) examples/walkthrough.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/core_throughput.py
+	$(PY) benchmarks/twin_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
