@@ -1,1 +1,24 @@
-"""mfg-twin's digital twin and harness: the `twin` command line."""
+"""mfg-twin's digital twin and harness: SimPy plants that drive the integration core and measure
+latency, duplicate postings and reconciliation drift.
+
+The public API is this module's `__all__`; the `twin` command line is `sim.cli`.
+"""
+
+from sim.runner import Run, simulate
+from sim.scenario import Scenario, load_scenario, scenario_schema
+from sim.session import RunOutcome, run_scenario
+from sim.targets import Books, InProcessTarget, NullTarget, Target
+
+__all__ = [
+    "Scenario",
+    "load_scenario",
+    "scenario_schema",
+    "simulate",
+    "Run",
+    "run_scenario",
+    "RunOutcome",
+    "Target",
+    "Books",
+    "InProcessTarget",
+    "NullTarget",
+]

@@ -104,7 +104,9 @@ class Catalogue:
     def _lot_controlled(self, item_id: str) -> None:
         self.items[item_id] = self.items[item_id].model_copy(update={"lot_controlled": True})
 
-    def _bom_lines(self, rng: random.Random, with_alternate: bool, operations: int) -> list[BomLine]:
+    def _bom_lines(
+        self, rng: random.Random, with_alternate: bool, operations: int
+    ) -> list[BomLine]:
         picked = rng.sample(self.components, self.scenario.products.components)
         lines = []
         for index, component in enumerate(picked):
@@ -225,7 +227,9 @@ class Catalogue:
             update={"revision": new_revision, "lines": lines, "effective_from": effective_from}
         )
         self.boms[(item_id, new_revision)] = bom
-        self.routings[item_id] = self.routings[item_id].model_copy(update={"revision": new_revision})
+        self.routings[item_id] = self.routings[item_id].model_copy(
+            update={"revision": new_revision}
+        )
         self.revision[item_id] = new_revision
         return bom
 

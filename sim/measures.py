@@ -174,7 +174,11 @@ class Measures:
     # --- series and the end ------------------------------------------------------------------
     def sample(self, now: float, queue_depth: int, drift_value: Decimal, exceptions: int) -> None:
         """Close one interval of the per-interval series."""
-        p99 = self.interval_latency.get_value_at_percentile(99) if self.interval_latency.get_total_count() else 0
+        p99 = (
+            self.interval_latency.get_value_at_percentile(99)
+            if self.interval_latency.get_total_count()
+            else 0
+        )
         self.series.append(
             {
                 "t_s": round(now, 3),
@@ -209,8 +213,6 @@ class Measures:
         summary = {}
         for workflow in sorted(self.latency):
             figures = _summary(self.latency[workflow])
-            figures["parts"] = {
-                part: _summary(self.parts[workflow][part]) for part in PARTS
-            }
+            figures["parts"] = {part: _summary(self.parts[workflow][part]) for part in PARTS}
             summary[workflow] = figures
         return summary

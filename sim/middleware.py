@@ -42,7 +42,8 @@ class Middleware:
         self.parked: list[Delivery] = []
         self._window_start, self._window_calls = 0.0, 0
         self._outages = [
-            (o.at.total_seconds(), (o.at + o.duration).total_seconds()) for o in self.scenario.faults.outages
+            (o.at.total_seconds(), (o.at + o.duration).total_seconds())
+            for o in self.scenario.faults.outages
         ]
         if integration.pattern is Pattern.QUEUE:
             self.queue = simpy.Store(world.env)
@@ -64,14 +65,19 @@ class Middleware:
         for _ in range(copies):
             self._transmit(Delivery(envelope, event))
         if envelope.stream is not None and self._fault(faults.renumbered_resend_rate):
-            self.world.after(faults.redelivery_after.total_seconds(), lambda: self._renumber(envelope, event))
+            self.world.after(
+                faults.redelivery_after.total_seconds(), lambda: self._renumber(envelope, event)
+            )
 
     def _renumber(self, envelope: Envelope, event: PhysicalEvent) -> None:
         """An MES outbox replayed after a restart: same stream position, new id and new key.
         Only the stream sequence can tell the core it has seen this message."""
         self.world.measures.cover("renumbered_resend")
         copy = envelope.model_copy(
-            update={"message_id": f"{envelope.message_id}-N", "idempotency_key": f"{envelope.idempotency_key}-N"}
+            update={
+                "message_id": f"{envelope.message_id}-N",
+                "idempotency_key": f"{envelope.idempotency_key}-N",
+            }
         )
         self.world.measures.sent(copy, event, self.world.env.now)
         self._transmit(Delivery(copy, event))
@@ -82,7 +88,9 @@ class Middleware:
         faults = self.scenario.faults
         if self._fault(faults.loss_rate):
             self.world.measures.cover("loss")
-            self.world.after(faults.redelivery_after.total_seconds(), lambda: self._arrive(delivery))
+            self.world.after(
+                faults.redelivery_after.total_seconds(), lambda: self._arrive(delivery)
+            )
             return
         self.world.after(self._delay(), lambda: self._arrive(delivery))
 
@@ -115,7 +123,8 @@ class Middleware:
                 yield env.timeout(wait or integration.backoff.total_seconds())
             if answer == CRASHED:  # not acknowledged: the broker redelivers it
                 self.world.after(
-                    self.scenario.faults.redelivery_after.total_seconds(), lambda d=delivery: self._enqueue(d)
+                    self.scenario.faults.redelivery_after.total_seconds(),
+                    lambda d=delivery: self._enqueue(d),
                 )
             else:
                 self.in_flight -= 1

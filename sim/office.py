@@ -117,12 +117,16 @@ def _month_starts(start: datetime, horizon_s: float) -> list[datetime]:
     starts, year, month = [], start.year, start.month
     while True:
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        boundary = start.replace(year=year, month=month, day=1, hour=0, minute=0, second=0, microsecond=0)
+        boundary = start.replace(
+            year=year, month=month, day=1, hour=0, minute=0, second=0, microsecond=0
+        )
         if (boundary - start).total_seconds() >= horizon_s:
             return starts
         starts.append(boundary)
 
 
 def _previous_month(boundary: datetime) -> str:
-    year, month = (boundary.year - 1, 12) if boundary.month == 1 else (boundary.year, boundary.month - 1)
+    year, month = (
+        (boundary.year - 1, 12) if boundary.month == 1 else (boundary.year, boundary.month - 1)
+    )
     return f"{year:04d}-{month:02d}"

@@ -28,22 +28,41 @@ class Trace:
     def truth(self, event: PhysicalEvent) -> None:
         deltas = [[*key, str(qty)] for key, qty in sorted(event.deltas.items())]
         self._write(
-            {"kind": "truth", "t": round(event.occurred_at, 3), "event": event.id,
-             "workflow": event.workflow, "plant": event.plant, "deltas": deltas}
+            {
+                "kind": "truth",
+                "t": round(event.occurred_at, 3),
+                "event": event.id,
+                "workflow": event.workflow,
+                "plant": event.plant,
+                "deltas": deltas,
+            }
         )
 
     def message(self, now: float, event_id: int, envelope: Envelope) -> None:
         self._write(
-            {"kind": "message", "t": round(now, 3), "event": event_id,
-             "message_id": envelope.message_id, "key": envelope.idempotency_key,
-             "type": envelope.message.type, "stream": envelope.stream, "seq": envelope.source_seq}
+            {
+                "kind": "message",
+                "t": round(now, 3),
+                "event": event_id,
+                "message_id": envelope.message_id,
+                "key": envelope.idempotency_key,
+                "type": envelope.message.type,
+                "stream": envelope.stream,
+                "seq": envelope.source_seq,
+            }
         )
 
     def outcome(self, now: float, event_id: int, outcome: Outcome) -> None:
         self._write(
-            {"kind": "outcome", "t": round(now, 3), "event": event_id,
-             "message_id": outcome.message_id, "status": outcome.status.value,
-             "code": outcome.code.value if outcome.code else None, "late": outcome.late}
+            {
+                "kind": "outcome",
+                "t": round(now, 3),
+                "event": event_id,
+                "message_id": outcome.message_id,
+                "status": outcome.status.value,
+                "code": outcome.code.value if outcome.code else None,
+                "late": outcome.late,
+            }
         )
 
     def close(self) -> None:

@@ -60,7 +60,9 @@ class PlantModel:
         env.process(self._replenishment())
         for centre, spec in zip(self.centres, self.spec.work_centres, strict=True):
             if spec.mtbf is not None:
-                env.process(self._breakdowns(centre, spec.mtbf.total_seconds(), spec.mttr.total_seconds()))
+                env.process(
+                    self._breakdowns(centre, spec.mtbf.total_seconds(), spec.mttr.total_seconds())
+                )
         if self.world.catalogue.subassemblies.get(self.id):
             env.process(self._subcontracting())
 
@@ -80,7 +82,9 @@ class PlantModel:
             if not world.producing:
                 return
             product = products[rng.randrange(len(products))]
-            qty = rng.randint(world.scenario.demand.lot_size_min, world.scenario.demand.lot_size_max)
+            qty = rng.randint(
+                world.scenario.demand.lot_size_min, world.scenario.demand.lot_size_max
+            )
             world.env.process(self._work_order(product, qty))
 
     def _work_order(self, product: str, qty: int):
@@ -91,7 +95,11 @@ class PlantModel:
         released = self._event("wo_release")
         world.truth.open_orders[order] = product
         message = WorkOrderReleased(
-            work_order=order, plant=self.id, item=product, qty=Decimal(qty), uom="EA",
+            work_order=order,
+            plant=self.id,
+            item=product,
+            qty=Decimal(qty),
+            uom="EA",
             bom_revision=revision,
         )
         world.reporter(self.id, ERP).report(released, message, f"REL-{order}", f"ERP:{order}")
@@ -145,18 +153,27 @@ class PlantModel:
         event = self._event("confirmation")
         reported_revision = world.engineering.mes_revision(product, revision)
         lines = world.catalogue.plant_bom(product, reported_revision, self.id)
-        lots = self._backflush(event, [line for line in lines if line.operation_seq == seq], good + scrap)
+        lots = self._backflush(
+            event, [line for line in lines if line.operation_seq == seq], good + scrap
+        )
         if lots and rng.random() < edge.missing_lot_rate:
-            lots.pop(sorted(lots)[0])
+            lots.pop(min(lots))
             world.measures.cover("missing_lot")
         if partial:
             world.measures.cover("partial_completion")
         if scrap:
             world.measures.cover("scrap")
         message = OperationCompleted(
-            work_order=order, operation_seq=seq, good_qty=Decimal(good), scrap_qty=Decimal(scrap),
-            uom="EA", labour_hours=self._hours(good + scrap), partial=partial,
-            bom_revision=reported_revision, backflush_location=STORES, component_lots=lots,
+            work_order=order,
+            operation_seq=seq,
+            good_qty=Decimal(good),
+            scrap_qty=Decimal(scrap),
+            uom="EA",
+            labour_hours=self._hours(good + scrap),
+            partial=partial,
+            bom_revision=reported_revision,
+            backflush_location=STORES,
+            component_lots=lots,
         )
         mes = world.reporter(self.id, MES)
         mes.report(event, message, f"CONF-{event.id}", f"MES:{order}", batchable=True)
@@ -205,14 +222,20 @@ class PlantModel:
         event = self._event("fg_receipt")
         product = world.truth.open_orders[order]
         world.truth.move(event, (self.id, product, FINISHED), Decimal(good))
-        message = FinishedGoodsReceived(work_order=order, qty=Decimal(good), uom="EA", location=FINISHED)
-        world.reporter(self.id, MES).report(event, message, f"FGR-{order}", f"MES:{order}", batchable=True)
+        message = FinishedGoodsReceived(
+            work_order=order, qty=Decimal(good), uom="EA", location=FINISHED
+        )
+        world.reporter(self.id, MES).report(
+            event, message, f"FGR-{order}", f"MES:{order}", batchable=True
+        )
         yield world.env.timeout(world.scenario.demand.close_delay.total_seconds())
         if not world.producing:
             return
         closed = self._event("close")
         del world.truth.open_orders[order]
-        world.reporter(self.id, ERP).report(closed, WorkOrderClosed(work_order=order), f"CLO-{order}", f"ERP:{order}")
+        world.reporter(self.id, ERP).report(
+            closed, WorkOrderClosed(work_order=order), f"CLO-{order}", f"ERP:{order}"
+        )
 
     # --- shifts and machines -------------------------------------------------------------------
     def _shift_changes(self):
@@ -232,11 +255,17 @@ class PlantModel:
             repair = rng.expovariate(1 / mttr)
             centre.down_until = world.env.now + repair
             down = self._event("machine")
-            mes.report(down, MachineEvent(plant=self.id, work_centre=centre.id, state="DOWN"), f"MCH-{down.id}")
+            mes.report(
+                down,
+                MachineEvent(plant=self.id, work_centre=centre.id, state="DOWN"),
+                f"MCH-{down.id}",
+            )
             world.measures.cover("breakdown")
             yield world.env.timeout(repair)
             up = self._event("machine")
-            mes.report(up, MachineEvent(plant=self.id, work_centre=centre.id, state="UP"), f"MCH-{up.id}")
+            mes.report(
+                up, MachineEvent(plant=self.id, work_centre=centre.id, state="UP"), f"MCH-{up.id}"
+            )
 
     # --- supply ----------------------------------------------------------------------------------
     def _daily_use(self) -> dict[str, Decimal]:
@@ -247,7 +276,9 @@ class PlantModel:
         lot = Decimal(demand.lot_size_min + demand.lot_size_max) / 2
         use: dict[str, Decimal] = {}
         for product in world.catalogue.products:
-            for line in world.catalogue.plant_bom(product, world.catalogue.revision[product], self.id):
+            for line in world.catalogue.plant_bom(
+                product, world.catalogue.revision[product], self.id
+            ):
                 for item in filter(None, (line.component, line.alternate)):
                     use[item] = use.get(item, Decimal(0)) + per_product * lot * (line.qty_per + 1)
         for subassembly in world.catalogue.subassemblies.get(self.id, ()):
@@ -276,12 +307,24 @@ class PlantModel:
         world = self.world
         event = self._event("receipt")
         self._receipts += 1
-        lot = f"L-{self.id}-{self._receipts:06d}" if world.catalogue.items[item].lot_controlled else None
+        lot = (
+            f"L-{self.id}-{self._receipts:06d}"
+            if world.catalogue.items[item].lot_controlled
+            else None
+        )
         world.truth.move(event, (self.id, item, STORES), qty, lot)
-        price = world.catalogue.standard_cost(item, self.id) * Decimal(str(round(rng.uniform(0.95, 1.05), 2)))
+        price = world.catalogue.standard_cost(item, self.id) * Decimal(
+            str(round(rng.uniform(0.95, 1.05), 2))
+        )
         message = GoodsReceived(
-            plant=self.id, item=item, qty=qty, uom="EA", location=STORES, lot=lot,
-            purchase_order=f"PO-{self.id}-{self._receipts:06d}", supplier="SUP-1",
+            plant=self.id,
+            item=item,
+            qty=qty,
+            uom="EA",
+            location=STORES,
+            lot=lot,
+            purchase_order=f"PO-{self.id}-{self._receipts:06d}",
+            supplier="SUP-1",
             unit_price=price.quantize(Decimal("0.01")),
         )
         world.reporter(self.id, WMS).report(event, message, f"GRN-{self.id}-{self._receipts}")
@@ -301,7 +344,12 @@ class PlantModel:
                 order = f"SC-{self.id}-{cycle:05d}"
                 for line in lines:
                     self._ship(line.component, quantity(line.qty_per * batch), order)
-                world.after(interval / 2, lambda s=subassembly, ls=lines, o=order: self._receive_assemblies(s, ls, batch, o))
+                world.after(
+                    interval / 2,
+                    lambda s=subassembly, ls=lines, o=order: self._receive_assemblies(
+                        s, ls, batch, o
+                    ),
+                )
 
     def _ship(self, item: str, qty: Decimal, order: str) -> None:
         event = self._event("subcontract_ship")
@@ -309,22 +357,38 @@ class PlantModel:
         self.world.truth.move(event, (self.id, item, SUBCONTRACTOR), qty)
         self._consumed[item] = self._consumed.get(item, Decimal(0)) + qty
         message = SubcontractShipped(
-            plant=self.id, item=item, qty=qty, uom="EA", from_location=STORES,
-            to_location=SUBCONTRACTOR, purchase_order=order, supplier="SUB-1",
+            plant=self.id,
+            item=item,
+            qty=qty,
+            uom="EA",
+            from_location=STORES,
+            to_location=SUBCONTRACTOR,
+            purchase_order=order,
+            supplier="SUB-1",
         )
         self.world.reporter(self.id, ERP).report(event, message, f"SHP-{order}-{item}")
 
-    def _receive_assemblies(self, subassembly: str, lines: list[TwinLine], batch: Decimal, order: str) -> None:
+    def _receive_assemblies(
+        self, subassembly: str, lines: list[TwinLine], batch: Decimal, order: str
+    ) -> None:
         if not self.world.producing:
             return
         event = self._event("subcontract_receipt")
         for line in lines:
-            self.world.truth.move(event, (self.id, line.component, SUBCONTRACTOR), -quantity(line.qty_per * batch))
+            self.world.truth.move(
+                event, (self.id, line.component, SUBCONTRACTOR), -quantity(line.qty_per * batch)
+            )
         self.world.truth.move(event, (self.id, subassembly, STORES), batch)
         self.world.measures.cover("subcontract_receipt")
         message = SubcontractReceived(
-            plant=self.id, item=subassembly, qty=batch, uom="EA", location=STORES,
-            subcontractor_location=SUBCONTRACTOR, purchase_order=order, supplier="SUB-1",
+            plant=self.id,
+            item=subassembly,
+            qty=batch,
+            uom="EA",
+            location=STORES,
+            subcontractor_location=SUBCONTRACTOR,
+            purchase_order=order,
+            supplier="SUB-1",
             service_unit_price=Decimal("4.50"),
         )
         self.world.reporter(self.id, WMS).report(event, message, f"SCR-{order}-{subassembly}")

@@ -57,12 +57,20 @@ def simulate(
     streams = Streams(scenario.seed)
     catalogue = Catalogue.generate(scenario, streams)
     if target is None:
-        target = InProcessTarget(catalogue.core_settings(), _store_url(scenario, out), scenario.start)
+        target = InProcessTarget(
+            catalogue.core_settings(), _store_url(scenario, out), scenario.start
+        )
     measures = Measures(trace)
     env = simpy.Environment()
     world = World(
-        env, scenario, streams, catalogue, Truth(), measures,
-        ShiftCalendar(scenario.calendar, scenario.start), send=lambda e, ev: None,
+        env,
+        scenario,
+        streams,
+        catalogue,
+        Truth(),
+        measures,
+        ShiftCalendar(scenario.calendar, scenario.start),
+        send=lambda e, ev: None,
     )
     middleware = Middleware(world, target)
     world.send = middleware.send
@@ -123,7 +131,9 @@ class _Sampler:
         self.max_value = Decimal(0)
 
     def drift_now(self) -> tuple[Decimal, int]:
-        return drift(dict(self.world.truth.stock), self.target.stock(), self.world.catalogue.standard_cost)
+        return drift(
+            dict(self.world.truth.stock), self.target.stock(), self.world.catalogue.standard_cost
+        )
 
     def run(self):
         env = self.world.env
@@ -181,7 +191,11 @@ def _summarise(world: World, target: Target, sampler: _Sampler) -> dict[str, Any
             "replayed": measures.replayed,
             "remaining": len(books.open_dead_letters),
         },
-        "ledger": {"balanced": books.balanced, "entries": books.entries, "findings": books.findings},
+        "ledger": {
+            "balanced": books.balanced,
+            "entries": books.entries,
+            "findings": books.findings,
+        },
         "outcomes": dict(sorted(measures.statuses.items())),
         "first_pass_rate": round(measures.first_pass / max(measures.truth_events, 1), 4),
         "late_postings": measures.late_postings,
@@ -198,7 +212,10 @@ def _summarise(world: World, target: Target, sampler: _Sampler) -> dict[str, Any
 
 def _value(quantities: dict[StockKey, Decimal], world: World) -> Decimal:
     total = sum(
-        (abs(qty) * world.catalogue.standard_cost(key[1], key[0]) for key, qty in quantities.items()),
+        (
+            abs(qty) * world.catalogue.standard_cost(key[1], key[0])
+            for key, qty in quantities.items()
+        ),
         Decimal(0),
     )
     return total.quantize(Decimal("0.01"))

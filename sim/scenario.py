@@ -118,16 +118,22 @@ class PlantSpec(Spec):
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     timezone: str = "UTC"
     work_centres: tuple[WorkCentreSpec, ...] = Field(min_length=1)
-    clock_skew: Duration = Field(timedelta(0), description="how far this plant's MES clock is ahead")
+    clock_skew: Duration = Field(
+        timedelta(0), description="how far this plant's MES clock is ahead"
+    )
 
 
 class Products(Spec):
     count: int = Field(4, ge=1, le=200)
     components: int = Field(5, ge=1, le=12, description="BOM lines per product")
     operations: int = Field(3, ge=1, le=6)
-    alternates_share: Rate = Field(0.3, description="share of products with a lot-controlled line that has an alternate")
+    alternates_share: Rate = Field(
+        0.3, description="share of products with a lot-controlled line that has an alternate"
+    )
     overlay_share: Rate = Field(0.5, description="share of products with a plant overlay")
-    subcontracted: int = Field(1, ge=0, description="subassemblies made by a subcontractor, per plant")
+    subcontracted: int = Field(
+        1, ge=0, description="subassemblies made by a subcontractor, per plant"
+    )
     run_time_per_unit: Duration = timedelta(minutes=2)
     setup_time: Duration = timedelta(minutes=15)
 
@@ -136,7 +142,9 @@ class Demand(Spec):
     orders_per_day: float = Field(24, gt=0, description="work orders released per plant per day")
     lot_size_min: int = Field(10, ge=1)
     lot_size_max: int = Field(50, ge=1)
-    close_delay: Duration = Field(timedelta(hours=24), description="ERP closes orders this long after the last receipt")
+    close_delay: Duration = Field(
+        timedelta(hours=24), description="ERP closes orders this long after the last receipt"
+    )
 
 
 class Reporting(StrEnum):
@@ -146,24 +154,40 @@ class Reporting(StrEnum):
 
 class Mes(Spec):
     reporting: Reporting = Reporting.IMMEDIATE
-    batched_share: Rate = Field(0.7, description="share of confirmations held back until the shift change when batched")
+    batched_share: Rate = Field(
+        0.7, description="share of confirmations held back until the shift change when batched"
+    )
     report_delay: Distribution = Distribution(kind="exponential", mean=timedelta(seconds=20))
-    burst_spread: Duration = Field(timedelta(minutes=10), description="the shift-change burst is reported over this window")
+    burst_spread: Duration = Field(
+        timedelta(minutes=10), description="the shift-change burst is reported over this window"
+    )
 
 
 class EdgeCases(Spec):
-    partial_completion_rate: Rate = Field(0.3, description="an operation is confirmed in several parts")
+    partial_completion_rate: Rate = Field(
+        0.3, description="an operation is confirmed in several parts"
+    )
     max_parts: int = Field(3, ge=2)
     scrap_rate: Rate = Field(0.1, description="a confirmation reports scrap")
     byproduct_rate: Rate = 0.05
     ecos_per_week: float = Field(1, ge=0)
-    eco_adoption_lag: Duration = Field(timedelta(hours=4), description="MES keeps reporting the old revision this long")
-    missing_lot_rate: Rate = Field(0.01, description="a backflush of a lot-controlled part names no lot")
-    supplier_interval: Duration = Field(timedelta(hours=12), description="replenishment cycle per plant")
-    cover_days: float = Field(3, gt=0, description="stock a replenishment aims to hold, in days of demand")
+    eco_adoption_lag: Duration = Field(
+        timedelta(hours=4), description="MES keeps reporting the old revision this long"
+    )
+    missing_lot_rate: Rate = Field(
+        0.01, description="a backflush of a lot-controlled part names no lot"
+    )
+    supplier_interval: Duration = Field(
+        timedelta(hours=12), description="replenishment cycle per plant"
+    )
+    cover_days: float = Field(
+        3, gt=0, description="stock a replenishment aims to hold, in days of demand"
+    )
     subcontract_interval: Duration = timedelta(days=1)
     period_close: bool = True
-    close_lag: Duration = Field(timedelta(hours=2), description="FINANCE closes the month this long after midnight")
+    close_lag: Duration = Field(
+        timedelta(hours=2), description="FINANCE closes the month this long after midnight"
+    )
 
 
 class Outage(Spec):
@@ -181,7 +205,9 @@ class Faults(Spec):
     renumbered_resend_rate: Rate = Field(
         0.0, description="the MES outbox resends a work-order message under a new id and key"
     )
-    new_id_retry_share: Rate = Field(0.5, description="MES retries sending a new message id, same idempotency key")
+    new_id_retry_share: Rate = Field(
+        0.5, description="MES retries sending a new message id, same idempotency key"
+    )
     outages: tuple[Outage, ...] = ()
 
 
@@ -194,9 +220,15 @@ class Integration(Spec):
     pattern: Pattern = Pattern.QUEUE
     consumers: int = Field(4, ge=1)
     service_time: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=20))
-    buffer: int = Field(100_000, ge=1, description="queue capacity; a full queue refuses and the sender retries")
-    rate_limit: float | None = Field(None, gt=0, description="ERP calls per second; above it 429 with retry-after")
-    timeout: Duration = Field(timedelta(seconds=2), description="sync: how long the MES waits for an answer")
+    buffer: int = Field(
+        100_000, ge=1, description="queue capacity; a full queue refuses and the sender retries"
+    )
+    rate_limit: float | None = Field(
+        None, gt=0, description="ERP calls per second; above it 429 with retry-after"
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=2), description="sync: how long the MES waits for an answer"
+    )
     max_attempts: int = Field(5, ge=1)
     backoff: Duration = timedelta(seconds=5)
     hold_timeout: Duration = timedelta(hours=1)
@@ -206,12 +238,16 @@ class Integration(Spec):
 
 
 class Store(Spec):
-    url: str = Field("run", description="'run' = a SQLite ledger in the run directory; or any store URL")
+    url: str = Field(
+        "run", description="'run' = a SQLite ledger in the run directory; or any store URL"
+    )
 
 
 class Measures(Spec):
     sample_interval: Duration = Field(timedelta(hours=1), description="drift and series sampling")
-    heal: Duration = Field(timedelta(hours=2), description="the heal phase: faults off, replay, drain")
+    heal: Duration = Field(
+        timedelta(hours=2), description="the heal phase: faults off, replay, drain"
+    )
 
 
 class Scenario(Spec):
@@ -296,7 +332,9 @@ def load_scenario(
     try:
         scenario = Scenario.model_validate(document)
     except ValidationError as error:
-        raise ConfigurationError(f"{origin} is not a valid scenario:\n{_problem_text(error)}") from error
+        raise ConfigurationError(
+            f"{origin} is not a valid scenario:\n{_problem_text(error)}"
+        ) from error
     from sim.assertions import check_syntax  # assertions read durations from this module
 
     check_syntax(scenario.assertions)

@@ -86,10 +86,17 @@ def _with_progress(scenario: Scenario, out: Path, trace: Trace):
         TimeElapsedColumn(),
     )
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(scenario.name, total=horizon, days="0.0", total_days=f"{horizon / 86400:.1f}", rate=0)
+        task = bar.add_task(
+            scenario.name, total=horizon, days="0.0", total_days=f"{horizon / 86400:.1f}", rate=0
+        )
 
         def advance(virtual_s: float, messages: int) -> None:
             elapsed = bar.tasks[task].elapsed or 1e-9
-            bar.update(task, completed=virtual_s, days=f"{virtual_s / 86400:.1f}", rate=int(messages / elapsed))
+            bar.update(
+                task,
+                completed=virtual_s,
+                days=f"{virtual_s / 86400:.1f}",
+                rate=int(messages / elapsed),
+            )
 
         return simulate(scenario, out, trace=trace, progress=advance)

@@ -12,8 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from integration import Core, Envelope, ManualClock, Outcome, Status, open_store
-from integration.settings import CoreSettings
+from integration import Core, CoreSettings, Envelope, ManualClock, Outcome, Status, open_store
+
 
 __all__ = ["Target", "Books", "InProcessTarget", "NullTarget"]
 

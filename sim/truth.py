@@ -48,7 +48,9 @@ class Truth:
         self.events += 1
         return PhysicalEvent(self.events, workflow, at, plant)
 
-    def move(self, event: PhysicalEvent, key: StockKey, qty: Decimal, lot: str | None = None) -> None:
+    def move(
+        self, event: PhysicalEvent, key: StockKey, qty: Decimal, lot: str | None = None
+    ) -> None:
         """Add `qty` (negative to take) at `key`, recorded on the event."""
         qty = quantity(qty)
         self.stock[key] += qty

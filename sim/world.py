@@ -80,8 +80,14 @@ class Reporter:
         self._last_send = 0.0
         self.held: list[_Pending] = []
 
-    def report(self, event: PhysicalEvent, message: Any, key: str, stream: str | None = None,
-               batchable: bool = False) -> None:
+    def report(
+        self,
+        event: PhysicalEvent,
+        message: Any,
+        key: str,
+        stream: str | None = None,
+        batchable: bool = False,
+    ) -> None:
         """Report `event` as `message` with business key `key` (the idempotency key)."""
         self._count += 1
         seq = None

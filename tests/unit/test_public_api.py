@@ -101,3 +101,39 @@ def test_the_core_never_imports_the_twin_simpy_or_psycopg():
         [sys.executable, "-c", check], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+SIM_PUBLIC = {
+    "Scenario",
+    "load_scenario",
+    "scenario_schema",
+    "simulate",
+    "Run",
+    "run_scenario",
+    "RunOutcome",
+    "Target",
+    "Books",
+    "InProcessTarget",
+    "NullTarget",
+}
+
+
+def test_the_twin_exports_exactly_its_public_api():
+    import sim
+
+    assert set(sim.__all__) == SIM_PUBLIC
+    assert all(hasattr(sim, name) for name in sim.__all__)
+
+
+def test_the_twin_uses_only_the_cores_public_api():
+    """sim/ imports `integration` names only from the package root (its `__all__`) or the
+    service package's own public API."""
+    import re
+    from pathlib import Path
+
+    offenders = []
+    for path in sorted(Path("sim").glob("*.py")):
+        for line in path.read_text().splitlines():
+            if re.match(r"\s*(from|import) integration\.(?!service )", line):
+                offenders.append(f"{path}: {line.strip()}")
+    assert offenders == []
