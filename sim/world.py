@@ -61,7 +61,6 @@ class _Pending:
     message_id: str
     key: str
     stream: str | None
-    seq: int | None
 
 
 class Reporter:
@@ -90,12 +89,8 @@ class Reporter:
     ) -> None:
         """Report `event` as `message` with business key `key` (the idempotency key)."""
         self._count += 1
-        seq = None
-        if stream is not None:
-            seq = self._seqs.get(stream, 0) + 1
-            self._seqs[stream] = seq
         message_id = f"{self.source.value}-{self.plant}-{self._count:08d}"
-        pending = _Pending(event, message, message_id, key, stream, seq)
+        pending = _Pending(event, message, message_id, key, stream)
         self.world.unsent += 1
         mes = self.world.scenario.mes
         if (
@@ -126,12 +121,15 @@ class Reporter:
         world = self.world
         world.unsent -= 1
         now = world.env.now
+        seq = None
+        if pending.stream is not None:  # numbered as the source's outbox sends, in send order
+            seq = self._seqs[pending.stream] = self._seqs.get(pending.stream, 0) + 1
         envelope = Envelope(
             message_id=pending.message_id,
             idempotency_key=pending.key,
             source_system=self.source,
             stream=pending.stream,
-            source_seq=pending.seq,
+            source_seq=seq,
             occurred_at=world.at(pending.event.occurred_at + self.skew),
             sent_at=world.at(now + self.skew),
             message=pending.message,
