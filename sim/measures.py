@@ -21,6 +21,19 @@ __all__ = ["Measures", "drift"]
 
 MAX_MS = 90 * 86400 * 1000
 PARTS = ("report", "transport", "queue", "hold")
+# Always in `coverage`, so a scenario shows the edge cases it never exercised as 0.
+EDGE_CASES = (
+    "backflush_shortage",
+    "crash",
+    "duplicate_delivered",
+    "eco_open_order",
+    "late_posting",
+    "lot_substitution",
+    "partial_completion",
+    "reorder",
+    "shift_change_burst",
+    "subcontract_receipt",
+)
 PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9}
 
 
@@ -58,7 +71,7 @@ class Measures:
         self.trace = trace
         self.truth_events = 0
         self.messages = 0
-        self.coverage: Counter[str] = Counter()
+        self.coverage: Counter[str] = Counter(dict.fromkeys(EDGE_CASES, 0))
         self.statuses: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.late_postings = 0

@@ -32,6 +32,7 @@ class Middleware:
 
     def __init__(self, world: World, target: Target) -> None:
         self.world = world
+        world.send = self.send
         self.target = target
         self.scenario = world.scenario
         integration = self.scenario.integration
@@ -206,6 +207,12 @@ class Middleware:
             return self._window_start + 1.0 - now
         self._window_calls += 1
         return None
+
+    def queue_depth(self) -> int:
+        """Messages waiting in the queue (the sync pattern queues at the server instead)."""
+        if self.scenario.integration.pattern is Pattern.QUEUE:
+            return len(self.queue.items)
+        return len(self.server.queue)
 
     def resend_parked(self) -> None:
         parked, self.parked = self.parked, []

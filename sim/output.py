@@ -109,7 +109,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"**{duplicates['posted']} posted**",
         f"- drift after healing: {drift['final_value']} at standard cost "
         f"({drift['final_explained_value']} explained by open dead letters, "
-        f"**{drift['final_unexplained_value']} unexplained**); worst in flight {drift['max_value']}",
+        f"**{drift['final_unexplained_value']} unexplained**); "
+        f"worst in flight {drift['max_value']}",
         f"- dead letters: {dead['total']} in all, {dead['replayed']} replayed, "
         f"{dead['remaining']} remaining {dead['by_code'] or ''}",
         f"- late postings: {summary['late_postings']}; "

@@ -112,7 +112,7 @@ class PlantModel:
             if not world.producing:
                 return
         if good > 0:
-            yield from self._receive_finished(order, good)
+            yield from self._receive_finished(order, product, good)
 
     def _operation(self, order, product, revision, seq, centre, units):
         """Run one operation in one or more parts; returns the good units that came out."""
@@ -217,10 +217,9 @@ class PlantModel:
             return line.alternate, alt_lot
         return line.component, lot or f"NOLOT-{line.component}"
 
-    def _receive_finished(self, order: str, good: int):
+    def _receive_finished(self, order: str, product: str, good: int):
         world = self.world
         event = self._event("fg_receipt")
-        product = world.truth.open_orders[order]
         world.truth.move(event, (self.id, product, FINISHED), Decimal(good))
         message = FinishedGoodsReceived(
             work_order=order, qty=Decimal(good), uom="EA", location=FINISHED

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -70,10 +71,8 @@ def simulate(
         Truth(),
         measures,
         ShiftCalendar(scenario.calendar, scenario.start),
-        send=lambda e, ev: None,
     )
     middleware = Middleware(world, target)
-    world.send = middleware.send
     Engineering(world).start()
     Finance(world).start()
     for spec in scenario.plants:
@@ -142,7 +141,7 @@ class _Sampler:
             yield env.timeout(interval)
             value, exceptions = self.drift_now()
             self.max_value = max(self.max_value, value)
-            depth = len(self.middleware.queue.items) if hasattr(self.middleware, "queue") else 0
+            depth = self.middleware.queue_depth()
             self.world.measures.sample(env.now, depth, value, exceptions)
 
 
@@ -170,7 +169,7 @@ def _summarise(world: World, target: Target, sampler: _Sampler) -> dict[str, Any
     for key, qty in explained.items():
         book_plus_explained[key] = book_plus_explained.get(key, Decimal(0)) + qty
     unexplained, _ = drift(truth, book_plus_explained, world.catalogue.standard_cost)
-    by_code = _count_sorted(code for _id, code in books.open_dead_letters)
+    by_code = dict(sorted(Counter(code for _id, code in books.open_dead_letters).items()))
     latency = measures.latency_summary()
     summary: dict[str, Any] = {
         "scenario": scenario.name,
@@ -193,6 +192,7 @@ def _summarise(world: World, target: Target, sampler: _Sampler) -> dict[str, Any
         },
         "ledger": {
             "balanced": books.balanced,
+            "reconciled": books.reconciled,
             "entries": books.entries,
             "findings": books.findings,
         },
@@ -219,10 +219,3 @@ def _value(quantities: dict[StockKey, Decimal], world: World) -> Decimal:
         Decimal(0),
     )
     return total.quantize(Decimal("0.01"))
-
-
-def _count_sorted(codes) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for code in codes:
-        counts[code] = counts.get(code, 0) + 1
-    return dict(sorted(counts.items()))

@@ -12,8 +12,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from integration import Core, CoreSettings, Envelope, ManualClock, Outcome, Status, open_store
-
+from integration import (
+    Check,
+    Core,
+    CoreSettings,
+    Envelope,
+    ManualClock,
+    Outcome,
+    Status,
+    open_store,
+)
 
 __all__ = ["Target", "Books", "InProcessTarget", "NullTarget"]
 
@@ -26,7 +34,8 @@ class Books:
 
     stock: dict[StockKey, Decimal]
     open_dead_letters: list[tuple[str | None, str]]  # (message id, code)
-    balanced: bool
+    balanced: bool  # every journal entry balances
+    reconciled: bool  # and every other invariant holds (inventory = stock, WIP = open orders)
     entries: int
     findings: list[str] = field(default_factory=list)
     negative_stock_events: int = 0
@@ -80,9 +89,13 @@ class InProcessTarget:
         return Books(
             stock=self.stock(),
             open_dead_letters=[(dl.message_id, dl.code.value) for dl in self.core.dead_letters()],
-            balanced=reconciliation.ok,
+            balanced=not any(f.check is Check.ENTRY_BALANCES for f in reconciliation.findings),
+            reconciled=reconciliation.ok,
             entries=reconciliation.entries_checked,
-            findings=[finding.detail for finding in reconciliation.findings],
+            findings=[
+                f"{f.check.value} {f.subject}: expected {f.expected}, actual {f.actual}"
+                for f in reconciliation.findings
+            ],
             negative_stock_events=self.core.store.stock_exception_count(),
         )
 
@@ -111,7 +124,7 @@ class NullTarget:
         return [], []
 
     def books(self) -> Books:
-        return Books(stock={}, open_dead_letters=[], balanced=True, entries=0)
+        return Books(stock={}, open_dead_letters=[], balanced=True, reconciled=True, entries=0)
 
     def close(self) -> None:
         pass

@@ -33,7 +33,7 @@ class World:
     truth: Truth
     measures: Measures
     calendar: ShiftCalendar
-    send: Callable[[Envelope, PhysicalEvent], None]
+    send: Callable[[Envelope, PhysicalEvent], None] = field(init=False)  # the middleware's
     engineering: Engineering = field(init=False)
     producing: bool = True  # false from the horizon on: the floor stops, the pipes drain
     faults_on: bool = True  # false in the heal phase
