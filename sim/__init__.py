@@ -4,6 +4,7 @@ latency, duplicate postings and reconciliation drift.
 The public API is this module's `__all__`; the `twin` command line is `sim.cli`.
 """
 
+from sim.http_target import HttpTarget
 from sim.runner import Run, simulate
 from sim.scenario import Scenario, load_scenario, scenario_schema
 from sim.session import RunOutcome, run_scenario
@@ -21,4 +22,5 @@ __all__ = [
     "Books",
     "InProcessTarget",
     "NullTarget",
+    "HttpTarget",
 ]

@@ -115,6 +115,7 @@ SIM_PUBLIC = {
     "Books",
     "InProcessTarget",
     "NullTarget",
+    "HttpTarget",
 }
 
 

@@ -1,0 +1,219 @@
+"""The twin's `Target` port over HTTP: the core as `twin serve` answers it, through httpx.
+
+`HttpTarget(client, keys)` drives a served core: each message is posted to `/v1/messages`
+under the bearer key of its envelope's source system, and the JSON answer is read back into
+the core's `Outcome`. `HttpTarget.over_asgi(app, keys)` runs the real FastAPI app in this
+process through `httpx.ASGITransport` (no socket, no mock).
+
+Time: the service runs on its own clock (`SystemClock` for `twin serve`), not the twin's
+virtual one. `submit(envelope, at)` cannot move that clock, so in a virtual-time run over
+HTTP **hold timeouts follow the service's wall clock**: a hold the in-process target would
+expire after `integration.hold_timeout` of virtual time stays held until the gap fills or the
+dependency arrives, and `heal` only replays dead letters (the service expires holds itself,
+on every submit, when their wall-clock timeout has passed). `committed_at` is wall time too.
+
+Failures: a transport error, a 5xx or a 429 raises `TargetUnavailable` (nothing is known to
+be applied; a retry with the same message id is safe, the core deduplicates it); a 4xx that
+carries no outcome (bad key, body too large) raises `TargetRefused`. Both are `TargetError`.
+
+httpx is imported only when a request is made, so `import sim` works without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
+from sim.targets import Books, StockKey
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HttpTarget", "TargetError", "TargetRefused", "TargetUnavailable", "outcome_from"]
+
+
+class TargetError(RuntimeError):
+    """The target answered no outcome. `status` is the HTTP status (None: no answer at all),
+    `code` the service's stable code when it sent one, `retry_after` its Retry-After (s)."""
+
+    def __init__(self, message: str, status=None, code=None, retry_after=None) -> None:
+        super().__init__(message)
+        self.status: int | None = status
+        self.code: str | None = code
+        self.retry_after: float | None = retry_after
+
+
+class TargetUnavailable(TargetError):
+    """No answer, a 5xx or a 429: retryable (the core deduplicates a resent message id)."""
+
+
+class TargetRefused(TargetError):
+    """A 4xx without an outcome (unknown key, key without rights, body too large): the adapter
+    is misconfigured and a retry will not help."""
+
+
+def outcome_from(data: Mapping[str, Any]) -> Outcome:
+    """The `Outcome` that `Outcome.to_dict()` wrote (as the service answers it)."""
+
+    def optional(name: str, read):
+        return read(data[name]) if data.get(name) is not None else None
+
+    return Outcome(
+        status=Status(data["status"]),
+        message_id=data.get("message_id"),
+        message_type=data.get("message_type"),
+        code=optional("code", ErrorCode),
+        problems=tuple(Problem.from_dict(p) for p in data.get("problems") or ()),
+        entry_ids=tuple(data.get("entry_ids") or ()),
+        committed_at=optional("committed_at", datetime.fromisoformat),
+        late=bool(data.get("late")),
+        original=optional("original", outcome_from),
+        dead_letter_id=data.get("dead_letter_id"),
+        released=tuple(outcome_from(r) for r in data.get("released") or ()),
+    )
+
+
+class HttpTarget:
+    """The core behind its HTTP API. `keys` maps each source system (enum or name) to its
+    bearer key; `operate_key` (an `operate` key) is needed to replay dead letters in `heal`
+    and is used for reads, else any source key reads."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        keys: Mapping[SourceSystem | str, str],
+        *,
+        operate_key: str | None = None,
+    ) -> None:
+        self.client = client
+        self.keys = {SourceSystem(source).value: key for source, key in keys.items()}
+        self.operate_key = operate_key
+        self._read_key = operate_key or next(iter(self.keys.values()), "")
+
+    @classmethod
+    def over_asgi(
+        cls, app: Any, keys: Mapping[SourceSystem | str, str], *, operate_key: str | None = None
+    ) -> HttpTarget:
+        """The real ASGI app (e.g. `integration.service.create_app(core, keys)`) in process."""
+        import httpx
+
+        client = httpx.Client(transport=_sync_asgi_transport(app), base_url="http://core")
+        return cls(client, keys, operate_key=operate_key)
+
+    # --- the port ------------------------------------------------------------------------------
+    def submit(self, envelope: Envelope, at: datetime) -> Outcome:
+        """Post one envelope as its source system. `at` is not sent: the service stamps its
+        own clock (see the module docstring)."""
+        source = envelope.source_system.value
+        if source not in self.keys:
+            raise TargetRefused(f"no API key for source system {source}")
+        body = self._call(
+            "POST",
+            "/v1/messages",
+            self.keys[source],
+            content=envelope.model_dump_json().encode(),
+            headers={"Content-Type": "application/json"},
+            outcome=True,
+        )
+        return outcome_from(body)
+
+    def stock(self) -> dict[StockKey, Decimal]:
+        totals: dict[StockKey, Decimal] = {}
+        for row in self._call("GET", "/v1/stock", self._read_key)["stock"]:
+            key = (row["plant"], row["item"], row["location"])
+            totals[key] = totals.get(key, Decimal(0)) + Decimal(row["qty"])
+        return totals
+
+    def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
+        """Replay open dead letters (rounds, as `InProcessTarget`); no holds are expired here:
+        the service expires them on its own clock, so `expired` is always empty."""
+        if self.operate_key is None:
+            raise TargetRefused("heal replays dead letters: pass an operate_key")
+        replayed: list[Outcome] = []
+        for _ in range(3):  # a replay can free what another dead letter waits on
+            answer = self._call("POST", "/v1/dead-letters/replay", self.operate_key)
+            outcomes = [outcome_from(o) for o in answer["outcomes"]]
+            replayed += outcomes
+            if not any(outcome.applied for outcome in outcomes):
+                break
+        return [], replayed
+
+    def books(self) -> Books:
+        """Reconciliation, open dead letters and stock. The service does not expose its count
+        of negative-stock exceptions, so `negative_stock_events` is 0."""
+        result = self._call("GET", "/v1/reconciliation", self._read_key)
+        letters = self._call("GET", "/v1/dead-letters", self._read_key)["dead_letters"]
+        findings = result["findings"]
+        return Books(
+            stock=self.stock(),
+            open_dead_letters=[(letter["message_id"], letter["code"]) for letter in letters],
+            balanced=not any(f["check"] == "ENTRY_BALANCES" for f in findings),
+            reconciled=bool(result["ok"]),
+            entries=int(result["entries_checked"]),
+            findings=[
+                f"{f['check']} {f['subject']}: expected {f['expected']}, actual {f['actual']}"
+                for f in findings
+            ],
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- HTTP ----------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, key: str, outcome: bool = False, **kw: Any) -> dict:
+        """One request's JSON body, or a `TargetError`. With `outcome`, a 4xx whose
+        body is an outcome (a rejection) is an answer, not an error."""
+        import httpx
+
+        kw["headers"] = {"Authorization": f"Bearer {key}", **kw.get("headers", {})}
+        try:
+            response = self.client.request(method, path, **kw)
+        except httpx.TransportError as error:
+            raise TargetUnavailable(f"{method} {path}: {error!r}") from error
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        status = response.status_code
+        code = body.get("code") if isinstance(body, dict) else None
+        what = f"{method} {path} answered {status} {code or ''}".rstrip()
+        if status >= 500 or status == 429:
+            after = response.headers.get("retry-after", "")
+            retry_after = float(after) if after.replace(".", "", 1).isdigit() else None
+            raise TargetUnavailable(what, status, code, retry_after)
+        if not isinstance(body, dict):
+            raise TargetRefused(f"{what}: the body is not a JSON object", status, code)
+        if status >= 400 and not (outcome and body.get("status") in Status.__members__):
+            raise TargetRefused(f"{what}: {body.get('message', response.text[:200])}", status, code)
+        return body
+
+
+def _sync_asgi_transport(app: Any) -> httpx.BaseTransport:
+    """`httpx.ASGITransport` is async-only: this transport runs each request to completion on
+    a private event loop, so a sync `httpx.Client` drives the ASGI app (not from inside a
+    running event loop). The class is made here so that httpx is imported only when used."""
+    import httpx
+
+    class SyncASGITransport(httpx.BaseTransport):
+        def __init__(self) -> None:
+            self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            self._runner = asyncio.Runner()
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            return self._runner.run(self._handle(request))
+
+        async def _handle(self, request: httpx.Request) -> httpx.Response:
+            response = await self._asgi.handle_async_request(request)
+            content = await response.aread()
+            return httpx.Response(
+                response.status_code, headers=response.headers, stream=httpx.ByteStream(content)
+            )
+
+        def close(self) -> None:
+            self._runner.close()
+
+    return SyncASGITransport()
