@@ -28,32 +28,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
-from sim.targets import Books, StockKey
+from sim.targets import Books, StockKey, TargetError, TargetRefused, TargetUnavailable
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpTarget", "TargetError", "TargetRefused", "TargetUnavailable", "outcome_from"]
-
-
-class TargetError(RuntimeError):
-    """The target answered no outcome. `status` is the HTTP status (None: no answer at all),
-    `code` the service's stable code when it sent one, `retry_after` its Retry-After (s)."""
-
-    def __init__(self, message: str, status=None, code=None, retry_after=None) -> None:
-        super().__init__(message)
-        self.status: int | None = status
-        self.code: str | None = code
-        self.retry_after: float | None = retry_after
-
-
-class TargetUnavailable(TargetError):
-    """No answer, a 5xx or a 429: retryable (the core deduplicates a resent message id)."""
-
-
-class TargetRefused(TargetError):
-    """A 4xx without an outcome (unknown key, key without rights, body too large): the adapter
-    is misconfigured and a retry will not help."""
+__all__ = ["HttpTarget", "outcome_from"]
 
 
 def outcome_from(data: Mapping[str, Any]) -> Outcome:

@@ -11,7 +11,7 @@ import simpy
 from integration import Envelope
 from sim.scenario import Pattern
 from sim.streams import sample_seconds
-from sim.targets import Target
+from sim.targets import Target, TargetUnavailable
 from sim.truth import PhysicalEvent
 from sim.world import World
 
@@ -189,8 +189,12 @@ class Middleware:
         if self._fault(faults.crash_before_commit_rate):
             self.world.measures.cover("crash")
             return CRASHED, None
+        try:
+            outcome = self.target.submit(delivery.envelope, self.world.at(env.now))
+        except TargetUnavailable as error:  # a retry is safe: the core deduplicates
+            self.world.measures.cover("target_unavailable")
+            return DOWN, error.retry_after
         self.world.measures.delivered(delivery.envelope, delivery.event, env.now)
-        outcome = self.target.submit(delivery.envelope, self.world.at(env.now))
         self.world.measures.answered(outcome, delivery.event, env.now, queued)
         if self._fault(faults.crash_after_commit_rate):
             self.world.measures.cover("crash")

@@ -23,9 +23,37 @@ from integration import (
     open_store,
 )
 
-__all__ = ["Target", "Books", "InProcessTarget", "NullTarget"]
+__all__ = [
+    "Target",
+    "Books",
+    "InProcessTarget",
+    "NullTarget",
+    "TargetError",
+    "TargetUnavailable",
+    "TargetRefused",
+]
 
 StockKey = tuple[str, str, str]
+
+
+class TargetError(RuntimeError):
+    """The target answered no outcome. `status` is the HTTP status (None: no answer at all),
+    `code` the service's stable code when it sent one, `retry_after` its Retry-After (s)."""
+
+    def __init__(self, message: str, status=None, code=None, retry_after=None) -> None:
+        super().__init__(message)
+        self.status: int | None = status
+        self.code: str | None = code
+        self.retry_after: float | None = retry_after
+
+
+class TargetUnavailable(TargetError):
+    """No answer, a 5xx or a 429: retryable (the core deduplicates a resent message id)."""
+
+
+class TargetRefused(TargetError):
+    """A 4xx without an outcome (unknown key, key without rights, body too large): the adapter
+    is misconfigured and a retry will not help."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +71,8 @@ class Books:
 
 class Target(Protocol):
     def submit(self, envelope: Envelope, at: datetime) -> Outcome:
-        """Apply one message as the core would, at virtual time `at`."""
+        """Apply one message as the core would, at virtual time `at`; `TargetUnavailable`
+        when no answer came (the twin retries, as a middleware would)."""
 
     def stock(self) -> dict[StockKey, Decimal]:
         """Quantity on hand per (plant, item, location), lots summed."""
