@@ -1,0 +1,146 @@
+"""The pipes between floor and ERP (DESIGN §4 middleware and network faults): outages, rate
+limits, crashes before and after commit, loss with redelivery, the synchronous pattern with
+timeouts, a full buffer. Each happens, and none of them costs exactly-once."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.scenarios import harness
+
+
+def _max_latency(summary) -> int:
+    return max(figures["max"] for figures in summary["latency_ms"].values())
+
+
+def _safe(summary) -> None:
+    assert summary["duplicates"]["posted"] == 0
+    assert summary["drift"]["final_unexplained_value"] == "0.00"
+    assert summary["ledger"]["balanced"] is True
+    assert summary["ledger"]["reconciled"] is True
+
+
+def test_an_outage_delays_postings_until_the_erp_is_back():
+    calm = harness.summary()
+    down = harness.summary("faults.outages=[{at: 4h, duration: 1h}]")
+    assert down["coverage"]["outage"] > 0
+    assert calm["coverage"].get("outage", 0) == 0
+    # Confirmations that arrived in the outage waited for its end.
+    assert down["latency_ms"]["confirmation"]["max"] >= 30 * 60 * 1000
+    assert down["latency_ms"]["confirmation"]["p99"] > calm["latency_ms"]["confirmation"]["p99"]
+    assert _max_latency(down) > _max_latency(calm)
+    assert down["outcomes"]["POSTED"] == calm["outcomes"]["POSTED"]
+    _safe(down)
+
+
+def test_a_rate_limited_erp_answers_429_and_the_sender_retries():
+    summary = harness.summary("integration.rate_limit=0.5")
+    assert summary["coverage"]["rate_limited"] > 0
+    assert summary["outcomes"]["POSTED"] == harness.summary()["outcomes"]["POSTED"]
+    _safe(summary)
+
+
+def _busiest(times: list[float], window: float) -> int:
+    """The most calls in any `window` seconds."""
+    busiest, begin = 0, 0
+    for end, t in enumerate(times):
+        while t - times[begin] >= window:
+            begin += 1
+        busiest = max(busiest, end - begin + 1)
+    return busiest
+
+
+def _submission_times(limit: str) -> list[float]:
+    overrides = [
+        f"integration.rate_limit={limit}",
+        "integration.service_time={kind: constant, mean: 0s}",
+    ]
+    run, target, _trace = harness.recorded(overrides)
+    start = harness.scenario(overrides).start
+    assert run.summary["coverage"]["rate_limited"] > 0  # the limit was reached
+    return sorted((at - start).total_seconds() for at, _env, _outcome in target.submitted)
+
+
+def test_the_erp_never_takes_more_calls_than_its_rate_limit():
+    times = _submission_times("2")
+    window = 10.0
+    assert _busiest(times, window) <= 2 * window + 2  # a fixed window may let one extra second in
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sim/middleware.py _rate_limited counts calls in fixed 1 s windows and compares with "
+    "the limit, so any limit below 1/s (0.5) admits one call per second: twice the limit",
+)
+def test_a_rate_limit_below_one_call_per_second_is_honoured():
+    times = _submission_times("0.5")
+    window = 10.0
+    assert _busiest(times, window) <= math.ceil(0.5 * window) + 1
+
+
+def test_a_consumer_crash_before_commit_is_redelivered_without_a_duplicate():
+    calm = harness.summary()
+    summary = harness.summary("faults.crash_before_commit_rate=0.1")
+    assert summary["coverage"]["crash"] > 0
+    assert summary["duplicates"]["delivered"] == 0  # never committed, so never seen twice
+    assert summary["outcomes"]["POSTED"] == calm["outcomes"]["POSTED"]
+    _safe(summary)
+
+
+def test_a_consumer_crash_after_commit_redelivers_a_duplicate_the_core_refuses():
+    summary = harness.summary("faults.crash_after_commit_rate=0.1")
+    assert summary["coverage"]["crash"] > 0
+    assert summary["duplicates"]["delivered"] > 0
+    assert summary["duplicates"]["detected"] == summary["duplicates"]["delivered"]
+    assert summary["outcomes"]["DUPLICATE"] == summary["duplicates"]["delivered"]
+    _safe(summary)
+
+
+def test_a_lost_message_is_redelivered_and_nothing_is_lost():
+    calm = harness.summary()
+    summary = harness.summary("faults.loss_rate=0.2", "faults.redelivery_after=30s")
+    assert summary["coverage"]["loss"] > 0
+    assert summary["outcomes"]["POSTED"] == calm["outcomes"]["POSTED"]
+    assert summary["dead_letters"]["remaining"] == calm["dead_letters"]["remaining"]
+    assert _max_latency(summary) >= 30 * 1000  # a lost copy arrives after the redelivery delay
+    _safe(summary)
+
+
+SYNC = (
+    "integration.pattern=sync",
+    "integration.consumers=2",
+    "integration.timeout=1s",
+    "integration.service_time={kind: exponential, mean: 500ms}",
+)
+
+
+def test_sync_timeouts_after_commit_are_duplicates_the_core_detects():
+    summary = harness.summary(*SYNC)
+    assert summary["coverage"]["timeout"] > 0
+    assert summary["duplicates"]["delivered"] > 0
+    assert summary["duplicates"]["detected"] == summary["duplicates"]["delivered"]
+    # Some retries carry a new message id with the same key: more messages than events.
+    assert summary["events"]["messages"] > summary["events"]["truth"]
+    _safe(summary)
+
+
+def test_sync_with_a_patient_mes_has_no_timeouts():
+    summary = harness.summary(*SYNC[:2], "integration.timeout=1m")
+    assert summary["coverage"].get("timeout", 0) == 0
+    assert summary["duplicates"]["delivered"] == 0
+
+
+def test_a_full_buffer_refuses_and_the_sender_retries():
+    buffer = 2
+    run = harness.run(
+        f"integration.buffer={buffer}",
+        "integration.consumers=1",
+        "integration.service_time={kind: constant, mean: 30s}",
+    )
+    summary = run.summary
+    assert summary["coverage"]["buffer_full"] > 0
+    assert max(sample["queue_depth"] for sample in run.series) <= buffer
+    assert summary["outcomes"]["POSTED"] == harness.summary()["outcomes"]["POSTED"]
+    _safe(summary)
