@@ -86,7 +86,7 @@ def run(scenario_path, seed, out_dir, overrides, check, quiet) -> None:
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
     try:
-        outcome = run_scenario(scenario_path, overrides, out_dir, progress=not quiet)
+        outcome = run_scenario(scenario_path, overrides, out_dir, progress=not quiet, junit=check)
     except ConfigurationError as error:
         raise click.UsageError(str(error)) from error
     click.echo(outcome.headline())

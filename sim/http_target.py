@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
-from sim.targets import Books, StockKey, TargetError, TargetRefused, TargetUnavailable
+from sim.targets import Books, StockKey, TargetRefused, TargetUnavailable
 
 if TYPE_CHECKING:
     import httpx
@@ -126,7 +126,8 @@ class HttpTarget:
         """Reconciliation, open dead letters and stock. The service does not expose its count
         of negative-stock exceptions, so `negative_stock_events` is 0."""
         result = self._call("GET", "/v1/reconciliation", self._read_key)
-        letters = self._call("GET", "/v1/dead-letters", self._read_key)["dead_letters"]
+        every = self._call("GET", "/v1/dead-letters?status=any", self._read_key)["dead_letters"]
+        letters = [letter for letter in every if letter["status"] == "open"]
         findings = result["findings"]
         return Books(
             stock=self.stock(),
@@ -138,6 +139,8 @@ class HttpTarget:
                 f"{f['check']} {f['subject']}: expected {f['expected']}, actual {f['actual']}"
                 for f in findings
             ],
+            dead_letters_total=len(every),
+            dead_letters_replayed=sum(letter["status"] == "replayed" for letter in every),
         )
 
     def close(self) -> None:

@@ -75,7 +75,6 @@ class Measures:
         self.statuses: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.late_postings = 0
-        self.replayed = 0
         self.first_pass = 0
         self.latency: dict[str, HdrHistogram] = {}
         self.parts: dict[str, dict[str, HdrHistogram]] = {}
@@ -132,7 +131,6 @@ class Measures:
             self._resolve(outcome, now)
         for outcome in replayed:
             if outcome.applied:
-                self.replayed += 1
                 self._resolve(outcome, now)
             for released in outcome.released:
                 self._resolve(released, now)

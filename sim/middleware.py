@@ -41,7 +41,9 @@ class Middleware:
         self._service = world.streams["erp:service"]
         self.in_flight = 0
         self.parked: list[Delivery] = []
-        self._window_start, self._window_calls = 0.0, 0
+        limit = integration.rate_limit
+        self._bucket = max(1.0, limit) if limit is not None else 0.0  # ERP burst allowance
+        self._tokens, self._refilled_at = self._bucket, 0.0
         self._outages = [
             (o.at.total_seconds(), (o.at + o.duration).total_seconds())
             for o in self.scenario.faults.outages
@@ -202,14 +204,16 @@ class Middleware:
         return OK, None
 
     def _rate_limited(self, now: float) -> float | None:
+        """A token bucket of `rate_limit` calls per second: None to go ahead, else the
+        Retry-After in seconds."""
         limit = self.scenario.integration.rate_limit
         if limit is None:
             return None
-        if now - self._window_start >= 1.0:
-            self._window_start, self._window_calls = now, 0
-        if self._window_calls >= limit:
-            return self._window_start + 1.0 - now
-        self._window_calls += 1
+        self._tokens = min(self._bucket, self._tokens + (now - self._refilled_at) * limit)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return (1.0 - self._tokens) / limit
+        self._tokens -= 1.0
         return None
 
     def queue_depth(self) -> int:

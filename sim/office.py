@@ -21,6 +21,7 @@ class Engineering:
         self.world = world
         self._adopted_at: dict[tuple[str, str], float] = {}
         self._previous: dict[tuple[str, str], str] = {}
+        self._eco_count = 0
         world.engineering = self
 
     def start(self) -> None:
@@ -66,15 +67,17 @@ class Engineering:
             message = BomReleased(bom=bom, routing=world.catalogue.routings[product])
             plm.report(released, message, f"BOM-{product}-{bom.revision}", f"PLM:{product}")
             eco = self._event("eco")
+            self._eco_count += 1
+            number = f"ECO-{self._eco_count:06d}"
             message = EcoReleased(
-                eco=f"ECO-{eco.id}",
+                eco=number,
                 item=product,
                 from_revision=old,
                 to_revision=bom.revision,
                 effective_from=world.at(world.env.now),
                 new_standard_costs=world.catalogue.new_standard_costs(product),
             )
-            plm.report(eco, message, f"ECO-{eco.id}", f"PLM:{product}")
+            plm.report(eco, message, number, f"PLM:{product}")
 
     def mes_revision(self, product: str, order_revision: str) -> str:
         """The revision the MES reports for an order: the order's own once the MES has adopted

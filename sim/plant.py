@@ -52,6 +52,7 @@ class PlantModel:
         self._orders = 0
         self._consumed: dict[str, Decimal] = {}
         self._receipts = 0
+        self._numbers: dict[str, int] = {}
 
     def start(self) -> None:
         env = self.world.env
@@ -65,6 +66,12 @@ class PlantModel:
                 )
         if self.world.catalogue.subassemblies.get(self.id):
             env.process(self._subcontracting())
+
+    def _number(self, kind: str) -> str:
+        """The source's own business number (an MES confirmation number, say): it never
+        reveals the truth's event id."""
+        self._numbers[kind] = self._numbers.get(kind, 0) + 1
+        return f"{kind}-{self.id}-{self._numbers[kind]:08d}"
 
     def _event(self, workflow: str) -> PhysicalEvent:
         event = self.world.truth.event(workflow, self.world.env.now, self.id)
@@ -176,7 +183,7 @@ class PlantModel:
             component_lots=lots,
         )
         mes = world.reporter(self.id, MES)
-        mes.report(event, message, f"CONF-{event.id}", f"MES:{order}", batchable=True)
+        mes.report(event, message, self._number("CONF"), f"MES:{order}", batchable=True)
         if rng.random() < edge.byproduct_rate:
             by = self._event("byproduct")
             kilos = Decimal(rng.randint(1, 20))
@@ -185,7 +192,7 @@ class PlantModel:
             message = ByProductReported(
                 work_order=order, item=BYPRODUCT, qty=kilos, uom="KG", location=STORES
             )
-            mes.report(by, message, f"BYP-{by.id}", f"MES:{order}", batchable=True)
+            mes.report(by, message, self._number("BYP"), f"MES:{order}", batchable=True)
 
     def _hours(self, units: int) -> Decimal:
         hours = self.world.scenario.products.run_time_per_unit.total_seconds() / 3600 * units
@@ -257,13 +264,15 @@ class PlantModel:
             mes.report(
                 down,
                 MachineEvent(plant=self.id, work_centre=centre.id, state="DOWN"),
-                f"MCH-{down.id}",
+                self._number("MCH"),
             )
             world.measures.cover("breakdown")
             yield world.env.timeout(repair)
             up = self._event("machine")
             mes.report(
-                up, MachineEvent(plant=self.id, work_centre=centre.id, state="UP"), f"MCH-{up.id}"
+                up,
+                MachineEvent(plant=self.id, work_centre=centre.id, state="UP"),
+                self._number("MCH"),
             )
 
     # --- supply ----------------------------------------------------------------------------------

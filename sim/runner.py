@@ -185,9 +185,9 @@ def _summarise(world: World, target: Target, sampler: _Sampler) -> dict[str, Any
             "final_exceptions": final_exceptions,
         },
         "dead_letters": {
-            "total": sum(measures.rejections.values()),
+            "total": books.dead_letters_total,
             "by_code": by_code,
-            "replayed": measures.replayed,
+            "replayed": books.dead_letters_replayed,
             "remaining": len(books.open_dead_letters),
         },
         "ledger": {

@@ -16,6 +16,7 @@ from integration import (
     Check,
     Core,
     CoreSettings,
+    DeadLetterFilter,
     Envelope,
     ManualClock,
     Outcome,
@@ -67,6 +68,8 @@ class Books:
     entries: int
     findings: list[str] = field(default_factory=list)
     negative_stock_events: int = 0
+    dead_letters_total: int = 0  # ever written, open or not
+    dead_letters_replayed: int = 0  # resolved by a replay (by hand or when a wait ended)
 
 
 class Target(Protocol):
@@ -115,6 +118,7 @@ class InProcessTarget:
 
     def books(self) -> Books:
         reconciliation = self.core.reconcile()
+        every = self.core.dead_letters(DeadLetterFilter(status=None))
         return Books(
             stock=self.stock(),
             open_dead_letters=[(dl.message_id, dl.code.value) for dl in self.core.dead_letters()],
@@ -126,6 +130,8 @@ class InProcessTarget:
                 for f in reconciliation.findings
             ],
             negative_stock_events=self.core.store.stock_exception_count(),
+            dead_letters_total=len(every),
+            dead_letters_replayed=sum(letter.status == "replayed" for letter in every),
         )
 
     def close(self) -> None:

@@ -63,11 +63,6 @@ def test_seed_option_overrides_the_scenarios_seed(small_file, tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["seed"] == 9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sim/cli.py `run` never passes junit=check to run_scenario, so --check writes no "
-    "junit.xml although its help and DESIGN §6 say it does",
-)
 def test_check_writes_junit_xml(small_file, tmp_path):
     failing, passing = tmp_path / "failing", tmp_path / "passing"
     _run(
@@ -154,11 +149,8 @@ def test_schema_writes_the_scenario_schema(tmp_path):
 
 def test_the_committed_schema_is_not_stale():
     committed = SCENARIOS / "schema.json"
-    if not committed.exists():
-        pytest.skip(
-            "scenarios/schema.json is not committed (DESIGN §1 lists it): run `twin schema`"
-        )
-    assert json.loads(committed.read_text()) == scenario_schema()
+    assert committed.exists(), "scenarios/schema.json is missing: run `twin schema`"
+    assert json.loads(committed.read_text()) == scenario_schema(), "stale: run `twin schema`"
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)

@@ -142,12 +142,6 @@ def test_different_events_never_share_an_idempotency_key(recorded):
         assert owner.setdefault(env.idempotency_key, event) == event, env.idempotency_key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sim/plant.py and sim/office.py build business keys from the truth's event id "
-    "(CONF-{event.id}, BYP-{by.id}, MCH-{down.id}, ECO-{eco.id}): the physical-event identity "
-    "reaches the core inside idempotency keys (and the EcoReleased body)",
-)
 def test_no_envelope_carries_the_physical_event_id(recorded):
     """Ids and keys come from the source systems' own counters: the truth's event numbers
     show up in them no more often than by coincidence."""

@@ -101,12 +101,6 @@ def test_open_dead_letters_in_the_ledger_match_the_summary(tmp_path, small_docum
     assert rows == summary["dead_letters"]["total"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="holds the core expires inside submit() are dead-lettered in the ledger, but the "
-    "twin never sees those outcomes (Pipeline.submit discards them; the twin calls "
-    "expire_holds only at heal) and dead_letters.total counts only rejections it saw",
-)
 def test_dead_letters_from_expired_holds_are_counted(tmp_path, small_document):
     # A lost message comes back ten minutes later; what follows it in its work order's stream
     # is held meanwhile, and a one-minute hold timeout expires those holds.
@@ -122,12 +116,6 @@ def test_dead_letters_from_expired_holds_are_counted(tmp_path, small_document):
     assert summary["dead_letters"]["total"] == rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dead letter the core releases during the run (its work order or item arrived) "
-    "reaches the twin as a `released` POSTED outcome and is not counted in "
-    "dead_letters.replayed; only heal-phase replays are",
-)
 def test_dead_letters_released_during_the_run_count_as_replayed(tmp_path, small_document):
     summary, db, _out = _run(
         tmp_path, small_document, ("integration.sequencing=false", harness.REORDERING)

@@ -69,11 +69,6 @@ def test_the_erp_never_takes_more_calls_than_its_rate_limit():
     assert _busiest(times, window) <= 2 * window + 2  # a fixed window may let one extra second in
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sim/middleware.py _rate_limited counts calls in fixed 1 s windows and compares with "
-    "the limit, so any limit below 1/s (0.5) admits one call per second: twice the limit",
-)
 def test_a_rate_limit_below_one_call_per_second_is_honoured():
     times = _submission_times("0.5")
     window = 10.0
