@@ -237,9 +237,12 @@ class Catalogue:
         revision = self.revision[item_id]
         bom = self.boms[(item_id, revision)]
         costs = {plant: self._rolled_cost(item_id, revision, plant) for plant in bom.plants}
+        self.set_standard_costs(item_id, costs)
+        return costs
+
+    def set_standard_costs(self, item_id: str, costs: dict[str, Decimal]) -> None:
         item = self.items[item_id]
         self.items[item_id] = item.model_copy(update={"standard_costs": costs})
-        return costs
 
     # --- reads -----------------------------------------------------------------------------
     def standard_cost(self, item_id: str, plant: str) -> Decimal:

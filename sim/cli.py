@@ -100,6 +100,22 @@ def run(scenario_path, seed, out_dir, overrides, check, quiet) -> None:
 
 
 @twin.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(exists=True, file_okay=False))
+def report(run_dir: str) -> None:
+    """Rebuild RUN_DIR's summary and report from its trace and ledger."""
+    from pathlib import Path
+
+    from sim.session import report_run
+
+    try:
+        out = report_run(Path(run_dir))
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
+    click.echo(out.headline())
+    click.echo(f"report: {out.out / 'report.md'}")
+
+
+@twin.command()
 @click.option("--out", "out_path", default="scenarios/schema.json", show_default=True)
 def schema(out_path: str) -> None:
     """Write the JSON Schema of scenario files."""

@@ -85,15 +85,27 @@ class Measures:
         self._stream_max: dict[str, int] = {}
         self.series: list[dict[str, Any]] = []
         self._interval_counts: Counter[str] = Counter()
+        self._interval_codes: Counter[str] = Counter()
+        self.max_drift = Decimal(0)
 
     # --- what happened ---------------------------------------------------------------------
     def happened(self, event: PhysicalEvent) -> None:
         self.truth_events += 1
-        self._applied.append(0)
-        self._deliveries.append(0)
+        missing = event.id - len(self._applied)
+        if missing > 0:  # ids are dense; a replayed trace may meet them out of order
+            self._applied.extend([0] * missing)
+            self._deliveries.extend([0] * missing)
 
     def cover(self, edge_case: str, times: int = 1) -> None:
+        """Count an edge case that happened outside the measures' own sight."""
         self.coverage[edge_case] += times
+        if self.trace is not None:
+            self.trace.cover(edge_case, times)
+
+    def costed(self, item: str, costs: dict[str, Decimal]) -> None:
+        """New standard costs (an ECO): drift is valued with them from now on."""
+        if self.trace is not None:
+            self.trace.cost(item, costs)
 
     def sent(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:
         self.messages += 1
@@ -106,7 +118,7 @@ class Measures:
                 self.trace.truth(event)
             self.trace.message(now, event.id, envelope)
 
-    def delivered(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:
+    def _delivered(self, envelope: Envelope, event: PhysicalEvent) -> None:
         index = event.id - 1
         self._deliveries[index] += 1
         if self._deliveries[index] > 1:
@@ -119,42 +131,51 @@ class Measures:
                 self._stream_max[envelope.stream] = envelope.source_seq
 
     # --- what the core answered ------------------------------------------------------------
-    def answered(self, outcome: Outcome, event: PhysicalEvent, now: float, queued: float) -> None:
+    def answered(
+        self, envelope: Envelope, outcome: Outcome, event: PhysicalEvent, now: float, queued: float
+    ) -> None:
+        """The core answered a delivery of `envelope` after `queued` seconds in the queue."""
+        self._delivered(envelope, event)
+        if self.trace is not None:
+            self.trace.answer(now, event.id, envelope, outcome, queued)
         self._record(outcome, event, now, queued, parked_at=None)
         for released in outcome.released:
-            self._resolve(released, now)
+            self.resolve(released, now)
 
     def healed(self, expired: list[Outcome], replayed: list[Outcome], now: float) -> None:
         """The heal phase: holds that expired are new dead letters; a replay that fails
         again is not, and one that posts resolves its event."""
         for outcome in expired:
-            self._resolve(outcome, now)
+            self.resolve(outcome, now)
         for outcome in replayed:
             if outcome.applied:
-                self._resolve(outcome, now)
+                self.resolve(outcome, now)
             for released in outcome.released:
-                self._resolve(released, now)
+                self.resolve(released, now)
 
-    def _resolve(self, outcome: Outcome, now: float) -> None:
+    def resolve(self, outcome: Outcome, now: float) -> None:
+        """A later outcome of a held or dead-lettered message (released, expired, replayed)."""
         parked = self._parked.get(outcome.message_id or "")
         if parked is not None:
             event, parked_at = parked
+            if self.trace is not None:
+                self.trace.resolution(now, event.id, outcome)
             self._record(outcome, event, now, 0.0, parked_at)
 
     def _record(self, outcome, event, now, queued, parked_at) -> None:
         status = outcome.status
         self.statuses[status.value] += 1
         self._interval_counts["outcomes"] += 1
-        if self.trace is not None:
-            self.trace.outcome(now, event.id, outcome)
         if status is Status.POSTED:
             self._parked.pop(outcome.message_id or "", None)
             self._apply(outcome, event, now, queued, parked_at)
         elif status is Status.HELD or status is Status.REJECTED:
             self._parked.setdefault(outcome.message_id or "", (event, now))
             if status is Status.REJECTED:
-                self.rejections[outcome.code.value if outcome.code else "UNKNOWN"] += 1
+                code = outcome.code.value if outcome.code else "UNKNOWN"
+                self.rejections[code] += 1
                 self._interval_counts["dead_letters"] += 1
+                self._interval_codes[code] += 1
 
     def _apply(self, outcome, event, now, queued, parked_at) -> None:
         index = event.id - 1
@@ -184,7 +205,10 @@ class Measures:
 
     # --- series and the end ------------------------------------------------------------------
     def sample(self, now: float, queue_depth: int, drift_value: Decimal, exceptions: int) -> None:
-        """Close one interval of the per-interval series."""
+        """Close one interval of the per-interval series (queue depth and drift measured now)."""
+        if self.trace is not None:
+            self.trace.sample(now, queue_depth, drift_value, exceptions)
+        self.max_drift = max(self.max_drift, drift_value)
         p99 = (
             self.interval_latency.get_value_at_percentile(99)
             if self.interval_latency.get_total_count()
@@ -196,6 +220,7 @@ class Measures:
                 "arrivals": self._interval_counts["arrivals"],
                 "throughput": self._interval_counts["outcomes"],
                 "dead_letters": self._interval_counts["dead_letters"],
+                "dead_letters_by_code": dict(sorted(self._interval_codes.items())),
                 "queue_depth": queue_depth,
                 "p99_ms": p99,
                 "drift_value": str(drift_value),
@@ -203,6 +228,7 @@ class Measures:
             }
         )
         self._interval_counts.clear()
+        self._interval_codes.clear()
         self.interval_latency.reset()
 
     def duplicates(self) -> dict[str, int]:
@@ -219,6 +245,16 @@ class Measures:
     def parked_event(self, message_id: str | None) -> PhysicalEvent | None:
         parked = self._parked.get(message_id or "")
         return parked[0] if parked else None
+
+    def encoded_histograms(self) -> dict[str, dict[str, str]]:
+        """Every latency histogram, HdrHistogram-encoded (for plots and later analysis)."""
+        return {
+            workflow: {
+                "total": self.latency[workflow].encode().decode(),
+                **{part: h.encode().decode() for part, h in self.parts[workflow].items()},
+            }
+            for workflow in sorted(self.latency)
+        }
 
     def latency_summary(self) -> dict[str, Any]:
         summary = {}

@@ -196,8 +196,7 @@ class Middleware:
         except TargetUnavailable as error:  # a retry is safe: the core deduplicates
             self.world.measures.cover("target_unavailable")
             return DOWN, error.retry_after
-        self.world.measures.delivered(delivery.envelope, delivery.event, env.now)
-        self.world.measures.answered(outcome, delivery.event, env.now, queued)
+        self.world.measures.answered(delivery.envelope, outcome, delivery.event, env.now, queued)
         if self._fault(faults.crash_after_commit_rate):
             self.world.measures.cover("crash")
             return CRASHED, None

@@ -67,6 +67,8 @@ class Engineering:
             message = BomReleased(bom=bom, routing=world.catalogue.routings[product])
             plm.report(released, message, f"BOM-{product}-{bom.revision}", f"PLM:{product}")
             eco = self._event("eco")
+            costs = world.catalogue.new_standard_costs(product)
+            world.measures.costed(product, costs)
             self._eco_count += 1
             number = f"ECO-{self._eco_count:06d}"
             message = EcoReleased(
@@ -75,7 +77,7 @@ class Engineering:
                 from_revision=old,
                 to_revision=bom.revision,
                 effective_from=world.at(world.env.now),
-                new_standard_costs=world.catalogue.new_standard_costs(product),
+                new_standard_costs=costs,
             )
             plm.report(eco, message, number, f"PLM:{product}")
 

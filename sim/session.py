@@ -12,11 +12,11 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sim.assertions import AssertionResult, write_junit
-from sim.output import Trace, write_run
+from sim.output import Trace, write_run, write_scenario
 from sim.runner import simulate
 from sim.scenario import Scenario, load_scenario
 
-__all__ = ["RunOutcome", "run_scenario", "default_run_dir"]
+__all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir"]
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class RunOutcome:
             f"{s['scenario']} seed {s['seed']}: {s['events']['messages']} messages, "
             f"duplicates posted {s['duplicates']['posted']}, "
             f"unexplained drift {s['drift']['final_unexplained_value']}, "
-            f"dead letters remaining {s['dead_letters']['remaining']}, "
-            f"{s['run']['wall_s']} s"
+            f"dead letters remaining {s['dead_letters']['remaining']}"
+            + (f", {s['run']['wall_s']} s" if "wall_s" in s.get("run", {}) else "")
         )
 
 
@@ -59,8 +59,9 @@ def run_scenario(
     scenario = load_scenario(path, tuple(overrides))
     out = Path(out_dir) if out_dir is not None else default_run_dir(scenario)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "junit.xml"):
+    for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "junit.xml", "summary.json"):
         (out / stale).unlink(missing_ok=True)  # a run directory holds one run
+    write_scenario(out, scenario)  # first, so even a run cut off can be rebuilt
     trace = Trace(out / "trace.jsonl.gz")
     try:
         if progress:
@@ -69,10 +70,19 @@ def run_scenario(
             run = simulate(scenario, out, trace=trace)
     finally:
         trace.close()
-    write_run(out, run.summary, run.series)
+    write_run(out, run.summary, run.series, run.measures.encoded_histograms())
     if junit:
         results = [AssertionResult(**result) for result in run.summary["assertions"]]
         write_junit(out / "junit.xml", scenario.name, results)
+    return RunOutcome(out, run.summary)
+
+
+def report_run(out: Path) -> RunOutcome:
+    """Rebuild a run directory's summary, series, histograms and report from its raw data."""
+    from sim.rebuild import rebuild  # opens the ledger: only when asked
+
+    run = rebuild(out)
+    write_run(out, run.summary, run.series, run.measures.encoded_histograms())
     return RunOutcome(out, run.summary)
 
 

@@ -105,8 +105,20 @@ class RecordingTrace:
     def message(self, now: float, event_id: int, envelope: Envelope) -> None:
         self.messages.append((now, event_id, envelope))
 
-    def outcome(self, now: float, event_id: int, outcome: Outcome) -> None:
+    def answer(self, now: float, event_id: int, envelope, outcome: Outcome, queued) -> None:
         self.outcomes.append((now, event_id, outcome))
+
+    def resolution(self, now: float, event_id: int, outcome: Outcome) -> None:
+        self.outcomes.append((now, event_id, outcome))
+
+    def cover(self, edge_case: str, times: int) -> None:
+        pass
+
+    def cost(self, item: str, costs) -> None:
+        pass
+
+    def sample(self, now: float, queue_depth: int, value, exceptions: int) -> None:
+        pass
 
     def event_of(self) -> dict[str, int]:
         """message id -> physical event id, as only the harness knows it."""

@@ -1,0 +1,96 @@
+"""Rebuild a run's summary from its raw data: replay the trace into fresh measures and read
+the books from the run's ledger. `twin report RUN_DIR` uses it, so a run that was cut off, or
+made by an older build, can still be reported."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from integration import ConfigurationError, ErrorCode, Outcome, Status
+from sim.catalogue import Catalogue
+from sim.measures import Measures
+from sim.output import read_trace
+from sim.runner import Run
+from sim.scenario import load_scenario
+from sim.streams import Streams
+from sim.summary import summarise
+from sim.targets import InProcessTarget
+from sim.truth import PhysicalEvent, StockKey
+
+__all__ = ["rebuild"]
+
+
+class _Delivered(NamedTuple):
+    """What the measures read of a delivered envelope."""
+
+    stream: str | None
+    source_seq: int | None
+
+
+def _outcome(record: dict[str, Any]) -> Outcome:
+    code = ErrorCode(record["code"]) if record["code"] else None
+    return Outcome(Status(record["status"]), record["message_id"], code=code, late=record["late"])
+
+
+class _Replay:
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.catalogue = catalogue
+        self.measures = Measures()
+        self.events: dict[int, PhysicalEvent] = {}
+        self.truth: dict[StockKey, Decimal] = defaultdict(Decimal)
+
+    def apply(self, record: dict[str, Any]) -> None:
+        kind, measures = record["kind"], self.measures
+        if kind == "truth":
+            self._truth(record)
+        elif kind == "message":
+            measures.sent(None, self.events[record["event"]], record["t"])
+        elif kind == "answer":
+            delivered = _Delivered(record["stream"], record["seq"])
+            event = self.events[record["event"]]
+            measures.answered(delivered, _outcome(record), event, record["t"], record["queued"])
+        elif kind == "resolution":
+            measures.resolve(_outcome(record), record["t"])
+        elif kind == "cover":
+            measures.cover(record["name"], record["n"])
+        elif kind == "cost":
+            costs = {plant: Decimal(cost) for plant, cost in record["costs"].items()}
+            self.catalogue.set_standard_costs(record["item"], costs)
+        elif kind == "sample":
+            drift = Decimal(record["drift_value"])
+            measures.sample(record["t"], record["queue_depth"], drift, record["drift_exceptions"])
+
+    def _truth(self, record: dict[str, Any]) -> None:
+        event = PhysicalEvent(record["event"], record["workflow"], record["t"], record["plant"])
+        for plant, item, location, qty in record["deltas"]:
+            event.deltas[(plant, item, location)] = Decimal(qty)
+            self.truth[(plant, item, location)] += Decimal(qty)
+        self.events[event.id] = event
+        self.measures.happened(event)
+
+
+def rebuild(run_dir: Path) -> Run:
+    """The run's summary and series from scenario.yaml, trace.jsonl.gz and ledger.db. The
+    `run` section (wall time, memory) is kept from summary.json when there is one."""
+    for name in ("scenario.yaml", "trace.jsonl.gz", "ledger.db"):
+        if not (run_dir / name).exists():
+            raise ConfigurationError(f"{run_dir} has no {name}: not a run directory")
+    scenario = load_scenario(run_dir / "scenario.yaml")
+    catalogue = Catalogue.generate(scenario, Streams(scenario.seed))
+    replay = _Replay(catalogue)
+    for record in read_trace(run_dir / "trace.jsonl.gz"):
+        replay.apply(record)
+    target = InProcessTarget(catalogue.core_settings(), str(run_dir / "ledger.db"), scenario.start)
+    try:
+        books = target.books()
+    finally:
+        target.close()
+    truth = {key: qty for key, qty in replay.truth.items()}
+    summary = summarise(scenario, replay.measures, truth, catalogue.standard_cost, books)
+    previous = run_dir / "summary.json"
+    summary["run"] = json.loads(previous.read_text()).get("run", {}) if previous.exists() else {}
+    return Run(summary, replay.measures.series, replay.measures)
