@@ -41,9 +41,7 @@ class Engineering:
             plm.report(event, message, f"BOM-{item_id}-{revision}", f"PLM:{item_id}")
 
     def _event(self, workflow: str):
-        event = self.world.truth.event(workflow, self.world.env.now, HQ)
-        self.world.measures.happened(event)
-        return event
+        return self.world.new_event(workflow, HQ)
 
     def _ecos(self):
         world = self.world
@@ -111,8 +109,7 @@ class Finance:
             yield world.env.timeout(max(0.0, at - world.env.now))
             period = _previous_month(boundary)
             for plant in world.catalogue.plant_ids:
-                event = world.truth.event("period_close", world.env.now, plant)
-                world.measures.happened(event)
+                event = world.new_event("period_close", plant)
                 message = PeriodClosed(plant=plant, period=period)
                 finance.report(event, message, f"CLOSE-{plant}-{period}")
             world.measures.cover("period_close")

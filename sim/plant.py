@@ -1,9 +1,8 @@
 """A plant as SimPy processes: demand releases work orders, operations run on work centres in
-shifts, machines break down, suppliers and a subcontractor replenish the stores."""
+shifts, machines break down; the stores are kept by `sim.supply`."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -12,24 +11,22 @@ import simpy
 from integration import (
     ByProductReported,
     FinishedGoodsReceived,
-    GoodsReceived,
     MachineEvent,
     OperationCompleted,
     SourceSystem,
-    SubcontractReceived,
-    SubcontractShipped,
     WorkOrderClosed,
     WorkOrderReleased,
 )
-from sim.catalogue import BYPRODUCT, FINISHED, STORES, SUBCONTRACTOR, TwinLine
+from sim.catalogue import BYPRODUCT, FINISHED, STORES, TwinLine
 from sim.scenario import PlantSpec
+from sim.supply import Supply
 from sim.truth import PhysicalEvent, quantity
 from sim.world import World
 
 __all__ = ["PlantModel"]
 
 DAY = 86400.0
-ERP, MES, WMS = SourceSystem.ERP, SourceSystem.MES, SourceSystem.WMS
+ERP, MES = SourceSystem.ERP, SourceSystem.MES
 
 
 @dataclass
@@ -50,22 +47,19 @@ class PlantModel:
             _WorkCentre(wc.id, simpy.Resource(world.env, wc.capacity)) for wc in spec.work_centres
         ]
         self._orders = 0
-        self._consumed: dict[str, Decimal] = {}
-        self._receipts = 0
         self._numbers: dict[str, int] = {}
+        self.supply = Supply(world, spec.id)
 
     def start(self) -> None:
         env = self.world.env
         env.process(self._demand())
         env.process(self._shift_changes())
-        env.process(self._replenishment())
+        self.supply.start()
         for centre, spec in zip(self.centres, self.spec.work_centres, strict=True):
             if spec.mtbf is not None:
                 env.process(
                     self._breakdowns(centre, spec.mtbf.total_seconds(), spec.mttr.total_seconds())
                 )
-        if self.world.catalogue.subassemblies.get(self.id):
-            env.process(self._subcontracting())
 
     def _number(self, kind: str) -> str:
         """The source's own business number (an MES confirmation number, say): it never
@@ -74,9 +68,7 @@ class PlantModel:
         return f"{kind}-{self.id}-{self._numbers[kind]:08d}"
 
     def _event(self, workflow: str) -> PhysicalEvent:
-        event = self.world.truth.event(workflow, self.world.env.now, self.id)
-        self.world.measures.happened(event)
-        return event
+        return self.world.new_event(workflow, self.id)
 
     # --- demand and work orders --------------------------------------------------------------
     def _demand(self):
@@ -206,7 +198,7 @@ class PlantModel:
             need = quantity(line.qty_per * units * (1 + line.scrap_factor))
             item, lot = self._pick(line, need)
             truth.move(event, (self.id, item, STORES), -need, lot)
-            self._consumed[item] = self._consumed.get(item, Decimal(0)) + need
+            self.supply.used(item, need)
             if lot is not None:
                 lots[item] = lot
         return lots
@@ -274,129 +266,3 @@ class PlantModel:
                 MachineEvent(plant=self.id, work_centre=centre.id, state="UP"),
                 self._number("MCH"),
             )
-
-    # --- supply ----------------------------------------------------------------------------------
-    def _daily_use(self) -> dict[str, Decimal]:
-        """Expected component use per day, from demand and the plant BOMs."""
-        world = self.world
-        demand = world.scenario.demand
-        per_product = Decimal(str(demand.orders_per_day / len(world.catalogue.products)))
-        lot = Decimal(demand.lot_size_min + demand.lot_size_max) / 2
-        use: dict[str, Decimal] = {}
-        for product in world.catalogue.products:
-            for line in world.catalogue.plant_bom(
-                product, world.catalogue.revision[product], self.id
-            ):
-                for item in filter(None, (line.component, line.alternate)):
-                    use[item] = use.get(item, Decimal(0)) + per_product * lot * (line.qty_per + 1)
-        for subassembly in world.catalogue.subassemblies.get(self.id, ()):
-            for line in world.catalogue.plant_bom(subassembly, "A", self.id):
-                use[line.component] = use.get(line.component, Decimal(0)) + 40 * line.qty_per
-        return use
-
-    def _replenishment(self):
-        """Opening stock, then each cycle the supplier replaces what the floor used."""
-        world = self.world
-        rng = world.streams[f"plant:{self.id}:supplier"]
-        cover = Decimal(str(world.scenario.edge_cases.cover_days))
-        for item, daily in sorted(self._daily_use().items()):
-            self._receive(item, Decimal(math.ceil(daily * cover)), rng)
-        interval = world.scenario.edge_cases.supplier_interval.total_seconds()
-        while True:
-            yield world.env.timeout(interval)
-            if not world.producing:
-                return
-            used, self._consumed = self._consumed, {}
-            for item, qty in sorted(used.items()):
-                if qty > 0:
-                    self._receive(item, Decimal(math.ceil(qty)), rng)
-
-    def _receive(self, item: str, qty: Decimal, rng) -> None:
-        world = self.world
-        event = self._event("receipt")
-        self._receipts += 1
-        lot = (
-            f"L-{self.id}-{self._receipts:06d}"
-            if world.catalogue.items[item].lot_controlled
-            else None
-        )
-        world.truth.move(event, (self.id, item, STORES), qty, lot)
-        price = world.catalogue.standard_cost(item, self.id) * Decimal(
-            str(round(rng.uniform(0.95, 1.05), 2))
-        )
-        message = GoodsReceived(
-            plant=self.id,
-            item=item,
-            qty=qty,
-            uom="EA",
-            location=STORES,
-            lot=lot,
-            purchase_order=f"PO-{self.id}-{self._receipts:06d}",
-            supplier="SUP-1",
-            unit_price=price.quantize(Decimal("0.01")),
-        )
-        world.reporter(self.id, WMS).report(event, message, f"GRN-{self.id}-{self._receipts}")
-
-    def _subcontracting(self):
-        """Ship components for a batch, get the assemblies back half a cycle later."""
-        world = self.world
-        interval = world.scenario.edge_cases.subcontract_interval.total_seconds()
-        batch, cycle = Decimal(20), 0
-        while True:
-            yield world.env.timeout(interval / 2)
-            if not world.producing:
-                return
-            cycle += 1
-            for subassembly in world.catalogue.subassemblies[self.id]:
-                lines = world.catalogue.plant_bom(subassembly, "A", self.id)
-                order = f"SC-{self.id}-{cycle:05d}"
-                for line in lines:
-                    self._ship(line.component, quantity(line.qty_per * batch), order)
-                world.after(
-                    interval / 2,
-                    lambda s=subassembly, ls=lines, o=order: self._receive_assemblies(
-                        s, ls, batch, o
-                    ),
-                )
-
-    def _ship(self, item: str, qty: Decimal, order: str) -> None:
-        event = self._event("subcontract_ship")
-        self.world.truth.move(event, (self.id, item, STORES), -qty)
-        self.world.truth.move(event, (self.id, item, SUBCONTRACTOR), qty)
-        self._consumed[item] = self._consumed.get(item, Decimal(0)) + qty
-        message = SubcontractShipped(
-            plant=self.id,
-            item=item,
-            qty=qty,
-            uom="EA",
-            from_location=STORES,
-            to_location=SUBCONTRACTOR,
-            purchase_order=order,
-            supplier="SUB-1",
-        )
-        self.world.reporter(self.id, ERP).report(event, message, f"SHP-{order}-{item}")
-
-    def _receive_assemblies(
-        self, subassembly: str, lines: list[TwinLine], batch: Decimal, order: str
-    ) -> None:
-        if not self.world.producing:
-            return
-        event = self._event("subcontract_receipt")
-        for line in lines:
-            self.world.truth.move(
-                event, (self.id, line.component, SUBCONTRACTOR), -quantity(line.qty_per * batch)
-            )
-        self.world.truth.move(event, (self.id, subassembly, STORES), batch)
-        self.world.measures.cover("subcontract_receipt")
-        message = SubcontractReceived(
-            plant=self.id,
-            item=subassembly,
-            qty=batch,
-            uom="EA",
-            location=STORES,
-            subcontractor_location=SUBCONTRACTOR,
-            purchase_order=order,
-            supplier="SUB-1",
-            service_unit_price=Decimal("4.50"),
-        )
-        self.world.reporter(self.id, WMS).report(event, message, f"SCR-{order}-{subassembly}")

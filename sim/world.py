@@ -43,6 +43,12 @@ class World:
     def at(self, seconds: float) -> datetime:
         return self.scenario.start + timedelta(seconds=seconds)
 
+    def new_event(self, workflow: str, plant: str) -> PhysicalEvent:
+        """A physical event happening now, known to the truth and the measures."""
+        event = self.truth.event(workflow, self.env.now, plant)
+        self.measures.happened(event)
+        return event
+
     def reporter(self, plant: str, source: SourceSystem) -> Reporter:
         key = (plant, source)
         if key not in self.reporters:
