@@ -79,13 +79,14 @@ class Engineering:
             )
             plm.report(eco, message, number, f"PLM:{product}")
 
-    def mes_revision(self, product: str, order_revision: str) -> str:
+    def mes_revision(self, product: str, order_revision: str, counted: bool = True) -> str:
         """The revision the MES reports for an order: the order's own once the MES has adopted
         it, the one before it during the adoption lag (a stale-revision backflush)."""
         key = (product, order_revision)
         if self.world.env.now >= self._adopted_at.get(key, 0.0):
             return order_revision
-        self.world.measures.cover("stale_revision")
+        if counted:
+            self.world.measures.cover("stale_revision")
         return self._previous[key]
 
 

@@ -26,6 +26,7 @@ from sim.world import World
 __all__ = ["PlantModel"]
 
 DAY = 86400.0
+MATERIAL_RECHECK = 1800.0
 ERP, MES = SourceSystem.ERP, SourceSystem.MES
 
 
@@ -128,6 +129,7 @@ class PlantModel:
             for size in (s for s in sizes if s > 0):
                 yield from self._wait_until_working(centre)
                 yield world.env.timeout(spec.run_time_per_unit.total_seconds() * size)
+                yield from self._wait_for_material(product, revision, seq, size)
                 if not world.producing:
                     return good_total
                 scrap = 0
@@ -136,6 +138,37 @@ class PlantModel:
                 self._confirm(order, product, revision, seq, size - scrap, scrap, parts > 1, rng)
                 good_total += size - scrap
         return good_total
+
+    def _wait_for_material(self, product: str, revision: str, seq: int, units: int):
+        """The floor cannot use parts that are not there: before it books a part it waits (the
+        machine blocked) until the stores cover it, checking every half hour. Nothing yields
+        between the last check and the backflush, so no other order takes the parts first."""
+        world = self.world
+        reported = world.engineering.mes_revision(product, revision, counted=False)
+        lines = self._lines(product, reported, seq)
+        waited = False
+        while not all(self._can_cover(line, self._need(line, units)) for line in lines):
+            if not waited:
+                world.measures.cover("material_shortage")
+                waited = True
+            yield world.env.timeout(MATERIAL_RECHECK)
+
+    def _lines(self, product: str, revision: str, seq: int) -> list[TwinLine]:
+        lines = self.world.catalogue.plant_bom(product, revision, self.id)
+        return [line for line in lines if line.operation_seq == seq]
+
+    @staticmethod
+    def _need(line: TwinLine, units: int) -> Decimal:
+        return quantity(line.qty_per * units * (1 + line.scrap_factor))
+
+    def _can_cover(self, line: TwinLine, need: Decimal) -> bool:
+        """As `_pick` chooses: a plain part from stock; a lot-controlled one from a single lot
+        (one lot per part and confirmation), of the primary or else its alternate."""
+        truth = self.world.truth
+        if not self.world.catalogue.items[line.component].lot_controlled:
+            return truth.on_hand((self.id, line.component, STORES)) >= need
+        candidates = filter(None, (line.component, line.alternate))
+        return any(truth.fullest_lot((self.id, item, STORES))[1] >= need for item in candidates)
 
     def _wait_until_working(self, centre: _WorkCentre):
         env = self.world.env
@@ -151,10 +184,7 @@ class PlantModel:
         edge = world.scenario.edge_cases
         event = self._event("confirmation")
         reported_revision = world.engineering.mes_revision(product, revision)
-        lines = world.catalogue.plant_bom(product, reported_revision, self.id)
-        lots = self._backflush(
-            event, [line for line in lines if line.operation_seq == seq], good + scrap
-        )
+        lots = self._backflush(event, self._lines(product, reported_revision, seq), good + scrap)
         if lots and rng.random() < edge.missing_lot_rate:
             lots.pop(min(lots))
             world.measures.cover("missing_lot")
@@ -195,10 +225,9 @@ class PlantModel:
         lot, an allowed alternate when the primary's lot cannot cover it. Returns the lots."""
         truth, lots = self.world.truth, {}
         for line in lines:
-            need = quantity(line.qty_per * units * (1 + line.scrap_factor))
+            need = self._need(line, units)
             item, lot = self._pick(line, need)
             truth.move(event, (self.id, item, STORES), -need, lot)
-            self.supply.used(item, need)
             if lot is not None:
                 lots[item] = lot
         return lots

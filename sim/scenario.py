@@ -174,6 +174,14 @@ class EdgeCases(Spec):
     eco_adoption_lag: Duration = Field(
         timedelta(hours=4), description="MES keeps reporting the old revision this long"
     )
+    supplier_miss_rate: Rate = Field(
+        0.0, description="a part's top-up does not come this cycle (the floor substitutes or waits)"
+    )
+    receipt_posting_delay: Distribution = Field(
+        Distribution(kind="exponential", mean=timedelta(seconds=20)),
+        description="the WMS posts a receipt this long after the parts arrived; the floor may "
+        "backflush them first (a book shortage)",
+    )
     missing_lot_rate: Rate = Field(
         0.01, description="a backflush of a lot-controlled part names no lot"
     )

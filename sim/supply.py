@@ -1,9 +1,11 @@
-"""A plant's stores: opening stock, a supplier that replaces what the floor used each cycle,
-and a subcontractor that gets components and sends assemblies back."""
+"""A plant's stores: a supplier that tops each part up to its cover every cycle (the opening
+stock is the first top-up), and a subcontractor that gets components and sends assemblies
+back."""
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from decimal import Decimal
 
 from integration import GoodsReceived, SourceSystem, SubcontractReceived, SubcontractShipped
@@ -14,6 +16,7 @@ from sim.world import World
 __all__ = ["Supply"]
 
 ERP, WMS = SourceSystem.ERP, SourceSystem.WMS
+SUBCONTRACT_BATCH = Decimal(20)
 
 
 class Supply:
@@ -22,7 +25,6 @@ class Supply:
     def __init__(self, world: World, plant: str) -> None:
         self.world = world
         self.id = plant
-        self._used: dict[str, Decimal] = {}
         self._receipts = 0
 
     def start(self) -> None:
@@ -30,48 +32,51 @@ class Supply:
         if self.world.catalogue.subassemblies.get(self.id):
             self.world.env.process(self._subcontracting())
 
-    def used(self, item: str, qty: Decimal) -> None:
-        """The floor (or a shipment) took `qty` of `item` from the stores."""
-        self._used[item] = self._used.get(item, Decimal(0)) + qty
-
     def _event(self, workflow: str) -> PhysicalEvent:
         return self.world.new_event(workflow, self.id)
 
     # --- supply ----------------------------------------------------------------------------------
-    def _daily_use(self) -> dict[str, Decimal]:
-        """Expected component use per day, from demand and the plant BOMs."""
+    def _levels(self) -> dict[str, tuple[Decimal, Decimal]]:
+        """Per part: (the order-up-to level, the most one confirmation or shipment takes),
+        from demand and the plant BOMs now in force."""
         world = self.world
-        demand = world.scenario.demand
-        per_product = Decimal(str(demand.orders_per_day / len(world.catalogue.products)))
+        demand, catalogue = world.scenario.demand, world.catalogue
+        per_product = Decimal(str(demand.orders_per_day / len(catalogue.products)))
         lot = Decimal(demand.lot_size_min + demand.lot_size_max) / 2
-        use: dict[str, Decimal] = {}
-        for product in world.catalogue.products:
-            for line in world.catalogue.plant_bom(
-                product, world.catalogue.revision[product], self.id
-            ):
+        daily: dict[str, Decimal] = defaultdict(Decimal)
+        largest: dict[str, Decimal] = defaultdict(Decimal)
+        for product in catalogue.products:
+            for line in catalogue.plant_bom(product, catalogue.revision[product], self.id):
+                per_unit = line.qty_per * (1 + line.scrap_factor)
                 for item in filter(None, (line.component, line.alternate)):
-                    use[item] = use.get(item, Decimal(0)) + per_product * lot * (line.qty_per + 1)
-        for subassembly in world.catalogue.subassemblies.get(self.id, ()):
-            for line in world.catalogue.plant_bom(subassembly, "A", self.id):
-                use[line.component] = use.get(line.component, Decimal(0)) + 40 * line.qty_per
-        return use
+                    daily[item] += per_product * lot * per_unit
+                    largest[item] = max(largest[item], per_unit * demand.lot_size_max)
+        for subassembly in catalogue.subassemblies.get(self.id, ()):
+            for line in catalogue.plant_bom(subassembly, "A", self.id):
+                daily[line.component] += 2 * SUBCONTRACT_BATCH * line.qty_per
+                largest[line.component] = max(
+                    largest[line.component], SUBCONTRACT_BATCH * line.qty_per
+                )
+        cover = Decimal(str(world.scenario.edge_cases.cover_days))
+        return {item: (max(daily[item] * cover, largest[item]), largest[item]) for item in daily}
 
     def _replenishment(self):
-        """Opening stock, then each cycle the supplier replaces what the floor used."""
+        """Every cycle (the first at the start) each part is topped up to its level; a
+        lot-controlled part gets a lot at least as large as one confirmation takes, since
+        the floor draws each part of a confirmation from a single lot."""
         world = self.world
         rng = world.streams[f"plant:{self.id}:supplier"]
-        cover = Decimal(str(world.scenario.edge_cases.cover_days))
-        for item, daily in sorted(self._daily_use().items()):
-            self._receive(item, Decimal(math.ceil(daily * cover)), rng)
         interval = world.scenario.edge_cases.supplier_interval.total_seconds()
-        while True:
+        while world.producing:
+            for item, (level, largest) in sorted(self._levels().items()):
+                key = (self.id, item, STORES)
+                short = level - world.truth.on_hand(key)
+                if world.catalogue.items[item].lot_controlled:
+                    short = max(short, largest - world.truth.fullest_lot(key)[1])
+                missed = rng.random() < world.scenario.edge_cases.supplier_miss_rate
+                if short > 0 and not missed:
+                    self._receive(item, Decimal(math.ceil(short)), rng)
             yield world.env.timeout(interval)
-            if not world.producing:
-                return
-            used, self._used = self._used, {}
-            for item, qty in sorted(used.items()):
-                if qty > 0:
-                    self._receive(item, Decimal(math.ceil(qty)), rng)
 
     def _receive(self, item: str, qty: Decimal, rng) -> None:
         world = self.world
@@ -103,7 +108,7 @@ class Supply:
         """Ship components for a batch, get the assemblies back half a cycle later."""
         world = self.world
         interval = world.scenario.edge_cases.subcontract_interval.total_seconds()
-        batch, cycle = Decimal(20), 0
+        batch, cycle = SUBCONTRACT_BATCH, 0
         while True:
             yield world.env.timeout(interval / 2)
             if not world.producing:
@@ -112,6 +117,10 @@ class Supply:
             for subassembly in world.catalogue.subassemblies[self.id]:
                 lines = world.catalogue.plant_bom(subassembly, "A", self.id)
                 order = f"SC-{self.id}-{cycle:05d}"
+                needs = [(line.component, quantity(line.qty_per * batch)) for line in lines]
+                if any(world.truth.on_hand((self.id, c, STORES)) < q for c, q in needs):
+                    world.measures.cover("subcontract_skipped")  # nothing to ship this cycle
+                    continue
                 for line in lines:
                     self._ship(line.component, quantity(line.qty_per * batch), order)
                 world.after(
@@ -125,7 +134,6 @@ class Supply:
         event = self._event("subcontract_ship")
         self.world.truth.move(event, (self.id, item, STORES), -qty)
         self.world.truth.move(event, (self.id, item, SUBCONTRACTOR), qty)
-        self.used(item, qty)
         message = SubcontractShipped(
             plant=self.id,
             item=item,

@@ -107,7 +107,9 @@ class Reporter:
             self.held.append(pending)
             return
         now = self.world.env.now
-        send_at = max(now + sample_seconds(self._rng, mes.report_delay), self._last_send)
+        receipts = self.world.scenario.edge_cases.receipt_posting_delay
+        delay = receipts if self.source is SourceSystem.WMS else mes.report_delay
+        send_at = max(now + sample_seconds(self._rng, delay), self._last_send)
         self._last_send = send_at
         self.world.after(send_at - now, lambda: self._send(pending))
 
