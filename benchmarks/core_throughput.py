@@ -21,7 +21,8 @@ What is measured (the issue's spec):
 ratio of >= 0.30 (aim 0.50).
 
 Deterministic: the same master data and messages on every run; no seed. Self-contained: it
-builds its own plant network rather than importing the test builders.
+builds its own plant network (benchmarks/workload.py, shared with service_throughput.py) rather
+than importing the test builders.
 """
 
 from __future__ import annotations
@@ -35,248 +36,29 @@ import os
 import platform
 import pstats
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import timedelta
 from pathlib import Path
 
 import pydantic
+from checkout import source_revision
+from ledger_columns import ENTRY_COLUMNS, INBOX_COLUMNS, LINE_COLUMNS, MOVE_COLUMNS
+from workload import START, Workload, build_settings, build_workload, mix_shape
 
-from integration import (
-    BomLine,
-    BomReleased,
-    BomRevision,
-    Core,
-    CoreSettings,
-    Envelope,
-    FinishedGoodsReceived,
-    GoodsReceived,
-    Item,
-    ItemCreated,
-    ItemType,
-    Location,
-    LocationKind,
-    ManualClock,
-    MaterialIssued,
-    Operation,
-    OperationCompleted,
-    Plant,
-    Routing,
-    SourceSystem,
-    SqliteStore,
-    open_store,
-    WorkOrderReleased,
-)
-
-D = Decimal
-START = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
-PLANT = "P1"
-FINISHED = "FG-100"
-REVISION = "A"
-BACKFLUSH_OP = 10
-CYCLES_PER_WORK_ORDER = 16  # issue + completion + receipt: 48 messages per work order
-MIX = ("MaterialIssued", "OperationCompleted", "FinishedGoodsReceived")
+from integration import Core, Envelope, ManualClock, SqliteStore, open_store
 
 TARGET_MEMORY_MESSAGES_PER_S = 10_000
 TARGET_RATIO_MIN = 0.30
 TARGET_RATIO_AIM = 0.50
 
-# The five backflushed components (item, base UoM, qty per FG, scrap factor, standard cost).
-BACKFLUSHED = (
-    ("RM-STEEL", "KG", D("0.75"), D("0.02"), D("3.20")),
-    ("RM-BOLT", "EA", D("8"), D(0), D("0.05")),
-    ("RM-NUT", "EA", D("8"), D(0), D("0.03")),
-    ("RM-PAINT", "L", D("0.2"), D("0.05"), D("12.50")),
-    ("RM-LABEL", "EA", D("1"), D(0), D("0.10")),
-)
-# Issued by hand (not backflushed): what the MaterialIssued messages carry.
-ISSUED = ("RM-HOUSING", "EA", D("1"), D(0), D("7.40"))
-FINISHED_COST = D("40.00")
-
-
-# --- the plant network and the messages ----------------------------------------------------
-def build_settings() -> CoreSettings:
-    return CoreSettings(
-        plants=(Plant(id=PLANT, currency="EUR", timezone="Europe/Berlin"),),
-        locations=(
-            Location(id="STORES", plant=PLANT),
-            Location(id="LINE", plant=PLANT, kind=LocationKind.SHOP_FLOOR),
-            Location(id="FG", plant=PLANT),
-        ),
-    )
-
-
-class _Envelopes:
-    """Envelopes as JSON text, with deterministic ids and a business time moving 1 s each."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-    def __call__(self, message, source: SourceSystem) -> str:
-        self.n += 1
-        moment = START + timedelta(seconds=self.n)
-        return Envelope(
-            message_id=f"msg-{self.n:08d}",
-            idempotency_key=f"{source.value}-{self.n:08d}",
-            correlation_id=f"bench-{self.n}",
-            source_system=source,
-            occurred_at=moment,
-            sent_at=moment,
-            message=message,
-        ).model_dump_json()
-
-
-@dataclass(frozen=True)
-class Workload:
-    setup: list[str]  # posted before timing: items, BOM, work orders, purchase receipts
-    timed: list[str]  # the mix, as JSON text
-    kinds: list[str]  # message type of each timed message
-    work_orders: int
-
-
-def build_workload(messages: int) -> Workload:
-    envelope = _Envelopes()
-    cycles = -(-messages // len(MIX))
-    work_orders = -(-cycles // CYCLES_PER_WORK_ORDER)
-
-    items = [
-        Item(
-            id=FINISHED,
-            base_uom="EA",
-            type=ItemType.FINISHED,
-            standard_costs={PLANT: FINISHED_COST},
-        ),
-        *(
-            Item(id=i, base_uom=u, type=ItemType.RAW, standard_costs={PLANT: c})
-            for i, u, _q, _s, c in (*BACKFLUSHED, ISSUED)
-        ),
-    ]
-    lines = (
-        *(
-            BomLine(component=i, qty_per=q, uom=u, scrap_factor=s, operation_seq=BACKFLUSH_OP)
-            for i, u, q, s, _c in BACKFLUSHED
-        ),
-        BomLine(
-            component=ISSUED[0],
-            qty_per=ISSUED[2],
-            uom=ISSUED[1],
-            backflush=False,
-            operation_seq=BACKFLUSH_OP,
-        ),
-    )
-    bom = BomRevision(
-        item=FINISHED,
-        revision=REVISION,
-        effective_from=START - timedelta(days=30),
-        plants=(PLANT,),
-        lines=lines,
-    )
-    routing = Routing(
-        item=FINISHED,
-        revision=REVISION,
-        operations=(
-            Operation(
-                seq=BACKFLUSH_OP,
-                work_centre="ASSY",
-                run_hours_per_unit=D("0.1"),
-                labour_rate=D(30),
-                overhead_rate=D(20),
-                backflush_point=True,
-            ),
-        ),
-    )
-
-    setup = [envelope(ItemCreated(item=it), SourceSystem.PLM) for it in items]
-    setup.append(envelope(BomReleased(bom=bom, routing=routing), SourceSystem.PLM))
-    # Stock for the whole run, received up front so the backflush never goes negative.
-    units = cycles  # one finished unit per completion
-    for i, u, q, s, c in BACKFLUSHED:
-        need = (q * units * (1 + s)).quantize(D(1)) + 1
-        setup.append(
-            envelope(
-                GoodsReceived(
-                    plant=PLANT,
-                    item=i,
-                    qty=need,
-                    uom=u,
-                    location="LINE",
-                    purchase_order="PO-1",
-                    supplier="SUP-1",
-                    unit_price=c,
-                ),
-                SourceSystem.WMS,
-            )
-        )
-    setup.append(
-        envelope(
-            GoodsReceived(
-                plant=PLANT,
-                item=ISSUED[0],
-                qty=D(units + 1),
-                uom=ISSUED[1],
-                location="STORES",
-                purchase_order="PO-2",
-                supplier="SUP-2",
-                unit_price=ISSUED[4],
-            ),
-            SourceSystem.WMS,
-        )
-    )
-    for w in range(work_orders):
-        setup.append(
-            envelope(
-                WorkOrderReleased(
-                    work_order=_wo(w),
-                    plant=PLANT,
-                    item=FINISHED,
-                    qty=D(CYCLES_PER_WORK_ORDER),
-                    uom="EA",
-                    bom_revision=REVISION,
-                ),
-                SourceSystem.ERP,
-            )
-        )
-
-    timed, kinds = [], []
-    for n in range(messages):
-        wo = _wo(n // len(MIX) // CYCLES_PER_WORK_ORDER)
-        kind = MIX[n % len(MIX)]
-        if kind == "MaterialIssued":
-            message = MaterialIssued(
-                work_order=wo, component=ISSUED[0], qty=ISSUED[2], uom=ISSUED[1], location="STORES"
-            )
-        elif kind == "OperationCompleted":
-            message = OperationCompleted(
-                work_order=wo,
-                operation_seq=BACKFLUSH_OP,
-                good_qty=D(1),
-                uom="EA",
-                labour_hours=D("0.1"),
-                machine_hours=D("0.1"),
-                partial=True,
-                bom_revision=REVISION,
-                backflush_location="LINE",
-            )
-        else:
-            message = FinishedGoodsReceived(work_order=wo, qty=D(1), uom="EA", location="FG")
-        timed.append(envelope(message, SourceSystem.MES))
-        kinds.append(kind)
-    return Workload(setup, timed, kinds, work_orders)
-
-
-def _wo(index: int) -> str:
-    return f"WO-{index + 1:06d}"
-
 
 # --- the core run --------------------------------------------------------------------------
 def new_core(path: str, workload: Workload) -> Core:
     core = Core(build_settings(), open_store(path), ManualClock(START + timedelta(days=1)))
-    for raw in workload.setup:
+    for raw in workload.setup_messages:
         outcome = core.submit(raw)
         if outcome.status.value != "POSTED":
             raise SystemExit(f"setup message not posted: {outcome}")
@@ -299,7 +81,7 @@ def check_core(core: Core, workload: Workload) -> dict:
     """After timing: every timed message posted, the books reconcile, no stock went negative."""
     db = core.store.connection
     statuses = dict(db.execute("SELECT status, COUNT(*) FROM inbox GROUP BY status"))
-    expected = len(workload.setup) + len(workload.timed)
+    expected = workload.setup_count + len(workload.timed)
     reconciliation = core.reconcile()
     exceptions = core.store.stock_exception_count()
     dead = db.execute("SELECT COUNT(*) FROM dead_letter").fetchone()[0]
@@ -317,24 +99,12 @@ def check_core(core: Core, workload: Workload) -> dict:
 
 
 # --- the floor -----------------------------------------------------------------------------
-_INBOX_COLUMNS = (
-    "message_id, idempotency_key, unique_ids, payload_hash, message_type, source_system, stream,"
-    " source_seq, plant, item, work_order, lot, supplier, period, status, code, envelope,"
-    " received_at, committed_at, hold_deadline, waits_on, late, applied_seq"
-)
-_ENTRY_COLUMNS = (
-    "message_id, plant, currency, period, original_period, late, event_type, work_order,"
-    " occurred_at, posted_at"
-)
-_LINE_COLUMNS = "line_no, plant, account, currency, amount_minor, work_order, item"
-_MOVE_COLUMNS = "plant, item, location, lot, qty, value_minor, account"
-
-INSERT_INBOX = f"INSERT INTO inbox ({_INBOX_COLUMNS}) VALUES ({', '.join('?' * 23)})"
+INSERT_INBOX = f"INSERT INTO inbox ({INBOX_COLUMNS}) VALUES ({', '.join('?' * 23)})"
 INSERT_ENTRY = (
-    f"INSERT INTO journal_entry (inbox_id, {_ENTRY_COLUMNS}) VALUES ({', '.join('?' * 11)})"
+    f"INSERT INTO journal_entry (inbox_id, {ENTRY_COLUMNS}) VALUES ({', '.join('?' * 11)})"
 )
-INSERT_LINE = f"INSERT INTO journal_line (entry_id, {_LINE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
-INSERT_MOVE = f"INSERT INTO stock_move (entry_id, {_MOVE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+INSERT_LINE = f"INSERT INTO journal_line (entry_id, {LINE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+INSERT_MOVE = f"INSERT INTO stock_move (entry_id, {MOVE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 
 # Per message: (inbox row, [(entry row, [line rows], [move rows]), ...])
 MessageRows = tuple[tuple, list[tuple[tuple, list[tuple], list[tuple]]]]
@@ -344,15 +114,15 @@ def rows_per_message(db: sqlite3.Connection) -> list[MessageRows]:
     """Every inbox row of a finished core run with its entries, lines and moves, in order."""
     lines: dict[int, list[tuple]] = {}
     for row in db.execute(
-        f"SELECT entry_id, {_LINE_COLUMNS} FROM journal_line ORDER BY entry_id, line_no"
+        f"SELECT entry_id, {LINE_COLUMNS} FROM journal_line ORDER BY entry_id, line_no"
     ):
         lines.setdefault(row[0], []).append(row[1:])
     moves: dict[int, list[tuple]] = {}
-    for row in db.execute(f"SELECT entry_id, {_MOVE_COLUMNS} FROM stock_move ORDER BY move_id"):
+    for row in db.execute(f"SELECT entry_id, {MOVE_COLUMNS} FROM stock_move ORDER BY move_id"):
         moves.setdefault(row[0], []).append(row[1:])
     entries: dict[int, list] = {}
     for row in db.execute(
-        f"SELECT entry_id, inbox_id, {_ENTRY_COLUMNS} FROM journal_entry ORDER BY entry_id"
+        f"SELECT entry_id, inbox_id, {ENTRY_COLUMNS} FROM journal_entry ORDER BY entry_id"
     ):
         entry_id, inbox_id = row[0], row[1]
         entries.setdefault(inbox_id, []).append(
@@ -360,7 +130,7 @@ def rows_per_message(db: sqlite3.Connection) -> list[MessageRows]:
         )
     return [
         (row[1:], entries.get(row[0], []))
-        for row in db.execute(f"SELECT inbox_id, {_INBOX_COLUMNS} FROM inbox ORDER BY inbox_id")
+        for row in db.execute(f"SELECT inbox_id, {INBOX_COLUMNS} FROM inbox ORDER BY inbox_id")
     ]
 
 
@@ -377,7 +147,7 @@ def run_floor(path: str, workload: Workload, rows: list[MessageRows]) -> float:
     """Validate each envelope, then write its rows in one transaction; returns the wall time."""
     store = SqliteStore(path)  # the same schema and pragmas as the core's store
     db = store.connection
-    setup_rows, timed_rows = rows[: len(workload.setup)], rows[len(workload.setup) :]
+    setup_rows, timed_rows = rows[: workload.setup_count], rows[workload.setup_count :]
     db.execute("BEGIN IMMEDIATE")
     for message in setup_rows:  # the same starting state as the core run, untimed
         _insert(db, message)
@@ -448,10 +218,7 @@ def mix_summary(workload: Workload, timed_rows: list[MessageRows]) -> dict:
     return {
         "by_type": by_type,
         "totals": dict(totals),
-        "backflushed_components": len(BACKFLUSHED),
-        "work_orders": workload.work_orders,
-        "messages_per_work_order": CYCLES_PER_WORK_ORDER * len(MIX),
-        "setup_messages_untimed": len(workload.setup),
+        **mix_shape(workload),
         "streams": False,
     }
 
@@ -490,31 +257,6 @@ def filesystem_of(path: str) -> str | None:
         if inside and len(point) >= len(best):
             best, kind = point, fields[2]
     return kind
-
-
-def source_revision() -> str | None:
-    """The git commit measured (with `+dirty` for local changes), when run from a checkout."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--", "integration"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -571,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "messages": n,
         "repeat": args.repeat,
-        "mix": mix_summary(workload, rows[len(workload.setup) :]),
+        "mix": mix_summary(workload, rows[workload.setup_count :]),
         "memory": memory,
         "wal_file": wal,
         "floor_memory": f_memory,
@@ -594,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "wal_file_pragmas": "journal_mode=WAL, synchronous=NORMAL (SqliteStore defaults)",
         "wal_file_filesystem": wal_fs,
-        "revision": source_revision(),
+        "revision": source_revision("integration"),
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "pydantic": pydantic.VERSION,
