@@ -1,4 +1,5 @@
-"""A run directory: summary.json, the series, a streamed gzip JSON-lines trace, report.md."""
+"""A run directory: summary.json, the series, a streamed gzip JSON-lines trace, report.md
+(and report.html, `sim.html_report`)."""
 
 from __future__ import annotations
 
@@ -102,22 +103,54 @@ def write_run(
     out: Path, summary: dict[str, Any], series: list[dict[str, Any]], histograms: dict
 ) -> None:
     """summary.json, series.json, histograms.json (HdrHistogram-encoded latency per workflow
-    and part) and report.md into the run directory."""
+    and part), report.md, and report.html with plots/*.png into the run directory."""
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "series.json").write_text(json.dumps(series, default=str) + "\n")
     (out / "histograms.json").write_text(json.dumps(histograms, indent=1) + "\n")
     (out / "report.md").write_text(render_markdown(summary))
+    from sim.html_report import write_html_report  # matplotlib: only when a report is written
+
+    write_html_report(out)
+
+
+_COLUMNS = ("p50", "p90", "p95", "p99", "p99_9", "max")
+_PARTS = ("report", "transport", "queue", "hold")
 
 
 def _latency_table(latency: dict[str, Any]) -> list[str]:
-    rows = ["| workflow | count | p50 | p95 | p99 | max |", "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| workflow | count | p50 | p90 | p95 | p99 | p99.9 | max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for workflow, figures in latency.items():
-        cells = [_ms(figures[name]) for name in ("p50", "p95", "p99", "max")]
+        cells = [_ms(figures.get(name)) for name in _COLUMNS]
         rows.append(f"| {workflow} | {figures['count']} | " + " | ".join(cells) + " |")
     return rows
 
 
-def _ms(millis: int) -> str:
+def _parts_table(latency: dict[str, Any]) -> list[str]:
+    """p50 / p99 of each latency part per workflow."""
+    rows = [
+        "| workflow | " + " | ".join(f"{part} p50 / p99" for part in _PARTS) + " |",
+        "|---|" + "---:|" * len(_PARTS),
+    ]
+    for workflow, figures in latency.items():
+        parts = figures.get("parts", {})
+        cells = [
+            f"{_ms(parts[part]['p50'])} / {_ms(parts[part]['p99'])}" if part in parts else "–"
+            for part in _PARTS
+        ]
+        rows.append(f"| {workflow} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
+
+
+def _ms(millis: int | None) -> str:
+    if millis is None:
+        return "–"
     if millis >= 3_600_000:
         return f"{millis / 3_600_000:.1f} h"
     if millis >= 60_000:
@@ -145,17 +178,24 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"**{drift['final_unexplained_value']} unexplained**); "
         f"worst in flight {drift['max_value']}",
         f"- dead letters: {dead['total']} in all, {dead['replayed']} replayed, "
-        f"{dead['remaining']} remaining {dead['by_code'] or ''}",
+        f"{dead['remaining']} remaining"
+        + (f" ({_counts(dead['by_code'])})" if dead["by_code"] else ""),
         f"- late postings: {summary['late_postings']}; "
         f"negative-stock events: {summary['negative_stock_events']}",
+        f"- core answers: {_counts(summary.get('outcomes', {}))}; first-pass success "
+        f"{summary.get('first_pass_rate', 0) * 100:.1f} %",
         "",
         "## Latency (occurred → committed, virtual time)",
         "",
         *_latency_table(summary["latency_ms"]),
         "",
+        "Its parts (reporting delay, transport, queue wait, hold; 1 ms means none):",
+        "",
+        *_parts_table(summary["latency_ms"]),
+        "",
         "## Edge cases exercised",
         "",
-        ", ".join(f"{name} {count}" for name, count in summary["coverage"].items()) or "none",
+        _counts(summary["coverage"]),
         "",
     ]
     if summary["assertions"]:
