@@ -40,6 +40,7 @@ class Middleware:
         self._faults = world.streams["faults"]
         self._service = world.streams["erp:service"]
         self.in_flight = 0
+        self._peak = 0  # the deepest the queue got since the last sample
         self.parked: list[Delivery] = []
         limit = integration.rate_limit
         self._bucket = max(1.0, limit) if limit is not None else 0.0  # ERP burst allowance
@@ -112,6 +113,7 @@ class Middleware:
             return
         delivery.queued_at = self.world.env.now
         self.queue.put(delivery)
+        self._peak = max(self._peak, len(self.queue.items))
 
     def _consumer(self):
         env = self.world.env
@@ -167,6 +169,7 @@ class Middleware:
         yield env.timeout(self._delay())
         asked_at = env.now
         with self.server.request() as slot:
+            self._peak = max(self._peak, len(self.server.queue))
             yield slot
             answer = yield from self._endpoint(delivery, env.now - asked_at)
         yield env.timeout(self._delay())
@@ -210,16 +213,18 @@ class Middleware:
             return None
         self._tokens = min(self._bucket, self._tokens + (now - self._refilled_at) * limit)
         self._refilled_at = now
-        if self._tokens < 1.0:
-            return (1.0 - self._tokens) / limit
+        if self._tokens < 1.0 - 1e-9:  # float refills may stop a hair short of a whole call
+            return max((1.0 - self._tokens) / limit, 0.001)
         self._tokens -= 1.0
         return None
 
     def queue_depth(self) -> int:
-        """Messages waiting in the queue (the sync pattern queues at the server instead)."""
-        if self.scenario.integration.pattern is Pattern.QUEUE:
-            return len(self.queue.items)
-        return len(self.server.queue)
+        """The most messages waiting at once since the last call (the queue, or for the sync
+        pattern the callers waiting for a server slot)."""
+        if self.scenario.integration.pattern is Pattern.SYNC:
+            self._peak = max(self._peak, len(self.server.queue))
+        peak, self._peak = self._peak, 0
+        return peak
 
     def resend_parked(self) -> None:
         parked, self.parked = self.parked, []

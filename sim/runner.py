@@ -117,6 +117,13 @@ def _heal(world: World, middleware: Middleware, target: Target) -> None:
         middleware.resend_parked()
     at = world.at(env.now + scenario.integration.hold_timeout.total_seconds() + 1)
     world.measures.healed(*target.heal(at), env.now)
+    _sample(world, middleware, target)  # the interval that ends with the heal phase
+
+
+def _sample(world: World, middleware: Middleware, target: Target) -> None:
+    truth, cost = dict(world.truth.stock), world.catalogue.standard_cost
+    value, exceptions = drift(truth, target.stock(), cost)
+    world.measures.sample(world.env.now, middleware.queue_depth(), value, exceptions)
 
 
 def _sampling(world: World, middleware: Middleware, target: Target):
@@ -125,7 +132,4 @@ def _sampling(world: World, middleware: Middleware, target: Target):
     interval = world.scenario.measures.sample_interval.total_seconds()
     while True:
         yield env.timeout(interval)
-        value, exceptions = drift(
-            dict(world.truth.stock), target.stock(), world.catalogue.standard_cost
-        )
-        world.measures.sample(env.now, middleware.queue_depth(), value, exceptions)
+        _sample(world, middleware, target)

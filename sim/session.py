@@ -3,6 +3,7 @@ bar, and write the summary, the trace and the report."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from sim.runner import simulate
 from sim.scenario import Scenario, load_scenario
 
 __all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir"]
+
+STALE = ("ledger.db", "ledger.db-wal", "ledger.db-shm", "junit.xml", "summary.json", "report.html")
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,9 @@ def run_scenario(
     scenario = load_scenario(path, tuple(overrides))
     out = Path(out_dir) if out_dir is not None else default_run_dir(scenario)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("ledger.db", "ledger.db-wal", "ledger.db-shm", "junit.xml", "summary.json"):
+    for stale in STALE:
         (out / stale).unlink(missing_ok=True)  # a run directory holds one run
+    shutil.rmtree(out / "plots", ignore_errors=True)
     write_scenario(out, scenario)  # first, so even a run cut off can be rebuilt
     trace = Trace(out / "trace.jsonl.gz")
     try:
