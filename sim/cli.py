@@ -117,17 +117,30 @@ def report(run_dir: str) -> None:
 
 @twin.command()
 @click.option("--out", "out_path", default="scenarios/schema.json", show_default=True)
-def schema(out_path: str) -> None:
-    """Write the JSON Schema of scenario files."""
+@click.option(
+    "--readme",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Also regenerate the scenario reference table in this Markdown file.",
+)
+def schema(out_path: str, readme: str | None) -> None:
+    """Write the JSON Schema of scenario files (and the README's scenario reference)."""
     import json
     from pathlib import Path
 
+    from sim.reference import replace_reference
     from sim.scenario import scenario_schema
 
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(scenario_schema(), indent=2, sort_keys=True) + "\n")
     click.echo(f"wrote {path}")
+    if readme is not None:
+        try:
+            text = replace_reference(Path(readme).read_text(encoding="utf-8"))
+        except ValueError as error:
+            raise click.UsageError(f"{readme}: {error}") from error
+        Path(readme).write_text(text, encoding="utf-8")
+        click.echo(f"updated the scenario reference in {readme}")
 
 
 def main() -> None:

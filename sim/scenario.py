@@ -78,7 +78,7 @@ Rate = Annotated[float, Field(ge=0, le=1)]
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class Distribution(Spec):
@@ -102,21 +102,29 @@ class Distribution(Spec):
 
 class Calendar(Spec):
     shifts_per_day: int = Field(3, ge=1, le=4)
+    """shifts a working day has, the first from 06:00"""
     shift_hours: float = Field(8, gt=0, le=24)
+    """length of a shift, in hours"""
     working_days: tuple[int, ...] = Field((0, 1, 2, 3, 4, 5, 6), description="0 = Monday")
 
 
 class WorkCentreSpec(Spec):
     id: str = Field(pattern=r"^[A-Z0-9_-]{1,24}$")
+    """work centre id"""
     capacity: int = Field(1, ge=1)
+    """operations it runs at once"""
     mtbf: Duration | None = Field(None, description="mean time between failures; none = never")
     mttr: Duration = timedelta(hours=1)
+    """mean time to repair"""
 
 
 class PlantSpec(Spec):
     id: str = Field(pattern=r"^[A-Z0-9_-]{1,16}$")
+    """plant id"""
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 currency of its books"""
     timezone: str = "UTC"
+    """IANA time zone"""
     work_centres: tuple[WorkCentreSpec, ...] = Field(min_length=1)
     clock_skew: Duration = Field(
         timedelta(0), description="how far this plant's MES clock is ahead"
@@ -125,8 +133,10 @@ class PlantSpec(Spec):
 
 class Products(Spec):
     count: int = Field(4, ge=1, le=200)
+    """finished products in the catalogue"""
     components: int = Field(5, ge=1, le=12, description="BOM lines per product")
     operations: int = Field(3, ge=1, le=6)
+    """routing operations per product (each a backflush point)"""
     alternates_share: Rate = Field(
         0.3, description="share of products with a lot-controlled line that has an alternate"
     )
@@ -135,13 +145,17 @@ class Products(Spec):
         1, ge=0, description="subassemblies made by a subcontractor, per plant"
     )
     run_time_per_unit: Duration = timedelta(minutes=2)
+    """machine time per unit per operation"""
     setup_time: Duration = timedelta(minutes=15)
+    """set-up before each operation"""
 
 
 class Demand(Spec):
     orders_per_day: float = Field(24, gt=0, description="work orders released per plant per day")
     lot_size_min: int = Field(10, ge=1)
+    """smallest work order quantity"""
     lot_size_max: int = Field(50, ge=1)
+    """largest work order quantity"""
     close_delay: Duration = Field(
         timedelta(hours=24), description="ERP closes orders this long after the last receipt"
     )
@@ -154,10 +168,12 @@ class Reporting(StrEnum):
 
 class Mes(Spec):
     reporting: Reporting = Reporting.IMMEDIATE
+    """immediate: as it happens; batched: a share held back until the shift change"""
     batched_share: Rate = Field(
         0.7, description="share of confirmations held back until the shift change when batched"
     )
     report_delay: Distribution = Distribution(kind="exponential", mean=timedelta(seconds=20))
+    """from event to message for MES and ERP reports"""
     burst_spread: Duration = Field(
         timedelta(minutes=10), description="the shift-change burst is reported over this window"
     )
@@ -168,9 +184,12 @@ class EdgeCases(Spec):
         0.3, description="an operation is confirmed in several parts"
     )
     max_parts: int = Field(3, ge=2)
+    """most confirmations one operation is split into"""
     scrap_rate: Rate = Field(0.1, description="a confirmation reports scrap")
     byproduct_rate: Rate = 0.05
+    """a confirmation also reports swarf (a by-product)"""
     ecos_per_week: float = Field(1, ge=0)
+    """engineering changes released, network-wide"""
     eco_adoption_lag: Duration = Field(
         timedelta(hours=4), description="MES keeps reporting the old revision this long"
     )
@@ -192,7 +211,9 @@ class EdgeCases(Spec):
         3, gt=0, description="stock a replenishment aims to hold, in days of demand"
     )
     subcontract_interval: Duration = timedelta(days=1)
+    """subcontracting cycle per plant"""
     period_close: bool = True
+    """FINANCE closes each month that ends within the horizon"""
     close_lag: Duration = Field(
         timedelta(hours=2), description="FINANCE closes the month this long after midnight"
     )
@@ -200,16 +221,24 @@ class EdgeCases(Spec):
 
 class Outage(Spec):
     at: Duration
+    """when the ERP goes down, from the start"""
     duration: Duration
+    """how long it stays down"""
 
 
 class Faults(Spec):
     network_delay: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=50))
+    """transit time of each copy; its spread reorders messages"""
     duplicate_rate: Rate = 0.0
+    """the network delivers a second copy"""
     loss_rate: Rate = 0.0
+    """a copy is lost and redelivered after `redelivery_after`"""
     redelivery_after: Duration = timedelta(seconds=30)
+    """when a lost or unacknowledged message comes again"""
     crash_before_commit_rate: Rate = 0.0
+    """a consumer dies before the core commits (redelivered)"""
     crash_after_commit_rate: Rate = 0.0
+    """a consumer dies after the commit, before the ack (redelivered: a duplicate)"""
     renumbered_resend_rate: Rate = Field(
         0.0, description="the MES outbox resends a work-order message under a new id and key"
     )
@@ -217,6 +246,7 @@ class Faults(Spec):
         0.5, description="MES retries sending a new message id, same idempotency key"
     )
     outages: tuple[Outage, ...] = ()
+    """windows in which the ERP answers 503"""
 
 
 class Pattern(StrEnum):
@@ -226,8 +256,11 @@ class Pattern(StrEnum):
 
 class Integration(Spec):
     pattern: Pattern = Pattern.QUEUE
+    """queue: a broker with consumers; sync: the MES calls the ERP and waits"""
     consumers: int = Field(4, ge=1)
+    """queue consumers, or ERP server slots for sync"""
     service_time: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=20))
+    """ERP time per call"""
     buffer: int = Field(
         100_000, ge=1, description="queue capacity; a full queue refuses and the sender retries"
     )
@@ -238,11 +271,15 @@ class Integration(Spec):
         timedelta(seconds=2), description="sync: how long the MES waits for an answer"
     )
     max_attempts: int = Field(5, ge=1)
+    """sync: calls before the MES parks a message until the heal phase"""
     backoff: Duration = timedelta(seconds=5)
+    """wait before a retry without retry-after"""
     hold_timeout: Duration = timedelta(hours=1)
+    """the core dead-letters a message held longer (sequence gap, dependency)"""
     idempotency: bool = Field(True, description="false only for negative-control experiments")
     sequencing: bool = Field(True, description="false only for negative-control experiments")
     negative_stock: NegativeStockPolicy = NegativeStockPolicy.ALLOW
+    """allow: post with a stock exception; block: dead-letter as BACKFLUSH_SHORTAGE"""
 
 
 class Store(Spec):
@@ -262,10 +299,15 @@ class Scenario(Spec):
     """A whole experiment: the plants, their traffic, the faults and the integration under test."""
 
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    """scenario name (the run directory is named after it)"""
     description: str = ""
+    """what the scenario demonstrates"""
     seed: int = 1
+    """root of every named random stream"""
     start: AwareDatetime = datetime.fromisoformat("2026-11-02T06:00:00+00:00")
+    """virtual start (timezone-aware)"""
     horizon: Duration = timedelta(days=1)
+    """length of the fault phase; the heal phase follows"""
     calendar: Calendar = Calendar()
     plants: tuple[PlantSpec, ...] = Field(min_length=1)
     products: Products = Products()
@@ -277,8 +319,11 @@ class Scenario(Spec):
     store: Store = Store()
     measures: Measures = Measures()
     assertions: tuple[str, ...] = Field((), alias="assert")
+    """checks over summary keys, e.g. `duplicates.posted == 0`"""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, use_attribute_docstrings=True
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> Scenario:
