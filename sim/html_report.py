@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sim.output import read_trace
+from sim.output import format_millis, read_trace
 from sim.plots import PLOTS, render_plots
 from sim.scenario import Scenario, format_duration, load_scenario
 
@@ -55,16 +55,6 @@ code{background:#f3f5f8;padding:0 .25rem;border-radius:3px}
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _duration(millis: int | None) -> str:
-    if millis is None:
-        return "–"
-    if millis >= 3_600_000:
-        return f"{millis / 3_600_000:.2f} h"
-    if millis >= 60_000:
-        return f"{millis / 60_000:.1f} min"
-    return f"{millis / 1000:.2f} s" if millis >= 1000 else f"{millis} ms"
 
 
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
@@ -218,7 +208,9 @@ def _latency(latency: dict[str, Any]) -> str:
     for workflow, figures in latency.items():
 
         def row(name: str, f: dict[str, Any], css: str = "") -> str:
-            cells = "".join(f"<td class=n>{_e(_duration(f.get(k)))}</td>" for k, _ in _PERCENTILES)
+            cells = "".join(
+                f"<td class=n>{_e(format_millis(f.get(k)))}</td>" for k, _ in _PERCENTILES
+            )
             return f"<tr{css}><td>{_e(name)}</td><td class=n>{_e(f['count'])}</td>{cells}</tr>"
 
         parts = figures.get("parts", {})

@@ -15,7 +15,14 @@ import yaml
 from integration import Envelope, Outcome
 from sim.truth import PhysicalEvent
 
-__all__ = ["Trace", "read_trace", "write_run", "write_scenario", "render_markdown"]
+__all__ = [
+    "Trace",
+    "read_trace",
+    "write_run",
+    "write_scenario",
+    "render_markdown",
+    "format_millis",
+]
 
 
 class Trace:
@@ -123,7 +130,7 @@ def _latency_table(latency: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workflow, figures in latency.items():
-        cells = [_ms(figures.get(name)) for name in _COLUMNS]
+        cells = [format_millis(figures.get(name)) for name in _COLUMNS]
         rows.append(f"| {workflow} | {figures['count']} | " + " | ".join(cells) + " |")
     return rows
 
@@ -137,7 +144,9 @@ def _parts_table(latency: dict[str, Any]) -> list[str]:
     for workflow, figures in latency.items():
         parts = figures.get("parts", {})
         cells = [
-            f"{_ms(parts[part]['p50'])} / {_ms(parts[part]['p99'])}" if part in parts else "–"
+            f"{format_millis(parts[part]['p50'])} / {format_millis(parts[part]['p99'])}"
+            if part in parts
+            else "–"
             for part in _PARTS
         ]
         rows.append(f"| {workflow} | " + " | ".join(cells) + " |")
@@ -148,7 +157,8 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
 
 
-def _ms(millis: int | None) -> str:
+def format_millis(millis: int | None) -> str:
+    """A latency for people: `850 ms`, `2.50 s`, `4.2 min`, `7.9 h`."""
     if millis is None:
         return "–"
     if millis >= 3_600_000:
