@@ -18,7 +18,7 @@ from integration.master import (
     OverlaySubstitute,
 )
 
-__all__ = ["ResolvedLine", "apply_overlay", "resolve_plant_bom"]
+__all__ = ["ResolvedLine", "apply_overlay", "bom_components", "resolve_plant_bom"]
 
 MAX_PHANTOM_DEPTH = 8
 
@@ -127,3 +127,18 @@ def _explode(bom, plant, multiplier, operation_seq, released_bom_of, item_type_o
             backflush=line.backflush,
             operation_seq=seq,
         )
+
+
+def bom_components(bom: BomRevision) -> list[str]:
+    """Every item a BOM template or its overlays name, in order of appearance."""
+    lines = list(bom.lines)
+    names = []
+    for overlay in bom.overlays:
+        for change in overlay.changes:
+            if isinstance(change, OverlayAdd):
+                lines.append(change.line)
+            elif isinstance(change, OverlaySubstitute):
+                names.append(change.replacement)
+    for line in lines:
+        names += [line.component, *(alt.item for alt in line.alternates)]
+    return list(dict.fromkeys(names))

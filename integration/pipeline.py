@@ -171,7 +171,9 @@ class Pipeline(Steps):
         self._unreleased.extend(keys)
         released = tuple(self._drain())
         if released or outcome.message_type is None:
-            outcome = replace(outcome, message_type=attempt.envelope.message_type, released=released)
+            outcome = replace(
+                outcome, message_type=attempt.envelope.message_type, released=released
+            )
         return outcome
 
     def _drain(self) -> list[Outcome]:

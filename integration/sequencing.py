@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from enum import StrEnum
 
+from integration.bom import bom_components
 from integration.envelope import Envelope
 from integration.state import BookState
 
@@ -44,10 +45,9 @@ def _referenced_items(envelope: Envelope) -> list[str]:
     msg = envelope.message
     names: list[str] = []
     match msg.type:
-        case "BomReleased":
+        case "BomReleased":  # alternates and overlay items too: the release checks them all
             names.append(msg.bom.item)
-            for line in msg.bom.lines:
-                names.append(line.component)
+            names.extend(bom_components(msg.bom))
         case "MaterialIssued":
             names.append(msg.component)
         case "WorkOrderReleased" | "EcoReleased" | "GoodsReceived" | "InventoryTransferred":

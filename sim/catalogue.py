@@ -45,6 +45,7 @@ class TwinLine:
     scrap_factor: Decimal
     operation_seq: int
     alternate: str | None
+    overlaid: bool = False  # the plant's overlay changed this line
 
 
 @dataclass
@@ -264,6 +265,7 @@ class Catalogue:
                 scrap_factor=line.scrap_factor,
                 operation_seq=line.operation_seq,
                 alternate=line.alternates[0].item if line.alternates else None,
+                overlaid=line.component in quantity,
             )
             for line in bom.lines
         ]

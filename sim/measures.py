@@ -81,12 +81,15 @@ class Measures:
         self.interval_latency = _histogram()
         self._applied = array("H")
         self._deliveries = array("H")
-        self._parked: dict[str, tuple[PhysicalEvent, float]] = {}  # held or dead-lettered
+        # Held or dead-lettered messages: id -> [event, parked at, copies]. Several copies of one
+        # id park only with idempotency off, and each may later post.
+        self._parked: dict[str, list] = {}
         self._stream_max: dict[str, int] = {}
         self.series: list[dict[str, Any]] = []
         self._interval_counts: Counter[str] = Counter()
         self._interval_codes: Counter[str] = Counter()
         self.max_drift = Decimal(0)
+        self.left_over = {"unsent": 0, "in_flight": 0}
 
     # --- what happened ---------------------------------------------------------------------
     def happened(self, event: PhysicalEvent) -> None:
@@ -153,11 +156,17 @@ class Measures:
             for released in outcome.released:
                 self.resolve(released, now)
 
+    def heal_ended(self, unsent: int, in_flight: int) -> None:
+        """What the heal phase could not drain: reported, never counted as the core's drift."""
+        self.left_over = {"unsent": unsent, "in_flight": in_flight}
+        if self.trace is not None:
+            self.trace.heal_ended(unsent, in_flight)
+
     def resolve(self, outcome: Outcome, now: float) -> None:
         """A later outcome of a held or dead-lettered message (released, expired, replayed)."""
         parked = self._parked.get(outcome.message_id or "")
         if parked is not None:
-            event, parked_at = parked
+            event, parked_at, _copies = parked
             if self.trace is not None:
                 self.trace.resolution(now, event.id, outcome)
             self._record(outcome, event, now, 0.0, parked_at)
@@ -166,16 +175,26 @@ class Measures:
         status = outcome.status
         self.statuses[status.value] += 1
         self._interval_counts["outcomes"] += 1
+        key = outcome.message_id or ""
         if status is Status.POSTED:
-            self._parked.pop(outcome.message_id or "", None)
+            if parked_at is not None:
+                self._unpark(key)
             self._apply(outcome, event, now, queued, parked_at)
         elif status is Status.HELD or status is Status.REJECTED:
-            self._parked.setdefault(outcome.message_id or "", (event, now))
+            parked = self._parked.setdefault(key, [event, now, 0])
+            if parked_at is None:  # a delivery the core parked, not a parked one moving on
+                parked[2] += 1
             if status is Status.REJECTED:
                 code = outcome.code.value if outcome.code else "UNKNOWN"
                 self.rejections[code] += 1
                 self._interval_counts["dead_letters"] += 1
                 self._interval_codes[code] += 1
+
+    def _unpark(self, key: str) -> None:
+        parked = self._parked[key]
+        parked[2] -= 1
+        if parked[2] <= 0:
+            del self._parked[key]
 
     def _apply(self, outcome, event, now, queued, parked_at) -> None:
         index = event.id - 1

@@ -151,6 +151,7 @@ class Middleware:
                 return
             self.world.measures.cover("timeout" if answer == "timeout" else "retry")
             yield env.timeout(wait or integration.backoff.total_seconds())
+        self.world.measures.cover("parked")
         self.parked.append(delivery)  # the MES keeps it for a resend once the ERP is healthy
         self.in_flight -= 1
 
@@ -221,9 +222,9 @@ class Middleware:
     def queue_depth(self) -> int:
         """The most messages waiting at once since the last call (the queue, or for the sync
         pattern the callers waiting for a server slot)."""
-        if self.scenario.integration.pattern is Pattern.SYNC:
-            self._peak = max(self._peak, len(self.server.queue))
-        peak, self._peak = self._peak, 0
+        queue = self.queue.items if self.scenario.integration.pattern is Pattern.QUEUE else None
+        waiting = len(queue) if queue is not None else len(self.server.queue)
+        peak, self._peak = max(self._peak, waiting), waiting
         return peak
 
     def resend_parked(self) -> None:

@@ -74,6 +74,9 @@ class Trace:
              "drift_exceptions": exceptions}
         )  # fmt: skip
 
+    def heal_ended(self, unsent: int, in_flight: int) -> None:
+        self._write({"kind": "heal_ended", "unsent": unsent, "in_flight": in_flight})
+
     def close(self) -> None:
         self._file.close()
 

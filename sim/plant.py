@@ -224,6 +224,8 @@ class PlantModel:
         """Take the operation's components from stores; lot-controlled parts from the fullest
         lot, an allowed alternate when the primary's lot cannot cover it. Returns the lots."""
         truth, lots = self.world.truth, {}
+        if any(line.overlaid for line in lines):
+            self.world.measures.cover("plant_overlay")
         for line in lines:
             need = self._need(line, units)
             item, lot = self._pick(line, need)

@@ -60,6 +60,8 @@ class _Replay:
         elif kind == "cost":
             costs = {plant: Decimal(cost) for plant, cost in record["costs"].items()}
             self.catalogue.set_standard_costs(record["item"], costs)
+        elif kind == "heal_ended":
+            measures.heal_ended(record["unsent"], record["in_flight"])
         elif kind == "sample":
             drift = Decimal(record["drift_value"])
             measures.sample(record["t"], record["queue_depth"], drift, record["drift_exceptions"])

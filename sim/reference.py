@@ -63,9 +63,7 @@ def _rows(properties: dict[str, Any], defs: dict[str, Any], prefix: str) -> list
         meaning = prop.get("description") or definition.get("description", "")
         meaning = " ".join(meaning.split()).replace("|", "\\|")
         rows.append(
-            f"| `{path}` | {_type(prop, defs)} | `{_default(prop)}` | {meaning} |".replace(
-                "``", ""
-            )
+            f"| `{path}` | {_type(prop, defs)} | `{_default(prop)}` | {meaning} |".replace("``", "")
         )
     return rows
 

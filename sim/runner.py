@@ -115,6 +115,7 @@ def _heal(world: World, middleware: Middleware, target: Target) -> None:
     while env.now < heal_end and (middleware.in_flight or world.unsent):
         env.run(until=min(heal_end, env.now + 60))
         middleware.resend_parked()
+    world.measures.heal_ended(world.unsent, middleware.in_flight)
     at = world.at(env.now + scenario.integration.hold_timeout.total_seconds() + 1)
     world.measures.healed(*target.heal(at), env.now)
     _sample(world, middleware, target)  # the interval that ends with the heal phase

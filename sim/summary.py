@@ -93,6 +93,9 @@ def summarise(
         "late_postings": measures.late_postings,
         "negative_stock_events": books.negative_stock_events,
         "coverage": dict(sorted(coverage.items())),
+        # messages the heal phase could not deliver: their effects are missing from the books
+        # through no fault of the core; a longer `measures.heal` drains them
+        "heal": dict(measures.left_over),
     }
     summary["assertions"] = [r.to_dict() for r in evaluate(scenario.assertions, summary)]
     return summary

@@ -114,9 +114,9 @@ class Supply:
             if not world.producing:
                 return
             cycle += 1
-            for subassembly in world.catalogue.subassemblies[self.id]:
+            for n, subassembly in enumerate(world.catalogue.subassemblies[self.id], start=1):
                 lines = world.catalogue.plant_bom(subassembly, "A", self.id)
-                order = f"SC-{self.id}-{cycle:05d}"
+                order = f"SC-{self.id}-{cycle:05d}-{n}"  # one subcontract order per assembly
                 needs = [(line.component, quantity(line.qty_per * batch)) for line in lines]
                 if any(world.truth.on_hand((self.id, c, STORES)) < q for c, q in needs):
                     world.measures.cover("subcontract_skipped")  # nothing to ship this cycle

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from integration.bom import bom_components
 from integration.envelope import Envelope
 from integration.errors import ErrorCode
 from integration.ledger import Account, Posting
-from integration.master import BomRevision, OverlayAdd, OverlaySubstitute
 from integration.messages import (
     AsnReceived,
     BomReleased,
@@ -45,26 +45,11 @@ def item_created(state: BookState, envelope: Envelope) -> Decision:
     return Decision(None, (), lambda s: s.items.__setitem__(msg.item.id, msg.item))
 
 
-def _bom_components(bom: BomRevision) -> list[str]:
-    """Every item a BOM template or its overlays name, in order of appearance."""
-    lines = list(bom.lines)
-    names = []
-    for overlay in bom.overlays:
-        for change in overlay.changes:
-            if isinstance(change, OverlayAdd):
-                lines.append(change.line)
-            elif isinstance(change, OverlaySubstitute):
-                names.append(change.replacement)
-    for line in lines:
-        names += [line.component, *(alt.item for alt in line.alternates)]
-    return list(dict.fromkeys(names))
-
-
 def bom_released(state: BookState, envelope: Envelope) -> Decision:
     msg: BomReleased = envelope.message
     checks = Checks(state)
     checks.item(msg.bom.item, "bom.item")
-    for component in _bom_components(msg.bom):
+    for component in bom_components(msg.bom):
         checks.item(component, f"bom.lines.{component}")
     for plant in msg.bom.plants:
         checks.plant(plant, "bom.plants")

@@ -459,23 +459,23 @@ def test_unknown_location(started: Started) -> None:
     )
 
 
-@covers(ErrorCode.UNKNOWN_ITEM)
-def test_unknown_item(started: Started) -> None:
-    # A receipt of an unknown item is *held* (AWAITING_DEPENDENCY: the item may be on its way).
-    # An item that is only named as a BOM alternate is not a sequencing dependency, so a BOM
-    # naming an unknown alternate is the message that is rejected with UNKNOWN_ITEM.
+def test_a_bom_waits_for_its_alternates_and_overlay_items(started: Started) -> None:
+    # Every item a BOM names is a sequencing dependency, alternates too: a BOM that overtakes
+    # the ItemCreated of its alternate is held, not rejected, and posts once the item is known.
     core, env, _clock = started
-    before = books(core)
     line = FG_BOM.lines[0].model_copy(
         update={"alternates": (Alternate(item="RAW-GHOST", priority=1),)}
     )
     bom = FG_BOM.model_copy(update={"revision": "D", "lines": (line, *FG_BOM.lines[1:])})
     envelope = env(BomReleased(bom=bom, routing=FG_ROUTING.model_copy(update={"revision": "D"})))
-    outcome = core.submit(envelope)
-    assert_rejected(core, outcome, ErrorCode.UNKNOWN_ITEM, before, message_id=envelope.message_id)
-    assert "RAW-GHOST" in outcome.problems[0].message
+    held = core.submit(envelope)
+    assert held.status is Status.HELD and held.code is ErrorCode.AWAITING_DEPENDENCY
+    created = core.submit(env(ItemCreated(item=ITEMS[0].model_copy(update={"id": "RAW-GHOST"}))))
+    assert [r.message_id for r in created.released] == [envelope.message_id]
+    assert created.released[0].status is Status.POSTED
 
 
+@covers(ErrorCode.UNKNOWN_ITEM)
 def test_unknown_item_without_sequencing(make_core: Callable[..., Started]) -> None:
     core, env, _clock = make_core(sequencing=False)
     before = books(core)

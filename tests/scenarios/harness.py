@@ -120,6 +120,9 @@ class RecordingTrace:
     def sample(self, now: float, queue_depth: int, value, exceptions: int) -> None:
         pass
 
+    def heal_ended(self, unsent: int, in_flight: int) -> None:
+        pass
+
     def event_of(self) -> dict[str, int]:
         """message id -> physical event id, as only the harness knows it."""
         return {envelope.message_id: event_id for _now, event_id, envelope in self.messages}

@@ -168,12 +168,6 @@ def test_multi_plant_overlays_backflush_the_overlay_quantity_at_the_overlay_plan
     assert checked > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a BomReleased waits for its components but not for their alternates "
-    "(integration/sequencing.py _referenced_items), so a BOM that arrives before its "
-    "alternate's ItemCreated is dead-lettered UNKNOWN_ITEM and its orders wait for the heal",
-)
 def test_a_bom_released_before_its_alternate_item_waits_for_it(tmp_path):
     # Seed 1 of lot_substitution: the PLM's ItemCreated for an alternate is overtaken by the
     # BOM that names it.
@@ -184,13 +178,6 @@ def test_a_bom_released_before_its_alternate_item_waits_for_it(tmp_path):
     assert outcome.failed_assertions() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sim bug: the subassemblies shipped in one subcontract cycle share its order number, "
-    "so two shipments of a component they share get one idempotency key (sim/supply.py "
-    "_subcontracting, _ship); the core rightly refuses the second as DUPLICATE, but the "
-    "truth moved both: unexplained drift",
-)
 def test_subassemblies_sharing_a_component_ship_under_distinct_keys(tmp_path):
     # Seed 5 of subcontract_receipts: both subassemblies of the plant need the same component.
     outcome = run_scenario(
