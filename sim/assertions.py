@@ -31,7 +31,7 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 _LINE = re.compile(r"^\s*([\w-]+(?:\.[\w-]+)*)\s*(==|!=|<=|>=|<|>)\s*(\S+)\s*$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 # Sections that list only what happened; anything they do not name happened 0 times.
-_COUNTED = ("dead_letters.by_code.", "coverage.", "outcomes.")
+_COUNTED = ("dead_letters.by_code.", "outcomes.")
 _ALIASES = {
     "drift.final_unexplained": "drift.final_unexplained_value",
     "drift.final": "drift.final_value",

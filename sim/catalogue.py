@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from faker import Faker
@@ -185,7 +185,7 @@ class Catalogue:
         bom = BomRevision(
             item=item_id,
             revision="A",
-            effective_from=self.scenario.start.replace(year=self.scenario.start.year - 1),
+            effective_from=self.scenario.start - timedelta(days=365),
             plants=plants or tuple(self.plant_ids),
             lines=tuple(lines),
             overlays=overlays,
@@ -218,7 +218,7 @@ class Catalogue:
     def revise(self, item_id: str, rng: random.Random, effective_from: datetime) -> BomRevision:
         """A new revision of a product: one line needs one more of its component."""
         current = self.boms[(item_id, self.revision[item_id])]
-        new_revision = chr(ord(current.revision) + 1) if current.revision < "Z" else "A"
+        new_revision = _next_revision(current.revision)
         changed = rng.randrange(len(current.lines))
         lines = tuple(
             line.model_copy(update={"qty_per": line.qty_per + 1}) if n == changed else line
@@ -293,3 +293,11 @@ class Catalogue:
             hold_timeout=integration.hold_timeout,
             negative_stock=integration.negative_stock,
         )
+
+
+def _next_revision(revision: str) -> str:
+    """A, B, ... Z, AA, AB, ...: revisions never repeat."""
+    head, last = revision[:-1], revision[-1]
+    if last != "Z":
+        return head + chr(ord(last) + 1)
+    return (_next_revision(head) if head else "A") + "A"

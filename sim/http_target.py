@@ -108,6 +108,10 @@ class HttpTarget:
             totals[key] = totals.get(key, Decimal(0)) + Decimal(row["qty"])
         return totals
 
+    def expire(self, at: datetime) -> list[Outcome]:
+        """Nothing: the service expires holds on its own clock, inside its submits."""
+        return []
+
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         """Replay open dead letters (rounds, as `InProcessTarget`); no holds are expired here:
         the service expires them on its own clock, so `expired` is always empty."""

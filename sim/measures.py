@@ -21,18 +21,37 @@ __all__ = ["Measures", "drift"]
 
 MAX_MS = 90 * 86400 * 1000
 PARTS = ("report", "transport", "queue", "hold")
-# Always in `coverage`, so a scenario shows the edge cases it never exercised as 0.
+# Every edge case the twin counts, always in `coverage` (0 when it never happened), so a
+# scenario shows what it never exercised and a misspelt `coverage.x` assertion fails.
 EDGE_CASES = (
     "backflush_shortage",
+    "breakdown",
+    "buffer_full",
+    "byproduct",
     "crash",
     "duplicate_delivered",
     "eco_open_order",
     "late_posting",
+    "loss",
     "lot_substitution",
+    "material_shortage",
+    "missing_lot",
+    "outage",
+    "parked",
     "partial_completion",
+    "period_close",
+    "plant_overlay",
+    "rate_limited",
+    "renumbered_resend",
     "reorder",
+    "retry",
+    "scrap",
     "shift_change_burst",
+    "stale_revision",
     "subcontract_receipt",
+    "subcontract_skipped",
+    "target_unavailable",
+    "timeout",
 )
 PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "p99_9": 99.9}
 
@@ -101,6 +120,8 @@ class Measures:
 
     def cover(self, edge_case: str, times: int = 1) -> None:
         """Count an edge case that happened outside the measures' own sight."""
+        if edge_case not in self.coverage:
+            raise ValueError(f"{edge_case!r} is not in EDGE_CASES")
         self.coverage[edge_case] += times
         if self.trace is not None:
             self.trace.cover(edge_case, times)
@@ -113,20 +134,23 @@ class Measures:
     def sent(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:
         self.messages += 1
         self._interval_counts["arrivals"] += 1
-        first = event.sent_at < 0
-        if first:
+        if event.sent_at < 0:
             event.sent_at = now
         if self.trace is not None:
-            if first:
-                self.trace.truth(event)
             self.trace.message(now, event.id, envelope)
+
+    def reported(self, event: PhysicalEvent) -> None:
+        """A source has recorded `event` (its stock effects are final): into the trace, so a
+        rebuild knows every event, sent or not."""
+        if self.trace is not None:
+            self.trace.truth(event)
 
     def _delivered(self, envelope: Envelope, event: PhysicalEvent) -> None:
         index = event.id - 1
         self._deliveries[index] += 1
         if self._deliveries[index] > 1:
             self.coverage["duplicate_delivered"] += 1
-        if envelope.stream is not None:
+        if envelope.stream is not None and self._deliveries[index] == 1:  # copies are not reorders
             highest = self._stream_max.get(envelope.stream, 0)
             if envelope.source_seq < highest:
                 self.coverage["reorder"] += 1

@@ -36,8 +36,7 @@ class Middleware:
         self.target = target
         self.scenario = world.scenario
         integration = self.scenario.integration
-        self._net = world.streams["network"]
-        self._faults = world.streams["faults"]
+        self._streams = world.streams
         self._service = world.streams["erp:service"]
         self.in_flight = 0
         self._peak = 0  # the deepest the queue got since the last sample
@@ -57,18 +56,26 @@ class Middleware:
             self.server = simpy.Resource(world.env, integration.consumers)
 
     # --- the network ---------------------------------------------------------------------------
-    def _fault(self, rate: float) -> bool:
-        return self.world.faults_on and rate > 0 and self._faults.random() < rate
+    def _fault(self, kind: str, rate: float) -> bool:
+        """Whether fault `kind` strikes now: each kind draws from its own stream, so switching
+        one on or sweeping its rate leaves every other fault's draws where they were."""
+        if not self.world.faults_on or rate <= 0:
+            return False
+        return self._streams[f"fault:{kind}"].random() < rate
 
-    def _delay(self) -> float:
-        return sample_seconds(self._net, self.scenario.faults.network_delay)
+    def _delay(self, plant: str) -> float:
+        """Transit time of one copy, from the plant's own network stream."""
+        return sample_seconds(self._streams[f"network:{plant}"], self.scenario.faults.network_delay)
 
     def send(self, envelope: Envelope, event: PhysicalEvent) -> None:
         faults = self.scenario.faults
-        copies = 2 if self._fault(faults.duplicate_rate) else 1
+        copies = 2 if self._fault("duplicate", faults.duplicate_rate) else 1
         for _ in range(copies):
             self._transmit(Delivery(envelope, event))
-        if envelope.stream is not None and self._fault(faults.renumbered_resend_rate):
+        if envelope.stream is not None and self._fault(
+            "renumbered_resend", faults.renumbered_resend_rate
+        ):
+            self.in_flight += 1  # pending: the heal phase waits for it
             self.world.after(
                 faults.redelivery_after.total_seconds(), lambda: self._renumber(envelope, event)
             )
@@ -76,6 +83,7 @@ class Middleware:
     def _renumber(self, envelope: Envelope, event: PhysicalEvent) -> None:
         """An MES outbox replayed after a restart: same stream position, new id and new key.
         Only the stream sequence can tell the core it has seen this message."""
+        self.in_flight -= 1  # now a delivery like any other
         self.world.measures.cover("renumbered_resend")
         copy = envelope.model_copy(
             update={
@@ -90,13 +98,13 @@ class Middleware:
         """One copy over the network; a lost copy is redelivered (at least once)."""
         self.in_flight += 1
         faults = self.scenario.faults
-        if self._fault(faults.loss_rate):
+        if self._fault("loss", faults.loss_rate):
             self.world.measures.cover("loss")
             self.world.after(
                 faults.redelivery_after.total_seconds(), lambda: self._arrive(delivery)
             )
             return
-        self.world.after(self._delay(), lambda: self._arrive(delivery))
+        self.world.after(self._delay(delivery.event.plant), lambda: self._arrive(delivery))
 
     def _arrive(self, delivery: Delivery) -> None:
         if self.scenario.integration.pattern is Pattern.QUEUE:
@@ -157,7 +165,7 @@ class Middleware:
 
     def _retry(self, delivery: Delivery, attempt: int) -> Delivery:
         """Most MES retries reuse the message id; some send a new one with the same key."""
-        if self._faults.random() >= self.scenario.faults.new_id_retry_share:
+        if self._streams["fault:retry_id"].random() >= self.scenario.faults.new_id_retry_share:
             return delivery
         envelope = delivery.envelope.model_copy(
             update={"message_id": f"{delivery.envelope.message_id}-R{attempt}"}
@@ -167,13 +175,13 @@ class Middleware:
 
     def _request(self, delivery: Delivery, answered: simpy.Event):
         env = self.world.env
-        yield env.timeout(self._delay())
+        yield env.timeout(self._delay(delivery.event.plant))
         asked_at = env.now
         with self.server.request() as slot:
             self._peak = max(self._peak, len(self.server.queue))
             yield slot
             answer = yield from self._endpoint(delivery, env.now - asked_at)
-        yield env.timeout(self._delay())
+        yield env.timeout(self._delay(delivery.event.plant))
         if not answered.triggered:
             answered.succeed(answer)
 
@@ -192,16 +200,19 @@ class Middleware:
             return LIMITED, limited
         yield env.timeout(sample_seconds(self._service, self.scenario.integration.service_time))
         faults = self.scenario.faults
-        if self._fault(faults.crash_before_commit_rate):
+        if self._fault("crash_before_commit", faults.crash_before_commit_rate):
             self.world.measures.cover("crash")
             return CRASHED, None
+        at = self.world.at(env.now)
         try:
-            outcome = self.target.submit(delivery.envelope, self.world.at(env.now))
+            for expired in self.target.expire(at):
+                self.world.measures.resolve(expired, env.now)
+            outcome = self.target.submit(delivery.envelope, at)
         except TargetUnavailable as error:  # a retry is safe: the core deduplicates
             self.world.measures.cover("target_unavailable")
             return DOWN, error.retry_after
         self.world.measures.answered(delivery.envelope, outcome, delivery.event, env.now, queued)
-        if self._fault(faults.crash_after_commit_rate):
+        if self._fault("crash_after_commit", faults.crash_after_commit_rate):
             self.world.measures.cover("crash")
             return CRASHED, None
         return OK, None

@@ -108,6 +108,8 @@ class Finance:
         for boundary in _month_starts(world.scenario.start, world.scenario.horizon.total_seconds()):
             at = (boundary - world.scenario.start).total_seconds() + lag
             yield world.env.timeout(max(0.0, at - world.env.now))
+            if not world.producing:  # the close would fall after the horizon
+                return
             period = _previous_month(boundary)
             for plant in world.catalogue.plant_ids:
                 event = world.new_event("period_close", plant)

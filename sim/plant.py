@@ -281,6 +281,8 @@ class PlantModel:
         mes = world.reporter(self.id, MES)
         while world.producing:
             yield world.env.timeout(rng.expovariate(1 / mtbf))
+            if not world.producing:
+                return
             repair = rng.expovariate(1 / mttr)
             centre.down_until = world.env.now + repair
             down = self._event("machine")
@@ -291,6 +293,8 @@ class PlantModel:
             )
             world.measures.cover("breakdown")
             yield world.env.timeout(repair)
+            if not world.producing:
+                return
             up = self._event("machine")
             mes.report(
                 up,

@@ -5,6 +5,8 @@ made by an older build, can still be reported."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +20,7 @@ from sim.runner import Run
 from sim.scenario import load_scenario
 from sim.streams import Streams
 from sim.summary import summarise
-from sim.targets import InProcessTarget
+from sim.targets import Books, InProcessTarget
 from sim.truth import PhysicalEvent, StockKey
 
 __all__ = ["rebuild"]
@@ -75,6 +77,19 @@ class _Replay:
         self.measures.happened(event)
 
 
+def _books(catalogue: Catalogue, ledger: Path, start) -> Books:
+    """The books of a copy of the ledger: opening a core may resume what a cut-off run left
+    waiting, and the audited ledger must stay as the run left it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / "ledger.db"
+        shutil.copyfile(ledger, copy)
+        target = InProcessTarget(catalogue.core_settings(), str(copy), start)
+        try:
+            return target.books()
+        finally:
+            target.close()
+
+
 def rebuild(run_dir: Path) -> Run:
     """The run's summary and series from scenario.yaml, trace.jsonl.gz and ledger.db. The
     `run` section (wall time, memory) is kept from summary.json when there is one."""
@@ -86,11 +101,7 @@ def rebuild(run_dir: Path) -> Run:
     replay = _Replay(catalogue)
     for record in read_trace(run_dir / "trace.jsonl.gz"):
         replay.apply(record)
-    target = InProcessTarget(catalogue.core_settings(), str(run_dir / "ledger.db"), scenario.start)
-    try:
-        books = target.books()
-    finally:
-        target.close()
+    books = _books(catalogue, run_dir / "ledger.db", scenario.start)
     truth = {key: qty for key, qty in replay.truth.items()}
     summary = summarise(scenario, replay.measures, truth, catalogue.standard_cost, books)
     previous = run_dir / "summary.json"

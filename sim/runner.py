@@ -116,8 +116,8 @@ def _heal(world: World, middleware: Middleware, target: Target) -> None:
         env.run(until=min(heal_end, env.now + 60))
         middleware.resend_parked()
     world.measures.heal_ended(world.unsent, middleware.in_flight)
-    at = world.at(env.now + scenario.integration.hold_timeout.total_seconds() + 1)
-    world.measures.healed(*target.heal(at), env.now)
+    healed_at = env.now + scenario.integration.hold_timeout.total_seconds() + 1
+    world.measures.healed(*target.heal(world.at(healed_at)), healed_at)
     _sample(world, middleware, target)  # the interval that ends with the heal phase
 
 

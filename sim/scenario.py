@@ -105,7 +105,15 @@ class Calendar(Spec):
     """shifts a working day has, the first from 06:00"""
     shift_hours: float = Field(8, gt=0, le=24)
     """length of a shift, in hours"""
-    working_days: tuple[int, ...] = Field((0, 1, 2, 3, 4, 5, 6), description="0 = Monday")
+    working_days: tuple[Annotated[int, Field(ge=0, le=6)], ...] = Field(
+        (0, 1, 2, 3, 4, 5, 6), min_length=1, description="0 = Monday"
+    )
+
+    @model_validator(mode="after")
+    def _fits_a_day(self) -> Calendar:
+        if self.shifts_per_day * self.shift_hours > 24:
+            raise ValueError("shifts_per_day x shift_hours is more than a day")
+        return self
 
 
 class WorkCentreSpec(Spec):

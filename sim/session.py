@@ -19,7 +19,10 @@ from sim.scenario import Scenario, load_scenario
 
 __all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir"]
 
-STALE = ("ledger.db", "ledger.db-wal", "ledger.db-shm", "junit.xml", "summary.json", "report.html")
+STALE = (
+    *("ledger.db", "ledger.db-wal", "ledger.db-shm", "trace.jsonl.gz", "junit.xml"),
+    *("summary.json", "series.json", "histograms.json", "report.md", "report.html"),
+)
 
 
 @dataclass(frozen=True)

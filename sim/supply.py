@@ -17,6 +17,7 @@ __all__ = ["Supply"]
 
 ERP, WMS = SourceSystem.ERP, SourceSystem.WMS
 SUBCONTRACT_BATCH = Decimal(20)
+DAY = 86400.0
 
 
 class Supply:
@@ -51,9 +52,11 @@ class Supply:
                 for item in filter(None, (line.component, line.alternate)):
                     daily[item] += per_product * lot * per_unit
                     largest[item] = max(largest[item], per_unit * demand.lot_size_max)
+        cycle = world.scenario.edge_cases.subcontract_interval.total_seconds()
+        shipments_a_day = Decimal(str(DAY / (cycle / 2)))  # a batch ships every half cycle
         for subassembly in catalogue.subassemblies.get(self.id, ()):
             for line in catalogue.plant_bom(subassembly, "A", self.id):
-                daily[line.component] += 2 * SUBCONTRACT_BATCH * line.qty_per
+                daily[line.component] += shipments_a_day * SUBCONTRACT_BATCH * line.qty_per
                 largest[line.component] = max(
                     largest[line.component], SUBCONTRACT_BATCH * line.qty_per
                 )
@@ -105,7 +108,8 @@ class Supply:
         world.reporter(self.id, WMS).report(event, message, f"GRN-{self.id}-{self._receipts}")
 
     def _subcontracting(self):
-        """Ship components for a batch, get the assemblies back half a cycle later."""
+        """Every half cycle, ship components for a batch of each assembly; each batch comes
+        back half a cycle after it left."""
         world = self.world
         interval = world.scenario.edge_cases.subcontract_interval.total_seconds()
         batch, cycle = SUBCONTRACT_BATCH, 0

@@ -77,6 +77,10 @@ class Target(Protocol):
         """Apply one message as the core would, at virtual time `at`; `TargetUnavailable`
         when no answer came (the twin retries, as a middleware would)."""
 
+    def expire(self, at: datetime) -> list[Outcome]:
+        """Dead-letter the holds due by `at` and say so (the core would otherwise do it
+        silently inside the next submit)."""
+
     def stock(self) -> dict[StockKey, Decimal]:
         """Quantity on hand per (plant, item, location), lots summed."""
 
@@ -98,6 +102,10 @@ class InProcessTarget:
     def submit(self, envelope: Envelope, at: datetime) -> Outcome:
         self.clock.set(at)
         return self.core.submit(envelope)
+
+    def expire(self, at: datetime) -> list[Outcome]:
+        self.clock.set(at)
+        return self.core.expire_holds()
 
     def stock(self) -> dict[StockKey, Decimal]:
         totals: dict[StockKey, Decimal] = {}
@@ -151,6 +159,9 @@ class NullTarget:
             return Outcome(Status.DUPLICATE, envelope.message_id, envelope.message.type)
         self._seen.update(keys)
         return Outcome(Status.POSTED, envelope.message_id, envelope.message.type, committed_at=at)
+
+    def expire(self, at: datetime) -> list[Outcome]:
+        return []
 
     def stock(self) -> dict[StockKey, Decimal]:
         return {}

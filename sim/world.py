@@ -98,6 +98,7 @@ class Reporter:
         message_id = f"{self.source.value}-{self.plant}-{self._count:08d}"
         pending = _Pending(event, message, message_id, key, stream)
         self.world.unsent += 1
+        self.world.measures.reported(event)
         mes = self.world.scenario.mes
         if (
             batchable

@@ -299,9 +299,7 @@ def test_a_store_failure_in_a_batch_rolls_it_all_back_and_the_books_follow(tmp_p
     assert core.reconcile().ok
 
 
-def test_any_failure_escaping_a_batch_rolls_it_all_back_and_the_books_follow(
-    tmp_path, monkeypatch
-):
+def test_any_failure_escaping_a_batch_rolls_it_all_back_and_the_books_follow(tmp_path, monkeypatch):
     """Not only a store failure: whatever escapes the batch (here a bug in a rule, on the
     batch's last message) rolls the store back, and the books must not keep what the
     messages before it did."""
