@@ -194,7 +194,7 @@ def _traffic(_h, scenario: Scenario, series, time: _Time) -> Figure:
         top.stairs([row["throughput"] for row in series], time.edges, linestyle="--",
                    label="throughput (answers and resolutions)")  # fmt: skip
         bottom.plot(xs, [row["queue_depth"] for row in series], marker="o", markersize=3,
-                    color="tab:purple", label="queue depth at the sample")  # fmt: skip
+                    color="tab:purple", label="peak queue depth in the interval")  # fmt: skip
     else:
         _empty(top, "no samples")
     for ax in (top, bottom):
