@@ -116,6 +116,36 @@ def report(run_dir: str) -> None:
 
 
 @twin.command()
+@click.argument("scenario_path", metavar="SCENARIO", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=A,B,C", help="Values to sweep.")
+@click.option("--replications", type=click.IntRange(min=1), help="Per variant (default 5).")
+@click.option("--seed", type=int, help="Base seed: replication r uses seed + r.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--scheduler", metavar="tcp://HOST:PORT", help="Run on this Dask cluster.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Sweep directory.")
+@click.option("--keep-runs", is_flag=True, help="Keep every replication's run directory.")
+@click.option("--metric", "metrics", multiple=True, help="Summary key to compare (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def sweep(
+    scenario_path, sets, replications, seed, workers, scheduler, out_dir, keep_runs, metrics, quiet
+) -> None:
+    """What-if grid over SCENARIO with common random numbers and 95 % confidence intervals."""
+    from sim.sweep_session import sweep_scenario
+
+    try:
+        outcome = sweep_scenario(
+            scenario_path, sets, replications, metrics, seed=seed, workers=workers,
+            scheduler=scheduler, out_dir=out_dir, keep_runs=keep_runs, progress=not quiet,
+        )  # fmt: skip
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
+    click.echo(outcome.headline())
+    click.echo(f"report: {outcome.out / 'sweep.md'}")
+    for line in outcome.failure_lines():
+        click.echo(f"FAILED {line}", err=True)
+
+
+@twin.command()
 @click.option("--out", "out_path", default="scenarios/schema.json", show_default=True)
 @click.option(
     "--readme",

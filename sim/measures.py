@@ -86,8 +86,9 @@ def drift(
 class Measures:
     """Fed by the middleware and the sources; summarised once at the end."""
 
-    def __init__(self, trace=None) -> None:
+    def __init__(self, trace=None, warmup_s: float = 0.0) -> None:
         self.trace = trace
+        self.warmup_s = warmup_s  # latency counts only events that occurred from then on
         self.truth_events = 0
         self.messages = 0
         self.coverage: Counter[str] = Counter(dict.fromkeys(EDGE_CASES, 0))
@@ -234,6 +235,8 @@ class Measures:
         hold = max(0.0, now - parked_at) if parked_at is not None else 0.0
         parts = {"report": report, "queue": queued, "hold": hold}
         parts["transport"] = max(0.0, total - report - queued - hold)
+        if event.occurred_at < self.warmup_s:
+            return  # warm-up deletion: applied and counted, but not in the latency statistics
         self._histograms(event.workflow, total, parts)
 
     def _histograms(self, workflow: str, total: float, parts: dict[str, float]) -> None:

@@ -39,9 +39,9 @@ def _outcome(record: dict[str, Any]) -> Outcome:
 
 
 class _Replay:
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, warmup_s: float = 0.0) -> None:
         self.catalogue = catalogue
-        self.measures = Measures()
+        self.measures = Measures(warmup_s=warmup_s)
         self.events: dict[int, PhysicalEvent] = {}
         self.truth: dict[StockKey, Decimal] = defaultdict(Decimal)
 
@@ -98,7 +98,7 @@ def rebuild(run_dir: Path) -> Run:
             raise ConfigurationError(f"{run_dir} has no {name}: not a run directory")
     scenario = load_scenario(run_dir / "scenario.yaml")
     catalogue = Catalogue.generate(scenario, Streams(scenario.seed))
-    replay = _Replay(catalogue)
+    replay = _Replay(catalogue, scenario.measures.warmup.total_seconds())
     for record in read_trace(run_dir / "trace.jsonl.gz"):
         replay.apply(record)
     books = _books(catalogue, run_dir / "ledger.db", scenario.start)

@@ -60,7 +60,7 @@ def simulate(
         target = InProcessTarget(
             catalogue.core_settings(), _store_url(scenario, out), scenario.start
         )
-    measures = Measures(trace)
+    measures = Measures(trace, scenario.measures.warmup.total_seconds())
     env = simpy.Environment()
     world = World(
         env,

@@ -35,6 +35,8 @@ __all__ = [
     "Distribution",
     "Pattern",
     "Reporting",
+    "Sweep",
+    "DEFAULT_METRICS",
     "load_scenario",
     "scenario_schema",
     "parse_duration",
@@ -301,6 +303,40 @@ class Measures(Spec):
     heal: Duration = Field(
         timedelta(hours=2), description="the heal phase: faults off, replay, drain"
     )
+    warmup: Duration = Field(
+        timedelta(0),
+        description="warm-up deletion: latency statistics count only events that occurred at "
+        "or after it (duplicates and drift stay whole-run)",
+    )
+
+
+DEFAULT_METRICS = (
+    "latency_ms.confirmation.p99",
+    "duplicates.posted",
+    "drift.max_value",
+    "drift.final_value",
+    "dead_letters.total",
+    "throughput.messages_per_h",
+)
+
+
+class Sweep(Spec):
+    """A what-if grid for `twin sweep`: the product of the value lists, each variant run
+    `replications` times with common random numbers (replication r uses seed + r)."""
+
+    parameters: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
+        {}, description="scenario key -> values to try, e.g. faults.loss_rate"
+    )
+    replications: int = Field(5, ge=1)
+    """replications per variant"""
+    metrics: tuple[str, ...] = Field(
+        DEFAULT_METRICS,
+        min_length=1,
+        description="summary keys (or throughput.messages_per_h) to compare",
+    )
+    warmup: Duration = Field(
+        timedelta(0), description="if set, overrides measures.warmup in every variant"
+    )
 
 
 class Scenario(Spec):
@@ -326,6 +362,7 @@ class Scenario(Spec):
     integration: Integration = Integration()
     store: Store = Store()
     measures: Measures = Measures()
+    sweep: Sweep = Sweep()
     assertions: tuple[str, ...] = Field((), alias="assert")
     """checks over summary keys, e.g. `duplicates.posted == 0`"""
 
