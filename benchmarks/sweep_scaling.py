@@ -5,7 +5,8 @@ The same 8-replication sweep (scenarios/baseline.yaml at a 1-day horizon: one va
 Dask cluster of 2 single-threaded workers started here on loopback (overhead against the local
 2-worker pool). Each time covers starting the executor and running every replication; the
 forkserver that local pools fork from is started beforehand, as the Dask workers are, and the
-report (identical for all three) is not timed. The Dask workers run with `QUIET_WORKERS`. The per-replication summaries are compared.
+report (identical for all three) is not timed. The Dask workers run with `QUIET_WORKERS`.
+The per-replication summaries are compared.
 
     .venv/bin/python benchmarks/sweep_scaling.py [--replications 8] [--repeat 3]
 """

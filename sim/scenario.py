@@ -1,37 +1,44 @@
-"""The scenario file: one YAML document, validated by these pydantic models.
-
-Durations are written `250ms`, `30s`, `15m`, `8h`, `2d` (or a number of seconds); rates are
-probabilities per opportunity unless the name says otherwise. `twin schema` writes the JSON Schema.
-"""
+"""The scenario file: one YAML document of the sections in `sim.sections`, validated, with
+`--set key=value` overrides; `twin schema` writes its JSON Schema."""
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta
-from decimal import Decimal
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import AwareDatetime, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import GenerateJsonSchema
 
-from integration import ConfigurationError, NegativeStockPolicy
+from integration import ConfigurationError
+from sim.sections import (
+    DEFAULT_METRICS,
+    Calendar,
+    Demand,
+    Distribution,
+    Duration,
+    EdgeCases,
+    Faults,
+    Integration,
+    Measures,
+    Mes,
+    Pattern,
+    PlantSpec,
+    Products,
+    Reporting,
+    Spec,
+    Store,
+    Sweep,
+    format_duration,
+    parse_duration,
+)
 
 __all__ = [
     "Scenario",
+    "Calendar",
+    "PlantSpec",
     "Distribution",
     "Pattern",
     "Reporting",
@@ -42,301 +49,6 @@ __all__ = [
     "parse_duration",
     "format_duration",
 ]
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`90s`, `15m`, `1.5h`, `2d`, a number of seconds, or a timedelta."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
-            raise ValueError(f"{value!r} is negative; durations are zero or more")
-        return timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if match is None:
-        raise ValueError(f"{value!r} is not a duration like 250ms, 30s, 15m, 8h or 2d")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = value.total_seconds()
-    for unit in ("w", "d", "h", "m", "s"):
-        if seconds >= _UNITS[unit] and (seconds / _UNITS[unit]).is_integer():
-            return f"{int(seconds / _UNITS[unit])}{unit}"
-    millis = Decimal(value // timedelta(microseconds=1)) / 1000
-    return f"{millis.normalize():f}ms"
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": ["string", "number"], "pattern": _DURATION.pattern}),
-]
-Rate = Annotated[float, Field(ge=0, le=1)]
-
-
-class Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
-
-
-class Distribution(Spec):
-    """A random duration: `exponential` (mean), `lognormal` (mean, sd), `uniform` (low, high)
-    or `constant` (mean)."""
-
-    kind: Literal["exponential", "lognormal", "uniform", "constant"] = "exponential"
-    mean: Duration = timedelta(0)
-    sd: Duration = timedelta(0)
-    low: Duration = timedelta(0)
-    high: Duration = timedelta(0)
-
-    @model_validator(mode="after")
-    def _complete(self) -> Distribution:
-        if self.kind == "uniform" and self.high < self.low:
-            raise ValueError("uniform needs low <= high")
-        if self.kind == "lognormal" and self.mean <= timedelta(0) < self.sd:
-            raise ValueError("lognormal needs a positive mean")
-        return self
-
-
-class Calendar(Spec):
-    shifts_per_day: int = Field(3, ge=1, le=4)
-    """shifts a working day has, the first from 06:00"""
-    shift_hours: float = Field(8, gt=0, le=24)
-    """length of a shift, in hours"""
-    working_days: tuple[Annotated[int, Field(ge=0, le=6)], ...] = Field(
-        (0, 1, 2, 3, 4, 5, 6), min_length=1, description="0 = Monday"
-    )
-
-    @model_validator(mode="after")
-    def _fits_a_day(self) -> Calendar:
-        if self.shifts_per_day * self.shift_hours > 24:
-            raise ValueError("shifts_per_day x shift_hours is more than a day")
-        return self
-
-
-class WorkCentreSpec(Spec):
-    id: str = Field(pattern=r"^[A-Z0-9_-]{1,24}$")
-    """work centre id"""
-    capacity: int = Field(1, ge=1)
-    """operations it runs at once"""
-    mtbf: Duration | None = Field(None, description="mean time between failures; none = never")
-    mttr: Duration = timedelta(hours=1)
-    """mean time to repair"""
-
-
-class PlantSpec(Spec):
-    id: str = Field(pattern=r"^[A-Z0-9_-]{1,16}$")
-    """plant id"""
-    currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
-    """ISO 4217 currency of its books"""
-    timezone: str = "UTC"
-    """IANA time zone"""
-    work_centres: tuple[WorkCentreSpec, ...] = Field(min_length=1)
-    clock_skew: Duration = Field(
-        timedelta(0), description="how far this plant's MES clock is ahead"
-    )
-
-
-class Products(Spec):
-    count: int = Field(4, ge=1, le=200)
-    """finished products in the catalogue"""
-    components: int = Field(5, ge=1, le=12, description="BOM lines per product")
-    operations: int = Field(3, ge=1, le=6)
-    """routing operations per product (each a backflush point)"""
-    alternates_share: Rate = Field(
-        0.3, description="share of products with a lot-controlled line that has an alternate"
-    )
-    overlay_share: Rate = Field(0.5, description="share of products with a plant overlay")
-    subcontracted: int = Field(
-        1, ge=0, description="subassemblies made by a subcontractor, per plant"
-    )
-    run_time_per_unit: Duration = timedelta(minutes=2)
-    """machine time per unit per operation"""
-    setup_time: Duration = timedelta(minutes=15)
-    """set-up before each operation"""
-
-
-class Demand(Spec):
-    orders_per_day: float = Field(24, gt=0, description="work orders released per plant per day")
-    lot_size_min: int = Field(10, ge=1)
-    """smallest work order quantity"""
-    lot_size_max: int = Field(50, ge=1)
-    """largest work order quantity"""
-    close_delay: Duration = Field(
-        timedelta(hours=24), description="ERP closes orders this long after the last receipt"
-    )
-
-
-class Reporting(StrEnum):
-    IMMEDIATE = "immediate"
-    BATCHED = "batched"
-
-
-class Mes(Spec):
-    reporting: Reporting = Reporting.IMMEDIATE
-    """immediate: as it happens; batched: a share held back until the shift change"""
-    batched_share: Rate = Field(
-        0.7, description="share of confirmations held back until the shift change when batched"
-    )
-    report_delay: Distribution = Distribution(kind="exponential", mean=timedelta(seconds=20))
-    """from event to message for MES and ERP reports"""
-    burst_spread: Duration = Field(
-        timedelta(minutes=10), description="the shift-change burst is reported over this window"
-    )
-
-
-class EdgeCases(Spec):
-    partial_completion_rate: Rate = Field(
-        0.3, description="an operation is confirmed in several parts"
-    )
-    max_parts: int = Field(3, ge=2)
-    """most confirmations one operation is split into"""
-    scrap_rate: Rate = Field(0.1, description="a confirmation reports scrap")
-    byproduct_rate: Rate = 0.05
-    """a confirmation also reports swarf (a by-product)"""
-    ecos_per_week: float = Field(1, ge=0)
-    """engineering changes released, network-wide"""
-    eco_adoption_lag: Duration = Field(
-        timedelta(hours=4), description="MES keeps reporting the old revision this long"
-    )
-    supplier_miss_rate: Rate = Field(
-        0.0, description="a part's top-up does not come this cycle (the floor substitutes or waits)"
-    )
-    receipt_posting_delay: Distribution = Field(
-        Distribution(kind="exponential", mean=timedelta(seconds=20)),
-        description="the WMS posts a receipt this long after the parts arrived; the floor may "
-        "backflush them first (a book shortage)",
-    )
-    missing_lot_rate: Rate = Field(
-        0.01, description="a backflush of a lot-controlled part names no lot"
-    )
-    supplier_interval: Duration = Field(
-        timedelta(hours=12), description="replenishment cycle per plant"
-    )
-    cover_days: float = Field(
-        3, gt=0, description="stock a replenishment aims to hold, in days of demand"
-    )
-    subcontract_interval: Duration = timedelta(days=1)
-    """subcontracting cycle per plant"""
-    period_close: bool = True
-    """FINANCE closes each month that ends within the horizon"""
-    close_lag: Duration = Field(
-        timedelta(hours=2), description="FINANCE closes the month this long after midnight"
-    )
-
-
-class Outage(Spec):
-    at: Duration
-    """when the ERP goes down, from the start"""
-    duration: Duration
-    """how long it stays down"""
-
-
-class Faults(Spec):
-    network_delay: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=50))
-    """transit time of each copy; its spread reorders messages"""
-    duplicate_rate: Rate = 0.0
-    """the network delivers a second copy"""
-    loss_rate: Rate = 0.0
-    """a copy is lost and redelivered after `redelivery_after`"""
-    redelivery_after: Duration = timedelta(seconds=30)
-    """when a lost or unacknowledged message comes again"""
-    crash_before_commit_rate: Rate = 0.0
-    """a consumer dies before the core commits (redelivered)"""
-    crash_after_commit_rate: Rate = 0.0
-    """a consumer dies after the commit, before the ack (redelivered: a duplicate)"""
-    renumbered_resend_rate: Rate = Field(
-        0.0, description="the MES outbox resends a work-order message under a new id and key"
-    )
-    new_id_retry_share: Rate = Field(
-        0.5, description="MES retries sending a new message id, same idempotency key"
-    )
-    outages: tuple[Outage, ...] = ()
-    """windows in which the ERP answers 503"""
-
-
-class Pattern(StrEnum):
-    QUEUE = "queue"
-    SYNC = "sync"
-
-
-class Integration(Spec):
-    pattern: Pattern = Pattern.QUEUE
-    """queue: a broker with consumers; sync: the MES calls the ERP and waits"""
-    consumers: int = Field(4, ge=1)
-    """queue consumers, or ERP server slots for sync"""
-    service_time: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=20))
-    """ERP time per call"""
-    buffer: int = Field(
-        100_000, ge=1, description="queue capacity; a full queue refuses and the sender retries"
-    )
-    rate_limit: float | None = Field(
-        None, gt=0, description="ERP calls per second; above it 429 with retry-after"
-    )
-    timeout: Duration = Field(
-        timedelta(seconds=2), description="sync: how long the MES waits for an answer"
-    )
-    max_attempts: int = Field(5, ge=1)
-    """sync: calls before the MES parks a message until the heal phase"""
-    backoff: Duration = timedelta(seconds=5)
-    """wait before a retry without retry-after"""
-    hold_timeout: Duration = timedelta(hours=1)
-    """the core dead-letters a message held longer (sequence gap, dependency)"""
-    idempotency: bool = Field(True, description="false only for negative-control experiments")
-    sequencing: bool = Field(True, description="false only for negative-control experiments")
-    negative_stock: NegativeStockPolicy = NegativeStockPolicy.ALLOW
-    """allow: post with a stock exception; block: dead-letter as BACKFLUSH_SHORTAGE"""
-
-
-class Store(Spec):
-    url: str = Field(
-        "run", description="'run' = a SQLite ledger in the run directory; or any store URL"
-    )
-
-
-class Measures(Spec):
-    sample_interval: Duration = Field(timedelta(hours=1), description="drift and series sampling")
-    heal: Duration = Field(
-        timedelta(hours=2), description="the heal phase: faults off, replay, drain"
-    )
-    warmup: Duration = Field(
-        timedelta(0),
-        description="warm-up deletion: latency statistics count only events that occurred at "
-        "or after it (duplicates and drift stay whole-run)",
-    )
-
-
-DEFAULT_METRICS = (
-    "latency_ms.confirmation.p99",
-    "duplicates.posted",
-    "drift.max_value",
-    "drift.final_value",
-    "dead_letters.total",
-    "throughput.messages_per_h",
-)
-
-
-class Sweep(Spec):
-    """A what-if grid for `twin sweep`: the product of the value lists, each variant run
-    `replications` times with common random numbers (replication r uses seed + r)."""
-
-    parameters: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
-        {}, description="scenario key -> values to try, e.g. faults.loss_rate"
-    )
-    replications: int = Field(5, ge=1)
-    """replications per variant"""
-    metrics: tuple[str, ...] = Field(
-        DEFAULT_METRICS,
-        min_length=1,
-        description="summary keys (or throughput.messages_per_h) to compare",
-    )
-    warmup: Duration = Field(
-        timedelta(0), description="if set, overrides measures.warmup in every variant"
-    )
 
 
 class Scenario(Spec):

@@ -25,8 +25,8 @@ from integration.service import ApiKey, ApiKeys, create_app
 from sim import HttpTarget, InProcessTarget, load_scenario, simulate
 from sim.catalogue import Catalogue
 from sim.http_target import outcome_from
-from sim.targets import TargetRefused, TargetUnavailable
 from sim.streams import Streams
+from sim.targets import TargetRefused, TargetUnavailable
 from tests.builders import Envelopes, master_data
 from tests.integration import served as served_module
 from tests.integration.served import KEYS, OPS_KEY, Served

@@ -238,7 +238,8 @@ def test_events_of_a_closed_month_post_late_into_the_next(tmp_path, small_docume
             "SELECT COUNT(DISTINCT inbox_id) FROM journal_entry WHERE late = 1"
         ).fetchone()[0]
         into_closed = db.execute(
-            "SELECT COUNT(*) FROM journal_entry WHERE period = '2026-11' AND posted_at >= '2026-12-01T02:00'"
+            "SELECT COUNT(*) FROM journal_entry"
+            " WHERE period = '2026-11' AND posted_at >= '2026-12-01T02:00'"
         ).fetchone()[0]
     assert late == [("2026-12", "2026-11")]
     assert late_messages == summary["late_postings"]

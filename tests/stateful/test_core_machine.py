@@ -118,7 +118,8 @@ class CoreMachine(RuleBasedStateMachine):
         return (
             self._db()
             .execute(
-                "SELECT 1 FROM inbox WHERE message_type = ? AND work_order = ? AND status = 'POSTED'",
+                "SELECT 1 FROM inbox"
+                " WHERE message_type = ? AND work_order = ? AND status = 'POSTED'",
                 (message_type, work_order),
             )
             .fetchone()
