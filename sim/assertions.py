@@ -22,7 +22,7 @@ from typing import Any
 from integration import ConfigurationError
 from sim.scenario import parse_duration
 
-__all__ = ["AssertionResult", "check_syntax", "evaluate", "write_junit"]
+__all__ = ["AssertionResult", "check_syntax", "evaluate", "failure_lines", "write_junit"]
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<=": operator.le,
@@ -172,3 +172,9 @@ def write_junit(path: str | Path, suite_name: str, results: Iterable[AssertionRe
             failure.text = f"{result.expr}: {message}"
     ET.indent(root)
     ET.ElementTree(root).write(Path(path), encoding="utf-8", xml_declaration=True)
+
+
+def failure_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The lines that did not hold, with the value seen: `expr (value v)`, from a summary's
+    `assertions`."""
+    return [f"{r['expr']} (value {r['value']})" for r in results if not r["passed"]]

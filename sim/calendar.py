@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sim.scenario import Calendar
 
-__all__ = ["ShiftCalendar"]
+__all__ = ["ShiftCalendar", "DAY"]
 
 DAY = 86400.0
 FIRST_SHIFT_HOUR = 6  # the first shift of a day starts at 06:00 (scenario time zone: UTC)

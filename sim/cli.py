@@ -174,7 +174,7 @@ def schema(out_path: str, readme: str | None) -> None:
 
 
 def main() -> None:
-    sys.exit(twin(standalone_mode=True))
+    twin()  # click exits with the command's status
 
 
 if __name__ == "__main__":

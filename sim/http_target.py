@@ -28,7 +28,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
-from sim.targets import Books, StockKey, TargetRefused, TargetUnavailable
+from sim.targets import Books, TargetRefused, TargetUnavailable, finding_text, replay_rounds
+from sim.truth import StockKey
 
 if TYPE_CHECKING:
     import httpx
@@ -117,14 +118,12 @@ class HttpTarget:
         the service expires them on its own clock, so `expired` is always empty."""
         if self.operate_key is None:
             raise TargetRefused("heal replays dead letters: pass an operate_key")
-        replayed: list[Outcome] = []
-        for _ in range(3):  # a replay can free what another dead letter waits on
+
+        def replay() -> list[Outcome]:
             answer = self._call("POST", "/v1/dead-letters/replay", self.operate_key)
-            outcomes = [outcome_from(o) for o in answer["outcomes"]]
-            replayed += outcomes
-            if not any(outcome.applied for outcome in outcomes):
-                break
-        return [], replayed
+            return [outcome_from(o) for o in answer["outcomes"]]
+
+        return [], replay_rounds(replay)
 
     def books(self) -> Books:
         """Reconciliation, open dead letters and stock. The service does not expose its count
@@ -140,8 +139,7 @@ class HttpTarget:
             reconciled=bool(result["ok"]),
             entries=int(result["entries_checked"]),
             findings=[
-                f"{f['check']} {f['subject']}: expected {f['expected']}, actual {f['actual']}"
-                for f in findings
+                finding_text(f["check"], f["subject"], f["expected"], f["actual"]) for f in findings
             ],
             dead_letters_total=len(every),
             dead_letters_replayed=sum(letter["status"] == "replayed" for letter in every),

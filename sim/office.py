@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from integration import BomReleased, EcoReleased, ItemCreated, PeriodClosed, SourceSystem
+from sim.calendar import DAY
 from sim.world import World
 
 __all__ = ["Engineering", "Finance"]
 
 HQ = "HQ"  # PLM and finance report for the whole network
-WEEK = 7 * 86400.0
+WEEK = 7 * DAY
 
 
 class Engineering:

@@ -32,7 +32,6 @@ class Trace:
     physical event id meets a message id. Times are virtual seconds, exact."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self._file = gzip.open(path, "wt", encoding="utf-8", compresslevel=3)  # noqa: SIM115
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from integration import (
     WorkOrderClosed,
     WorkOrderReleased,
 )
+from sim.calendar import DAY
 from sim.catalogue import BYPRODUCT, FINISHED, STORES, TwinLine
 from sim.scenario import PlantSpec
 from sim.supply import Supply
@@ -25,7 +26,6 @@ from sim.world import World
 
 __all__ = ["PlantModel"]
 
-DAY = 86400.0
 MATERIAL_RECHECK = 1800.0
 ERP, MES = SourceSystem.ERP, SourceSystem.MES
 

@@ -122,7 +122,9 @@ class TwinResult:
     @property
     def failures(self) -> list[str]:
         """The `assert:` lines that did not hold, with the value seen (for assertion messages)."""
-        return [f"{r.expr} (value {r.value})" for r in self.assertions if not r.passed]
+        from sim.assertions import failure_lines
+
+        return failure_lines(self.summary["assertions"])
 
     def latency(self, workflow: str) -> Latency:
         """Latency figures (ms) of `workflow`; KeyError naming the workflows that were seen."""

@@ -15,7 +15,7 @@ END = "<!-- scenario-reference: end -->"
 LEAF_MODELS = {"Distribution"}  # written inline ({kind: lognormal, mean: 30s, sd: 60s})
 
 
-def _model(prop: dict[str, Any], defs: dict[str, Any]) -> tuple[str | None, bool]:
+def _model(prop: dict[str, Any]) -> tuple[str | None, bool]:
     """The model a property holds (by $ref), and whether it is a list of them."""
     if "$ref" in prop:
         return prop["$ref"].rsplit("/", 1)[1], False
@@ -26,7 +26,7 @@ def _model(prop: dict[str, Any], defs: dict[str, Any]) -> tuple[str | None, bool
 
 
 def _type(prop: dict[str, Any], defs: dict[str, Any]) -> str:
-    name, many = _model(prop, defs)
+    name, many = _model(prop)
     if name is not None:
         definition = defs[name]
         kind = " / ".join(definition["enum"]) if "enum" in definition else name.lower()
@@ -55,7 +55,7 @@ def _rows(properties: dict[str, Any], defs: dict[str, Any], prefix: str) -> list
     rows = []
     for name, prop in properties.items():
         path = f"{prefix}{name}"
-        model, many = _model(prop, defs)
+        model, many = _model(prop)
         definition = defs.get(model or "", {})
         if "properties" in definition and model not in LEAF_MODELS:
             rows += _rows(definition["properties"], defs, f"{path}{'[]' if many else ''}.")

@@ -85,10 +85,11 @@ def simulate(
         )
     finally:
         target.close()
+    wall = max(time.perf_counter() - started, 1e-9)
     summary["run"] = {
-        "wall_s": round(time.perf_counter() - started, 3),
-        "events_per_s": round(measures.truth_events / max(time.perf_counter() - started, 1e-9), 1),
-        "messages_per_s": round(measures.messages / max(time.perf_counter() - started, 1e-9), 1),
+        "wall_s": round(wall, 3),
+        "events_per_s": round(measures.truth_events / wall, 1),
+        "messages_per_s": round(measures.messages / wall, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     return Run(summary, measures.series, measures)

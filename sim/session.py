@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sim.assertions import AssertionResult, write_junit
+from sim.assertions import AssertionResult, failure_lines, write_junit
 from sim.output import Trace, write_run, write_scenario
 from sim.runner import simulate
 from sim.scenario import Scenario, load_scenario
@@ -31,11 +31,7 @@ class RunOutcome:
     summary: dict[str, Any]
 
     def failed_assertions(self) -> list[str]:
-        return [
-            f"{result['expr']} (value {result['value']})"
-            for result in self.summary["assertions"]
-            if not result["passed"]
-        ]
+        return failure_lines(self.summary["assertions"])
 
     def headline(self) -> str:
         s = self.summary

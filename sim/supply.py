@@ -9,6 +9,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from integration import GoodsReceived, SourceSystem, SubcontractReceived, SubcontractShipped
+from sim.calendar import DAY
 from sim.catalogue import STORES, SUBCONTRACTOR, TwinLine
 from sim.truth import PhysicalEvent, quantity
 from sim.world import World
@@ -17,7 +18,6 @@ __all__ = ["Supply"]
 
 ERP, WMS = SourceSystem.ERP, SourceSystem.WMS
 SUBCONTRACT_BATCH = Decimal(20)
-DAY = 86400.0
 
 
 class Supply:

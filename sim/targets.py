@@ -7,6 +7,7 @@ over `httpx.ASGITransport` in process) implements the same port.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +24,7 @@ from integration import (
     Status,
     open_store,
 )
+from sim.truth import StockKey
 
 __all__ = [
     "Target",
@@ -33,8 +35,6 @@ __all__ = [
     "TargetUnavailable",
     "TargetRefused",
 ]
-
-StockKey = tuple[str, str, str]
 
 
 class TargetError(RuntimeError):
@@ -55,6 +55,23 @@ class TargetUnavailable(TargetError):
 class TargetRefused(TargetError):
     """A 4xx without an outcome (unknown key, key without rights, body too large): the adapter
     is misconfigured and a retry will not help."""
+
+
+def replay_rounds(replay: Callable[[], list[Outcome]], rounds: int = 3) -> list[Outcome]:
+    """Replay open dead letters until a round posts nothing: a replay can free what another
+    dead letter waits on."""
+    replayed: list[Outcome] = []
+    for _ in range(rounds):
+        outcomes = replay()
+        replayed += outcomes
+        if not any(outcome.applied for outcome in outcomes):
+            break
+    return replayed
+
+
+def finding_text(check: str, subject: str, expected, actual) -> str:
+    """One reconciliation finding as `Books.findings` lists it."""
+    return f"{check} {subject}: expected {expected}, actual {actual}"
 
 
 @dataclass(frozen=True)
@@ -116,13 +133,7 @@ class InProcessTarget:
 
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         self.clock.set(at)
-        expired, replayed = self.core.expire_holds(), []
-        for _ in range(3):  # a replay can free what another dead letter waits on
-            outcomes = self.core.replay()
-            replayed += outcomes
-            if not any(outcome.applied for outcome in outcomes):
-                break
-        return expired, replayed
+        return self.core.expire_holds(), replay_rounds(self.core.replay)
 
     def books(self) -> Books:
         reconciliation = self.core.reconcile()
@@ -134,7 +145,7 @@ class InProcessTarget:
             reconciled=reconciliation.ok,
             entries=reconciliation.entries_checked,
             findings=[
-                f"{f.check.value} {f.subject}: expected {f.expected}, actual {f.actual}"
+                finding_text(f.check.value, f.subject, f.expected, f.actual)
                 for f in reconciliation.findings
             ],
             negative_stock_events=self.core.store.stock_exception_count(),
