@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres,service]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres,service,load]'
 	touch $(STAMP)
 
 demo: $(STAMP)

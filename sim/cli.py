@@ -146,6 +146,91 @@ def sweep(
 
 
 @twin.command()
+@click.argument("scenario_path", metavar="SCENARIO", type=click.Path(exists=True, dir_okay=False))
+@click.option("--target", required=True, metavar="URL", help="The running service's base URL.")
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Virtual seconds per wall-clock second.",
+)
+@click.option("--max-in-flight", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The keys file `twin serve` uses; else MFG_TWIN_API_KEYS.",
+)
+@click.option(
+    "--late-ms",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="A send starting later than this after its time is late.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Request timeout in seconds (default: the scenario's integration.timeout).",
+)
+@click.option("--seed", type=int, help="Root seed (overrides the scenario's).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 1 on a failed assertion or a driver that fell behind; write junit.xml.",
+)
+def load(
+    scenario_path, target, speed, max_in_flight, keys_path, late_ms, timeout_s, seed, out_dir,
+    overrides, check,
+) -> None:  # fmt: skip
+    """Load-test a running service at TARGET with SCENARIO's traffic, in real time / SPEED."""
+    from sim.load import LoadOptions, load_run
+    from sim.load.keys import read_client_keys
+
+    if seed is not None:
+        overrides = (*overrides, f"seed={seed}")
+    try:
+        keys, operate_key = read_client_keys(keys_path)
+        options = LoadOptions(
+            target, keys, operate_key, speed, max_in_flight, late_ms / 1000, timeout_s
+        )
+        announce = lambda line: click.echo(line, err=True)  # noqa: E731
+        outcome = load_run(scenario_path, options, overrides, out_dir, check, announce)
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
+    click.echo(outcome.headline())
+    click.echo(f"report: {outcome.out / 'report.md'}")
+    failed = outcome.failed_assertions()
+    if outcome.summary["load"]["fell_behind"]:
+        failed.append("the driver fell behind its schedule: latency figures are not the target's")
+    for line in failed:
+        click.echo(f"{'FAILED' if check else 'WARNING'} {line}", err=True)
+    if check and failed:
+        sys.exit(1)
+
+
+@twin.command()
+@click.argument("scenario_path", metavar="SCENARIO", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field.")
+def settings(scenario_path, overrides) -> None:
+    """Print the core settings SCENARIO's plants need, for `twin serve --settings`."""
+    from sim.catalogue import Catalogue
+    from sim.scenario import load_scenario
+    from sim.streams import Streams
+
+    try:
+        scenario = load_scenario(scenario_path, tuple(overrides))
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
+    catalogue = Catalogue.generate(scenario, Streams(scenario.seed))
+    click.echo(catalogue.core_settings().model_dump_json(indent=2))
+
+
+@twin.command()
 @click.option("--out", "out_path", default="scenarios/schema.json", show_default=True)
 @click.option(
     "--readme",

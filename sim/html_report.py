@@ -228,6 +228,24 @@ def _latency(latency: dict[str, Any]) -> str:
     )
 
 
+def _load(load: dict[str, Any] | None) -> str:
+    """A load run's driver figures (nothing for a simulated run)."""
+    if load is None:
+        return ""
+    from sim.load.report import HEADERS, describe, fell_behind_text, latency_rows
+
+    warning = fell_behind_text(load)
+    items = "".join(f"<li>{_e(line)}</li>" for line in describe(load))
+    return (
+        "<h2>Load test of a live target</h2>"
+        + (f"<p class=fail>{_e(warning)}</p>" if warning else "")
+        + f"<ul>{items}</ul>"
+        + _table(HEADERS, latency_rows(load), numeric=set(range(1, len(HEADERS))))
+        + "<p class=muted>Request latency (wall clock): corrected from each send's scheduled "
+        "time, uncorrected from when it actually went out.</p>"
+    )
+
+
 def render_html(
     summary: dict[str, Any],
     scenario: Scenario,
@@ -273,6 +291,7 @@ then a heal phase of up to {_e(format_duration(scenario.measures.heal))};
 {_summary_tables(summary, series, types)}
 <h2>Latency per workflow</h2>
 {_latency(summary["latency_ms"])}
+{_load(summary.get("load"))}
 <h2>Plots</h2>
 {figures}
 <h2>Run</h2>

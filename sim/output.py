@@ -210,6 +210,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
         _counts(summary["coverage"]),
         "",
     ]
+    if "load" in summary:
+        from sim.load.report import load_lines
+
+        lines += load_lines(summary["load"])
     if summary["assertions"]:
         lines += ["## Assertions", ""]
         for result in summary["assertions"]:

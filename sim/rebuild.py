@@ -90,20 +90,33 @@ def _books(catalogue: Catalogue, ledger: Path, start) -> Books:
             target.close()
 
 
+def _read_books(run_dir: Path, catalogue: Catalogue, start) -> Books:
+    """The ledger's books, or for a load run (whose ledger is the target's) what it read back."""
+    if (run_dir / "ledger.db").exists():
+        return _books(catalogue, run_dir / "ledger.db", start)
+    return Books.from_dict(json.loads((run_dir / "books.json").read_text()))
+
+
 def rebuild(run_dir: Path) -> Run:
-    """The run's summary and series from scenario.yaml, trace.jsonl.gz and ledger.db. The
-    `run` section (wall time, memory) is kept from summary.json when there is one."""
-    for name in ("scenario.yaml", "trace.jsonl.gz", "ledger.db"):
+    """The run's summary and series from scenario.yaml, trace.jsonl.gz and ledger.db (or the
+    books.json of a load run). The `run` and `load` sections (wall time, memory, the driver's
+    figures) are kept from summary.json when there is one."""
+    for name in ("scenario.yaml", "trace.jsonl.gz"):
         if not (run_dir / name).exists():
             raise ConfigurationError(f"{run_dir} has no {name}: not a run directory")
+    if not (run_dir / "ledger.db").exists() and not (run_dir / "books.json").exists():
+        raise ConfigurationError(f"{run_dir} has no ledger.db or books.json: not a run directory")
     scenario = load_scenario(run_dir / "scenario.yaml")
     catalogue = Catalogue.generate(scenario, Streams(scenario.seed))
     replay = _Replay(catalogue, scenario.measures.warmup.total_seconds())
     for record in read_trace(run_dir / "trace.jsonl.gz"):
         replay.apply(record)
-    books = _books(catalogue, run_dir / "ledger.db", scenario.start)
+    books = _read_books(run_dir, catalogue, scenario.start)
     truth = {key: qty for key, qty in replay.truth.items()}
     summary = summarise(scenario, replay.measures, truth, catalogue.standard_cost, books)
     previous = run_dir / "summary.json"
-    summary["run"] = json.loads(previous.read_text()).get("run", {}) if previous.exists() else {}
+    kept = json.loads(previous.read_text()) if previous.exists() else {}
+    if "load" in kept:
+        summary["load"] = kept["load"]
+    summary["run"] = kept.get("run", {})
     return Run(summary, replay.measures.series, replay.measures)

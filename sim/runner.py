@@ -25,7 +25,7 @@ from sim.targets import InProcessTarget, Target
 from sim.truth import Truth
 from sim.world import World
 
-__all__ = ["Run", "simulate"]
+__all__ = ["Run", "simulate", "build_world", "advance", "run_figures"]
 
 Progress = Callable[[float, int], None]  # (virtual seconds done, messages so far)
 
@@ -61,9 +61,45 @@ def simulate(
             catalogue.core_settings(), _store_url(scenario, out), scenario.start
         )
     measures = Measures(trace, scenario.measures.warmup.total_seconds())
-    env = simpy.Environment()
+    world, middleware = build_world(
+        scenario, streams, catalogue, measures, lambda world: Middleware(world, target)
+    )
+    env = world.env
+    try:
+        env.process(_sampling(world, middleware, target))
+        advance(env, scenario.horizon.total_seconds(), measures, progress)
+        _heal(world, middleware, target)
+        summary = summarise(
+            scenario, measures, dict(world.truth.stock), catalogue.standard_cost, target.books()
+        )
+    finally:
+        target.close()
+    summary["run"] = run_figures(started, measures)
+    return Run(summary, measures.series, measures)
+
+
+def run_figures(started: float, measures: Measures) -> dict[str, float]:
+    """The `run` section: wall time since `started` (a `time.perf_counter()`), rates, memory."""
+    wall = max(time.perf_counter() - started, 1e-9)
+    return {
+        "wall_s": round(wall, 3),
+        "events_per_s": round(measures.truth_events / wall, 1),
+        "messages_per_s": round(measures.messages / wall, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def build_world(
+    scenario: Scenario,
+    streams: Streams,
+    catalogue: Catalogue,
+    measures: Measures,
+    connect: Callable[[World], Middleware],
+) -> tuple[World, Middleware]:
+    """The world of `scenario` with its pipes (`connect` makes the middleware), then its
+    engineering, finance and plants, started."""
     world = World(
-        env,
+        simpy.Environment(),
         scenario,
         streams,
         catalogue,
@@ -71,31 +107,16 @@ def simulate(
         measures,
         ShiftCalendar(scenario.calendar, scenario.start),
     )
-    middleware = Middleware(world, target)
+    middleware = connect(world)
     Engineering(world).start()
     Finance(world).start()
     for spec in scenario.plants:
         PlantModel(world, spec).start()
-    try:
-        env.process(_sampling(world, middleware, target))
-        _advance(env, scenario.horizon.total_seconds(), measures, progress)
-        _heal(world, middleware, target)
-        summary = summarise(
-            scenario, measures, dict(world.truth.stock), catalogue.standard_cost, target.books()
-        )
-    finally:
-        target.close()
-    wall = max(time.perf_counter() - started, 1e-9)
-    summary["run"] = {
-        "wall_s": round(wall, 3),
-        "events_per_s": round(measures.truth_events / wall, 1),
-        "messages_per_s": round(measures.messages / wall, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
-    return Run(summary, measures.series, measures)
+    return world, middleware
 
 
-def _advance(env: simpy.Environment, until: float, measures: Measures, progress) -> None:
+def advance(env: simpy.Environment, until: float, measures: Measures, progress) -> None:
+    """Run the simulation to `until` (virtual seconds), reporting progress on the way."""
     step = max(until / 200, 60.0)
     while env.now < until:
         env.run(until=min(until, env.now + step))

@@ -17,10 +17,10 @@ from sim.output import Trace, write_run, write_scenario
 from sim.runner import simulate
 from sim.scenario import Scenario, load_scenario
 
-__all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir"]
+__all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir", "prepare_run_dir"]
 
 STALE = (
-    *("ledger.db", "ledger.db-wal", "ledger.db-shm", "trace.jsonl.gz", "junit.xml"),
+    *("ledger.db", "ledger.db-wal", "ledger.db-shm", "trace.jsonl.gz", "junit.xml", "books.json"),
     *("summary.json", "series.json", "histograms.json", "report.md", "report.html"),
 )
 
@@ -50,6 +50,18 @@ def default_run_dir(scenario: Scenario) -> Path:
     return Path("reports") / scenario.name / f"{stamp}-seed{scenario.seed}"
 
 
+def prepare_run_dir(scenario: Scenario, out_dir: str | Path | None) -> Path:
+    """The run directory, emptied of an earlier run, with scenario.yaml written first so that
+    even a run cut off can be rebuilt."""
+    out = Path(out_dir) if out_dir is not None else default_run_dir(scenario)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in STALE:
+        (out / stale).unlink(missing_ok=True)  # a run directory holds one run
+    shutil.rmtree(out / "plots", ignore_errors=True)
+    write_scenario(out, scenario)
+    return out
+
+
 def run_scenario(
     path: str | Path,
     overrides: Sequence[str] = (),
@@ -59,12 +71,7 @@ def run_scenario(
 ) -> RunOutcome:
     """Run one scenario file into a run directory and return where it went and its summary."""
     scenario = load_scenario(path, tuple(overrides))
-    out = Path(out_dir) if out_dir is not None else default_run_dir(scenario)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in STALE:
-        (out / stale).unlink(missing_ok=True)  # a run directory holds one run
-    shutil.rmtree(out / "plots", ignore_errors=True)
-    write_scenario(out, scenario)  # first, so even a run cut off can be rebuilt
+    out = prepare_run_dir(scenario, out_dir)
     trace = Trace(out / "trace.jsonl.gz")
     try:
         if progress:

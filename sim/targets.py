@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from integration import (
     Check,
@@ -87,6 +87,34 @@ class Books:
     negative_stock_events: int = 0
     dead_letters_total: int = 0  # ever written, open or not
     dead_letters_replayed: int = 0  # resolved by a replay (by hand or when a wait ended)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: a load run keeps what it read back from its target as books.json."""
+        return {
+            **{name: getattr(self, name) for name in _BOOK_FIGURES},
+            "stock": [[*key, str(qty)] for key, qty in sorted(self.stock.items())],
+            "open_dead_letters": [list(letter) for letter in self.open_dead_letters],
+            "findings": list(self.findings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Books:
+        return cls(
+            **{name: data[name] for name in _BOOK_FIGURES},
+            stock={(p, i, loc): Decimal(qty) for p, i, loc, qty in data["stock"]},
+            open_dead_letters=[(mid, code) for mid, code in data["open_dead_letters"]],
+            findings=list(data["findings"]),
+        )
+
+
+_BOOK_FIGURES = (
+    "balanced",
+    "reconciled",
+    "entries",
+    "negative_stock_events",
+    "dead_letters_total",
+    "dead_letters_replayed",
+)
 
 
 class Target(Protocol):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from integration import CoreSettings
 from tests.builders import settings
 
 KEYS = {
@@ -28,10 +29,11 @@ OPS_KEY = "ops-key-0123456789abcdef"
 READ_ONLY_KEY = "read-key-0123456789abcdef"
 
 
-def write_config(directory: Path) -> tuple[Path, Path]:
-    """The test network's core settings and one key per source, plus ops and read-only keys."""
+def write_config(directory: Path, core: CoreSettings | None = None) -> tuple[Path, Path]:
+    """Core settings (the test network's by default) and one key per source, plus ops and
+    read-only keys."""
     settings_path = directory / "core-settings.json"
-    settings_path.write_text(settings().model_dump_json())
+    settings_path.write_text((core or settings()).model_dump_json())
     keys = [{"name": source.lower(), "key": key, "source": source} for source, key in KEYS.items()]
     keys += [
         {"name": "ops", "key": OPS_KEY, "operate": True},
@@ -54,6 +56,7 @@ class Served:
 
     db_url: str
     directory: Path
+    core: CoreSettings | None = None  # the test network's settings by default
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
@@ -62,7 +65,7 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Served:
-        settings_path, keys_path = write_config(self.directory)
+        settings_path, keys_path = write_config(self.directory, self.core)
         command = [
             sys.executable,
             "-m",

@@ -28,7 +28,6 @@ from sim.http_target import outcome_from
 from sim.streams import Streams
 from sim.targets import TargetRefused, TargetUnavailable
 from tests.builders import Envelopes, master_data
-from tests.integration import served as served_module
 from tests.integration.served import KEYS, OPS_KEY, Served
 
 # One plant for six hours with duplicated deliveries and some confirmations missing their lot
@@ -69,18 +68,10 @@ def asgi_target(settings: CoreSettings) -> HttpTarget:
 
 # --- (a) over loopback, against `twin serve` ---------------------------------------------------
 @pytest.fixture
-def served_for_scenario(tmp_path, monkeypatch):
+def served_for_scenario(tmp_path):
     """`twin serve` started with the scenario's core settings (Catalogue.core_settings())."""
     _scenario, settings = scenario_and_settings()
-    write_config = served_module.write_config
-
-    def scenario_config(directory):
-        settings_path, keys_path = write_config(directory)
-        settings_path.write_text(settings.model_dump_json())
-        return settings_path, keys_path
-
-    monkeypatch.setattr(served_module, "write_config", scenario_config)
-    running = Served(f"sqlite:///{tmp_path}/ledger.db", tmp_path).start()
+    running = Served(f"sqlite:///{tmp_path}/ledger.db", tmp_path, settings).start()
     yield running
     running.stop()
 

@@ -126,6 +126,25 @@ def test_the_twin_exports_exactly_its_public_api():
     assert all(hasattr(sim, name) for name in sim.__all__)
 
 
+LOAD_PUBLIC = {
+    "LoadOptions",
+    "load_run",
+    "drive_scenario",
+    "make_schedule",
+    "Schedule",
+    "Send",
+    "AiohttpClient",
+    "HttpxClient",
+}
+
+
+def test_the_load_driver_exports_exactly_its_public_api():
+    import sim.load
+
+    assert set(sim.load.__all__) == LOAD_PUBLIC
+    assert all(hasattr(sim.load, name) for name in sim.load.__all__)
+
+
 def test_the_twin_uses_only_the_cores_public_api():
     """sim/ imports `integration` names only from the package root (its `__all__`) or the
     service package's own public API."""
@@ -133,7 +152,7 @@ def test_the_twin_uses_only_the_cores_public_api():
     from pathlib import Path
 
     offenders = []
-    for path in sorted(Path("sim").glob("*.py")):
+    for path in sorted(Path("sim").rglob("*.py")):
         for line in path.read_text().splitlines():
             if re.match(r"\s*(from|import) integration\.(?!service )", line):
                 offenders.append(f"{path}: {line.strip()}")
