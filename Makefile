@@ -22,8 +22,10 @@ walkthrough: $(STAMP)
 	$(PY) examples/walkthrough.py
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/core_throughput.py
 	$(PY) benchmarks/twin_throughput.py
+	$(PY) benchmarks/load_driver.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
