@@ -49,6 +49,10 @@ class LoadOptions:
     timeout_s: float | None = None
 
 
+def _identity(outcome: Outcome) -> tuple:
+    return (outcome.status, outcome.code, outcome.entry_ids, outcome.committed_at)
+
+
 class _Books:
     """The run's measures, fed in virtual time by the driver's wall-clock answers."""
 
@@ -56,7 +60,8 @@ class _Books:
         self.measures = measures
         self.virtual = timeline.virtual
         self._sent: set[str] = set()
-        self._answered: set[str] = set()
+        self._heard: set[str] = set()  # message ids answered at least once
+        self._stand_ins: dict[str, tuple] = {}
 
     def started(self, send: Send, wall: float) -> None:
         """A message's first delivery: counted now, stamped with when its source sent it (in
@@ -66,16 +71,20 @@ class _Books:
             self.measures.sent(send.envelope, send.event, send.event.sent_at)
 
     def answered(self, send: Send, outcome: Outcome, wall: float) -> None:
-        """An answer. When a message's first answer is a DUPLICATE, an earlier attempt was
-        applied but its answer lost (a timeout, a broken connection): the duplicate's
-        `original` says what that attempt did, and the measures hear both, as they would
-        have in the twin."""
+        """An answer. When the first outcome heard of a message is a DUPLICATE, an earlier
+        attempt was applied but its answer lost (a timeout, a broken connection) or is still
+        on its way: the duplicate's `original` stands in for it, and that answer, should it
+        still come, is not counted twice."""
         now = self.virtual(wall)
         message_id = send.envelope.message_id
-        if message_id not in self._answered:
-            self._answered.add(message_id)
+        if message_id not in self._heard:
+            self._heard.add(message_id)
             if outcome.status is Status.DUPLICATE and outcome.original is not None:
+                self._stand_ins[message_id] = _identity(outcome.original)
                 self.measures.answered(send.envelope, outcome.original, send.event, now, 0.0)
+        elif self._stand_ins.get(message_id) == _identity(outcome):
+            del self._stand_ins[message_id]  # the late answer the original stood in for
+            return
         self.measures.answered(send.envelope, outcome, send.event, now, 0.0)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -164,3 +165,48 @@ def test_a_rejection_is_an_answer_and_each_source_sends_with_its_own_key(sends):
         source = send.envelope.source_system
         assert call.request.headers["authorization"] == f"Bearer {KEYS[source]}"
     assert summary["retries"] == {} and summary["refused"] == {}
+
+
+# --- the measures' view of answers that arrive out of order or not at all ---------------------
+def books_for(sends):
+    from sim.load.driver import Timeline
+    from sim.load.session import _Books
+    from sim.measures import Measures
+
+    measures = Measures()
+    for send in sends:
+        measures.happened(send.event)
+    return _Books(measures, Timeline(1.0)), measures
+
+
+def outcomes(send: Send):
+    message_id, kind = send.envelope.message_id, send.envelope.message.type
+    at = datetime(2026, 11, 2, 7, tzinfo=UTC)
+    posted = Outcome(Status.POSTED, message_id, kind, entry_ids=(4, 5), committed_at=at)
+    return posted, Outcome(Status.DUPLICATE, message_id, kind, original=posted)
+
+
+def test_a_duplicate_heard_first_stands_in_for_the_lost_answer(sends):
+    books, measures = books_for(sends)
+    posted, duplicate = outcomes(sends[0])
+    books.answered(sends[0], duplicate, 0.0)
+    assert measures.applied(sends[0].event) == 1  # the original's effect
+    assert measures.duplicates() == {"delivered": 1, "detected": 1, "posted": 0}
+
+
+def test_the_late_real_answer_after_a_stand_in_is_not_applied_twice(sends):
+    books, measures = books_for(sends)
+    posted, duplicate = outcomes(sends[0])
+    books.answered(sends[0], duplicate, 0.0)  # the copy's answer overtook the first copy's
+    books.answered(sends[0], posted, 0.0)
+    assert measures.applied(sends[0].event) == 1
+    assert measures.duplicates()["posted"] == 0
+
+
+def test_a_duplicate_after_the_real_answer_is_only_a_duplicate(sends):
+    books, measures = books_for(sends)
+    posted, duplicate = outcomes(sends[0])
+    books.answered(sends[0], posted, 0.0)
+    books.answered(sends[0], duplicate, 0.0)
+    assert measures.applied(sends[0].event) == 1
+    assert measures.duplicates() == {"delivered": 1, "detected": 1, "posted": 0}
