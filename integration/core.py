@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -81,9 +82,11 @@ class Core:
         outcomes = (self._pipeline.replay(dead_letter.id) for dead_letter in chosen)
         return [outcome for outcome in outcomes if outcome is not None]
 
-    def expire_holds(self) -> list[Outcome]:
-        """Dead-letter held messages past their hold timeout (also done on every submit)."""
-        return self._pipeline.expire_holds()
+    def expire_holds(self, older_than: timedelta | None = None) -> list[Outcome]:
+        """Dead-letter held messages past their hold timeout (also done on every submit) or,
+        given `older_than`, every message held at least that long by the core's clock
+        (`timedelta(0)`: everything still held)."""
+        return self._pipeline.expire_holds(older_than)
 
     # --- reads -----------------------------------------------------------------------------
     @contextmanager

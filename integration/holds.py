@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from integration.envelope import Envelope
 from integration.errors import ErrorCode
@@ -57,6 +57,17 @@ class HoldIndex:
                 self._discard(held)
                 expired.append(held)
         return expired
+
+    def held_for(self, now: datetime, at_least: timedelta) -> list[HeldMessage]:
+        """Remove and return, oldest first, every message held `at_least` that long by `now`
+        (whatever its deadline)."""
+        chosen = sorted(
+            (held for held in self._held.values() if now - held.received_at >= at_least),
+            key=lambda held: (held.received_at, held.inbox_id),
+        )
+        for held in chosen:
+            self._discard(held)
+        return chosen
 
     def _discard(self, held: HeldMessage) -> None:
         self._held.pop(held.inbox_id, None)

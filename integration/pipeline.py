@@ -7,6 +7,7 @@ item) lets through what was held or parked waiting for it.
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from integration.envelope import Envelope, SourceSystem, parse_payload, payload_hash
 from integration.errors import ConfigurationError, MessageRejected, Problem, StoreError
@@ -74,11 +75,12 @@ class Pipeline(Steps):
             attempt = self._attempt_from(found[0])
             return attempt if isinstance(attempt, Outcome) else self._run(attempt)
 
-    def expire_holds(self) -> list[Outcome]:
-        """Dead-letter every held message whose hold timeout has passed."""
+    def expire_holds(self, older_than: timedelta | None = None) -> list[Outcome]:
+        """Dead-letter every held message whose hold timeout has passed or, given
+        `older_than`, every one held at least that long."""
         with self.store.exclusive():
             self.sync()
-            return self._expire_holds()
+            return self._expire_holds(older_than)
 
     def open(self) -> None:
         """Build the book state from the ledger and resume what was waiting."""
@@ -127,13 +129,17 @@ class Pipeline(Steps):
             sender=Sender(SourceSystem(dead_letter.sender)) if dead_letter.sender else None,
         )
 
-    def _expire_holds(self) -> list[Outcome]:
+    def _expire_holds(self, older_than: timedelta | None = None) -> list[Outcome]:
         outcomes = []
-        expired = self.holds.expired(self.clock.now())
+        now = self.clock.now()
+        if older_than is None:
+            expired, why = self.holds.expired(now), "held past the hold timeout"
+        else:
+            seconds = older_than.total_seconds()
+            expired = self.holds.held_for(now, older_than)
+            why = f"expired on request (held {seconds:g} s or longer)"
         for index, held in enumerate(expired):
-            problem = Problem(
-                held.code, f"held past the hold timeout, waiting on {', '.join(held.waits_on)}"
-            )
+            problem = Problem(held.code, f"{why}, waiting on {', '.join(held.waits_on)}")
             attempt = Attempt(held.envelope, held.raw, held.received_at, inbox_id=held.inbox_id)
             try:
                 outcomes.append(self._reject(attempt, (problem,), {}, waits_on=held.waits_on)[0])

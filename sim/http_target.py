@@ -8,9 +8,11 @@ process through `httpx.ASGITransport` (no socket, no mock).
 Time: the service runs on its own clock (`SystemClock` for `twin serve`), not the twin's
 virtual one. `submit(envelope, at)` cannot move that clock, so in a virtual-time run over
 HTTP **hold timeouts follow the service's wall clock**: a hold the in-process target would
-expire after `integration.hold_timeout` of virtual time stays held until the gap fills or the
-dependency arrives, and `heal` only replays dead letters (the service expires holds itself,
-on every submit, when their wall-clock timeout has passed). `committed_at` is wall time too.
+expire after `integration.hold_timeout` of virtual time stays held until the gap fills, the
+dependency arrives, or its wall-clock timeout passes (the service expires holds itself, on
+every submit). `heal` then expires **every** hold still open (`POST /v1/holds/expire` with
+`older_than_s: 0`), so whatever is still held at the end of a run becomes a named dead letter,
+and replays dead letters. `committed_at` is wall time too.
 
 Failures: a transport error, a 5xx or a 429 raises `TargetUnavailable` (nothing is known to
 be applied; a retry with the same message id is safe, the core deduplicates it); a 4xx that
@@ -60,8 +62,8 @@ def outcome_from(data: Mapping[str, Any]) -> Outcome:
 
 class HttpTarget:
     """The core behind its HTTP API. `keys` maps each source system (enum or name) to its
-    bearer key; `operate_key` (an `operate` key) is needed to replay dead letters in `heal`
-    and is used for reads, else any source key reads."""
+    bearer key; `operate_key` (an `operate` key) is needed to expire holds and replay dead
+    letters in `heal` and is used for reads, else any source key reads."""
 
     def __init__(
         self,
@@ -114,20 +116,24 @@ class HttpTarget:
         return []
 
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
-        """Replay open dead letters (rounds, as `InProcessTarget`); no holds are expired here:
-        the service expires them on its own clock, so `expired` is always empty."""
+        """Expire every message still held, however briefly (the service's clock is not the
+        run's, see the module docstring), then replay open dead letters (rounds, as
+        `InProcessTarget`): (expired, replayed). Both need the `operate_key`."""
         if self.operate_key is None:
-            raise TargetRefused("heal replays dead letters: pass an operate_key")
+            raise TargetRefused("heal expires holds and replays dead letters: pass an operate_key")
+        expired = self._call(
+            "POST", "/v1/holds/expire", self.operate_key, json={"older_than_s": 0}
+        )["outcomes"]
 
         def replay() -> list[Outcome]:
             answer = self._call("POST", "/v1/dead-letters/replay", self.operate_key)
             return [outcome_from(o) for o in answer["outcomes"]]
 
-        return [], replay_rounds(replay)
+        return [outcome_from(o) for o in expired], replay_rounds(replay)
 
     def books(self) -> Books:
-        """Reconciliation, open dead letters and stock. The service does not expose its count
-        of negative-stock exceptions, so `negative_stock_events` is 0."""
+        """Reconciliation (with the service's count of negative-stock exceptions), open dead
+        letters and stock."""
         result = self._call("GET", "/v1/reconciliation", self._read_key)
         every = self._call("GET", "/v1/dead-letters?status=any", self._read_key)["dead_letters"]
         letters = [letter for letter in every if letter["status"] == "open"]
@@ -141,6 +147,7 @@ class HttpTarget:
             findings=[
                 finding_text(f["check"], f["subject"], f["expected"], f["actual"]) for f in findings
             ],
+            negative_stock_events=int(result["stock_exceptions"]),
             dead_letters_total=len(every),
             dead_letters_replayed=sum(letter["status"] == "replayed" for letter in every),
         )

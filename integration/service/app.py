@@ -6,11 +6,13 @@ stack trace, and a request without a valid key writes nothing.
 
 import json
 import time
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from integration.core import Core
@@ -25,6 +27,7 @@ __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_BATCH = 1000
+MAX_OLDER_THAN_S = 1e9  # about 31 years: any hold at all, far inside timedelta's range
 
 
 class ServiceError(Exception):
@@ -84,6 +87,30 @@ class _Selection:
         )
 
 
+class _ExpireHolds(BaseModel):
+    """The body of `POST /v1/holds/expire` (optional): without `older_than_s`, the holds past
+    the configured hold timeout expire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="ExpireHolds")
+
+    older_than_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_OLDER_THAN_S,
+        allow_inf_nan=False,
+        strict=True,
+        description="Expire every message held at least this many seconds (0: all of them).",
+    )
+
+
+_EXPIRE_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": _ExpireHolds.model_json_schema()}},
+    }
+}
+
+
 def create_app(
     core: Core,
     keys: ApiKeys,
@@ -110,6 +137,13 @@ def create_app(
         return key
 
     Caller = Annotated[ApiKey, Depends(caller)]
+
+    async def operator(key: Caller) -> ApiKey:
+        if not key.operate:
+            raise ServiceError(403, "FORBIDDEN", f"key {key.name} may not operate the core")
+        return key
+
+    Operator = Annotated[ApiKey, Depends(operator)]
 
     async def body_of(request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -257,23 +291,38 @@ def create_app(
         return {"dead_letters": [_dead_letter_view(letter) for letter in letters]}
 
     @app.post("/v1/dead-letters/replay", tags=["dead letters"], responses={403: {}})
-    async def replay(key: Caller, selection: Annotated[_Selection, Depends()]) -> dict:
+    async def replay(_key: Operator, selection: Annotated[_Selection, Depends()]) -> dict:
         """Replay the selected open dead letters (needs an `operate` key)."""
-        if not key.operate:
-            raise ServiceError(403, "FORBIDDEN", f"key {key.name} may not replay")
         outcomes = core.replay(selection.to_filter())
         for outcome in outcomes:
             metrics.replays.labels(outcome.status.value).inc()
         return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
 
+    @app.post(
+        "/v1/holds/expire",
+        tags=["holds"],
+        responses={400: {}, 403: {}, 413: {}},
+        openapi_extra=_EXPIRE_BODY,
+    )
+    async def expire_holds(request: Request, _key: Operator) -> dict:
+        """Dead-letter held messages (needs an `operate` key): with `older_than_s`, every one
+        held at least that many seconds by the service clock (0: all); without it, those
+        past the configured hold timeout. Each becomes an open dead letter with its code."""
+        outcomes = core.expire_holds(_older_than(await body_of(request)))
+        for outcome in outcomes:
+            metrics.observe(outcome, outcome.message_type or "expired")
+        return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
+
     @app.get("/v1/reconciliation", tags=["ledger"])
     async def reconciliation(_key: Caller) -> dict[str, Any]:
-        """Every ledger invariant, with findings where one does not hold."""
+        """Every ledger invariant, with findings where one does not hold, and the number of
+        negative-stock exceptions recorded (postings that drove stock below zero)."""
         result = core.reconcile()
         metrics.reconciliation_exceptions.set(len(result.findings))
         return {
             "ok": result.ok,
             "entries_checked": result.entries_checked,
+            "stock_exceptions": core.store.stock_exception_count(),
             "findings": [
                 {
                     "check": f.check.value,
@@ -298,6 +347,21 @@ def _batch_items(body: bytes, max_batch: int) -> list[Any]:
     if len(items) > max_batch:
         raise ServiceError(413, "PAYLOAD_TOO_LARGE", f"batches are limited to {max_batch} messages")
     return [item if isinstance(item, dict) else json.dumps(item) for item in items]
+
+
+def _older_than(body: bytes) -> timedelta | None:
+    """The `older_than_s` of an expiry request's body (empty: none)."""
+    if not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise ServiceError(400, "MALFORMED_PAYLOAD", f"the body is not JSON: {error}") from error
+    try:
+        seconds = _ExpireHolds.model_validate(data).older_than_s
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from error
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 def _dead_letter_view(letter) -> dict[str, Any]:

@@ -175,6 +175,7 @@ def test_a_batch_answers_each_message(served, env):
 
 
 def test_reads_report_the_books(served, env):
+    assert post(served, confirm(env)).status_code == 200  # backflushes from an empty LINE
     receipt = env(FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG"))
     assert post(served, receipt).status_code == 200
     headers = auth("ERP")
@@ -183,7 +184,11 @@ def test_reads_report_the_books(served, env):
     order = httpx.get(f"{served.url}/v1/work-orders/WO-1", headers=headers).json()
     assert D(order["received"]) == 1 and order["closed"] is False
     assert httpx.get(f"{served.url}/v1/work-orders/nope", headers=headers).status_code == 404
-    assert httpx.get(f"{served.url}/v1/reconciliation", headers=headers).json()["ok"] is True
+    checked = httpx.get(f"{served.url}/v1/reconciliation", headers=headers).json()
+    assert checked["ok"] is True
+    with sqlite3.connect(served.db_url.removeprefix("sqlite:///")) as db:
+        exceptions = db.execute("SELECT COUNT(*) FROM stock_exception").fetchone()[0]
+    assert checked["stock_exceptions"] == exceptions > 0
     assert "openapi" in httpx.get(f"{served.url}/openapi.json").json()
 
 
