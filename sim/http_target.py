@@ -36,7 +36,7 @@ from sim.truth import StockKey
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpTarget", "outcome_from"]
+__all__ = ["HttpTarget", "outcome_from", "retry_after"]
 
 
 def outcome_from(data: Mapping[str, Any]) -> Outcome:
@@ -58,6 +58,15 @@ def outcome_from(data: Mapping[str, Any]) -> Outcome:
         dead_letter_id=data.get("dead_letter_id"),
         released=tuple(outcome_from(r) for r in data.get("released") or ()),
     )
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a Retry-After header in its delta-seconds form (else None)."""
+    try:
+        seconds = float(headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
 class HttpTarget:
@@ -174,9 +183,7 @@ class HttpTarget:
         code = body.get("code") if isinstance(body, dict) else None
         what = f"{method} {path} answered {status} {code or ''}".rstrip()
         if status >= 500 or status == 429:
-            after = response.headers.get("retry-after", "")
-            retry_after = float(after) if after.replace(".", "", 1).isdigit() else None
-            raise TargetUnavailable(what, status, code, retry_after)
+            raise TargetUnavailable(what, status, code, retry_after(response.headers))
         if not isinstance(body, dict):
             raise TargetRefused(f"{what}: the body is not a JSON object", status, code)
         if status >= 400 and not (outcome and body.get("status") in Status.__members__):

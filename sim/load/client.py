@@ -17,11 +17,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sim.http_target import retry_after
+
 if TYPE_CHECKING:
     import aiohttp
     import httpx
 
-__all__ = ["Client", "Reply", "RequestFailed", "AiohttpClient", "HttpxClient", "retry_after"]
+__all__ = ["Client", "Reply", "RequestFailed", "AiohttpClient", "HttpxClient"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +46,6 @@ class Client(Protocol):
         """POST `body` (JSON) to `path` under bearer `key`."""
 
     async def close(self) -> None: ...
-
-
-def retry_after(header: str | None) -> float | None:
-    """Seconds from a Retry-After header in its delta-seconds form (else None)."""
-    if header is None:
-        return None
-    try:
-        seconds = float(header)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
 
 
 def _json(raw: bytes) -> Any:
@@ -94,8 +85,7 @@ class AiohttpClient:
                 self.base_url + path, data=body, headers=_headers(key)
             ) as response:
                 raw = await response.read()
-                after = retry_after(response.headers.get("Retry-After"))
-                return Reply(response.status, _json(raw), after)
+                return Reply(response.status, _json(raw), retry_after(response.headers))
         except TimeoutError as error:
             raise RequestFailed("timeout", repr(error)) from error
         except self._aiohttp.ClientError as error:
@@ -121,8 +111,7 @@ class HttpxClient:
             raise RequestFailed("timeout", repr(error)) from error
         except httpx.TransportError as error:
             raise RequestFailed("connection", repr(error)) from error
-        after = retry_after(response.headers.get("Retry-After"))
-        return Reply(response.status_code, _json(response.content), after)
+        return Reply(response.status_code, _json(response.content), retry_after(response.headers))
 
     async def close(self) -> None:
         await self.client.aclose()

@@ -17,23 +17,16 @@ from sim.session import report_run
 from sim.streams import Streams
 from tests.integration.pg import PG_URL, fresh_schema
 from tests.integration.served import KEYS, OPS_KEY, Served
+from tests.scenarios import harness
 from tests.scenarios.harness import write_scenario
 
-# Six hours of one plant: duplicated and reordered deliveries, confirmations missing their lot
-# (dead letters), partial completions, scrap.
+# Six hours of the small plant: duplicated and reordered deliveries, confirmations missing
+# their lot (dead letters), partial completions, scrap.
 DOCUMENT: dict[str, Any] = {
+    **harness.document(),
     "name": "load-small",
     "seed": 11,
-    "start": "2026-11-02T06:00:00+00:00",
     "horizon": "6h",
-    "plants": [
-        {
-            "id": "LYON",
-            "work_centres": [{"id": "CUT", "capacity": 2}, {"id": "PACK", "capacity": 2}],
-        }
-    ],
-    "products": {"count": 3, "components": 3, "operations": 2},
-    "demand": {"orders_per_day": 40, "lot_size_min": 5, "lot_size_max": 10},
     "edge_cases": {"missing_lot_rate": 0.2},
     "faults": {
         "duplicate_rate": 0.05,
