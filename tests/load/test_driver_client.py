@@ -210,3 +210,27 @@ def test_a_duplicate_after_the_real_answer_is_only_a_duplicate(sends):
     books.answered(sends[0], duplicate, 0.0)
     assert measures.applied(sends[0].event) == 1
     assert measures.duplicates() == {"delivered": 1, "detected": 1, "posted": 0}
+
+
+def test_slots_hand_over_first_come_first_served_and_survive_a_cancelled_waiter():
+    from sim.load.driver import Slots
+
+    async def scenario() -> list[str]:
+        slots, order = Slots(1), []
+
+        async def holder(name: str, hold: float) -> None:
+            async with slots:
+                order.append(name)
+                await asyncio.sleep(hold)
+
+        first = asyncio.create_task(holder("first", 0.01))
+        await asyncio.sleep(0)
+        cancelled = asyncio.create_task(holder("cancelled", 0))
+        later = [asyncio.create_task(holder(f"waiter-{i}", 0)) for i in range(3)]
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(first, *later)
+        assert slots.free == 1  # every slot came back
+        return order
+
+    assert asyncio.run(scenario()) == ["first", "waiter-0", "waiter-1", "waiter-2"]
