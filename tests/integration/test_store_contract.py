@@ -285,6 +285,26 @@ def test_every_row_of_a_two_entry_commit_is_kept_as_written(store):
     assert store.find_inbox("m-1", "k-1").entry_ids == (first, second)
 
 
+def test_in_a_batch_a_clashing_commit_rolls_back_alone(store):
+    """Each commit in a batch is a savepoint: a duplicate fails alone, the commits around it
+    (and after it, statements the adapter may have prepared) still commit with the batch."""
+    with store.batch():
+        first = store.commit(Commit(inbox=inbox(), entries=(entry(),)))
+        with pytest.raises(DuplicateDelivery):
+            store.commit(Commit(inbox=inbox("m-2", "k-1"), entries=(entry("7.00"),)))
+        later = [
+            store.commit(Commit(inbox=inbox(f"m-{n}", f"k-{n}"), entries=(entry(),)))
+            for n in range(3, 12)
+        ]
+    assert store.find_inbox("m-2", "none") is None
+    assert store.find_inbox("m-1", "k-1").entry_ids == first.entry_ids
+    assert [store.find_inbox(f"m-{n}", "x").entry_ids for n in range(3, 12)] == [
+        c.entry_ids for c in later
+    ]
+    assert store.entry_count() == 10
+    assert store.account_balances()[("P1", Account.RAW_MATERIALS.value, "EUR")] == D("100.00")
+
+
 def test_stream_positions_are_upserted(store):
     store.commit(Commit(streams={"MES:WO-1": 2}))
     store.commit(Commit(streams={"MES:WO-1": 3, "MES:WO-2": 2}))
