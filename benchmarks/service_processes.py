@@ -107,6 +107,7 @@ class Server:
     command: list[str]
     log_path: Path
     port: int
+    cwd: Path = ROOT  # the checkout whose code `python -m` runs
     process: subprocess.Popen | None = None
 
     @property
@@ -125,7 +126,7 @@ class Server:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         _children.append(self.process)
@@ -175,11 +176,14 @@ def running(server: Server) -> Iterator[Server]:
         server.stop()
 
 
-def twin_serve(db_url: str, directory: Path, settings_path: Path, keys_path: Path) -> Server:
+def twin_serve(
+    db_url: str, directory: Path, settings_path: Path, keys_path: Path, root: Path = ROOT
+) -> Server:
+    """`twin serve` of the checkout at `root` (this one by default)."""
     port = free_port()
     command = [sys.executable, "-m", "sim.cli", "serve", "--db", db_url]
     command += ["--settings", str(settings_path), "--keys", str(keys_path), "--port", str(port)]
-    return Server(command, directory / f"serve-{port}.log", port)
+    return Server(command, directory / f"serve-{port}.log", port, cwd=root)
 
 
 def trivial_server(directory: Path) -> Server:

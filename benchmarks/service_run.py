@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from checkout import ROOT
 from service_load import BATCH_IN_FLIGHT, Load, LoadResult, best, drive, summary
 from service_postgres import drop_schema, pg_connect, schema_name, with_query
 from service_processes import (
@@ -99,11 +100,13 @@ def run_service(
     config: tuple[Path, Path],
     keep: Callable[[str, str | None], None] | None = None,
     spy: Path | None = None,
+    root: Path = ROOT,
 ) -> tuple[LoadResult, dict]:
-    """A fresh ledger and server; setup untimed; the load timed; the ledger checked."""
+    """A fresh ledger and server (of the checkout at `root`); setup untimed; the load timed;
+    the ledger checked."""
     db_url, schema = backend.new_url(run)
     try:
-        server = twin_serve(db_url, tmp, *config)
+        server = twin_serve(db_url, tmp, *config, root=root)
         with running(server):
             post_setup(server, workload)
             with py_spy(server.pid, spy):
@@ -134,6 +137,7 @@ class ServiceRuns:
     concurrency: int
     pg_url: str
     schemas: list[str]  # every schema made, for the cleanup on the way out
+    root: Path = ROOT  # the checkout whose `twin serve` is measured
 
     def sqlite(self, tag: str) -> Backend:
         """A WAL file per run in the temporary directory."""
@@ -157,7 +161,15 @@ class ServiceRuns:
         results, checks = [], None
         for run in range(self.repeat):
             result, checks = run_service(
-                backend, run, load, self.client, self.workload, self.tmp, self.config, **kw
+                backend,
+                run,
+                load,
+                self.client,
+                self.workload,
+                self.tmp,
+                self.config,
+                root=self.root,
+                **kw,
             )
             results.append(result)
             kw.pop("keep", None)  # rows are kept from the first run only

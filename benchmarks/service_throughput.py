@@ -3,6 +3,7 @@
     python benchmarks/service_throughput.py [--messages 9600] [--repeat 1] [--concurrency 16]
         [--batch-sizes 100,500] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
         [--client auto|aiohttp|httpx] [--no-async-commit] [--py-spy DIR]
+        [--compare-with DIR [--compare-only]]
 
 What is measured (the issue's spec), each run on a fresh `twin serve` subprocess (uvicorn with
 uvloop + httptools, one process) over a fresh ledger:
@@ -48,6 +49,11 @@ shared with core_throughput.py) and starts its own processes (no import from tes
 Subprocesses, temporary files and schemas are removed even when a run fails or the script is
 interrupted.
 
+Side by side (`--compare-with DIR`, service_compare.py): PostgreSQL single, the largest batch
+and SQLite single again for the service of another checkout of the project in DIR and for this
+one, alternately, in the same invocation (`side_by_side`, with each side's speedup); with
+`--compare-only`, only the trivial baseline and these.
+
 This script runs the measurements in order and prints the report; the parts, beside it:
 service_processes.py (the subprocesses and their config), service_load.py (the load client and
 the figures of a timed run), service_cpu.py (CPU accounting from /proc), service_run.py (one
@@ -73,6 +79,7 @@ from checkout import ROOT, source_revision
 if str(ROOT) not in sys.path:  # `integration` and `sim` from this checkout
     sys.path.insert(0, str(ROOT))
 
+from service_compare import side_by_side
 from service_cpu import load_average
 from service_load import (
     BATCH_IN_FLIGHT,
@@ -212,6 +219,24 @@ def async_commit_diagnostic(
     }
 
 
+def measure_all(
+    runs: ServiceRuns,
+    single: Load,
+    batches: dict[int, Load],
+    sizes: list[int],
+    spy_dir: Path | None,
+    args: argparse.Namespace,
+    report: dict,
+) -> None:
+    """The service runs, the psycopg floors and (unless skipped) the async-commit diagnostic."""
+    rows = measure_service(runs, single, batches, sizes, spy_dir, report)
+    report["psycopg_floor"] = psycopg_floors(
+        runs.pg_url, rows, runs.workload.setup_count, sizes, args.repeat
+    )
+    if not args.no_async_commit:
+        report["async_commit_diagnostic"] = async_commit_diagnostic(runs, single, batches, rows)
+
+
 def _interrupted(signum, _frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -235,6 +260,17 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         "--dir", default=None, help="where the SQLite files and logs go (default: system temp)"
     )
     parser.add_argument(
+        "--compare-with",
+        metavar="DIR",
+        default=None,
+        help="another checkout of the project: measure its service and this one's side by side",
+    )
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="with --compare-with: only the trivial baseline and the side-by-side runs",
+    )
+    parser.add_argument(
         "--py-spy",
         metavar="DIR",
         default=None,
@@ -247,6 +283,8 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         parser.error("--messages, --repeat, --concurrency and --batch-sizes must be positive")
     if min(sizes) < 1 or max(sizes) > 1000:
         parser.error("batch sizes must be 1..1000 (the service's limit)")
+    if args.compare_only and not args.compare_with:
+        parser.error("--compare-only needs --compare-with DIR")
     return args, sizes
 
 
@@ -277,22 +315,25 @@ def main(argv: list[str] | None = None) -> int:
             runs = ServiceRuns(
                 workload, client, tmp, config, args.repeat, args.concurrency, pg_url, schemas
             )
-            rows = measure_service(runs, single, batches, sizes, spy_dir, report)
-            report["psycopg_floor"] = psycopg_floors(
-                pg_url, rows, workload.setup_count, sizes, args.repeat
-            )
-            if not args.no_async_commit:
-                report["async_commit_diagnostic"] = async_commit_diagnostic(
-                    runs, single, batches, rows
+            if args.compare_with:
+                report["side_by_side"] = side_by_side(
+                    runs,
+                    Path(args.compare_with).resolve(),
+                    single,
+                    batches,
+                    report["trivial"]["requests_per_s"],
                 )
+            if not args.compare_only:
+                measure_all(runs, single, batches, sizes, spy_dir, args, report)
     finally:
         stop_all_children()
         for name in schemas:
             with suppress(Exception):  # best effort; the schema name is unique
                 drop_schema(pg_url, name)
 
-    report["ratios"] = ratios(report, sizes)
-    report["target"] = targets(report, sizes)
+    if not args.compare_only:
+        report["ratios"] = ratios(report, sizes)
+        report["target"] = targets(report, sizes)
     report["noisy_measurements"] = noisy_measurements(report)
     report["mix"] = mix_summary(workload)
     report["definitions"] = DEFINITIONS

@@ -6,36 +6,33 @@ stack trace, and a request without a valid key writes nothing.
 
 import json
 import time
-from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from integration.core import Core
 from integration.errors import ErrorCode, IntegrationError, NotFound, StoreError
 from integration.outcome import Outcome, Status
+from integration.reconcile import Reconciliation
+from integration.service.inputs import (
+    EXPIRE_BODY,
+    Selection,
+    ServiceError,
+    batch_items,
+    older_than,
+)
 from integration.service.keys import ApiKey, ApiKeys
 from integration.service.metrics import ServiceMetrics
-from integration.store.base import DeadLetterFilter
+from integration.service.runner import CoreRunner
 from integration.validation import Sender
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_BATCH = 1000
-MAX_OLDER_THAN_S = 1e9  # about 31 years: any hold at all, far inside timedelta's range
-
-
-class ServiceError(Exception):
-    """An error answer: HTTP status, stable code, a sentence."""
-
-    def __init__(self, status: int, code: str, message: str, problems: list | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.problems = status, code, message, problems
 
 
 def _error(status: int, code: str, message: str, problems: list | None = None) -> JSONResponse:
@@ -57,60 +54,6 @@ def outcome_status(outcome: Outcome) -> int:
     }.get(outcome.code, 422)
 
 
-class _Selection:
-    """Dead-letter filter from query parameters."""
-
-    def __init__(
-        self,
-        code: Annotated[ErrorCode | None, Query()] = None,
-        status: Annotated[str, Query(pattern="^(open|replayed|resolved|any)$")] = "open",
-        plant: str | None = None,
-        item: str | None = None,
-        work_order: str | None = None,
-        lot: str | None = None,
-        supplier: str | None = None,
-        period: str | None = None,
-    ) -> None:
-        self.code, self.status, self.plant, self.item = code, status, plant, item
-        self.work_order, self.lot, self.supplier, self.period = work_order, lot, supplier, period
-
-    def to_filter(self) -> DeadLetterFilter:
-        return DeadLetterFilter(
-            code=self.code,
-            status=None if self.status == "any" else self.status,
-            plant=self.plant,
-            item=self.item,
-            work_order=self.work_order,
-            lot=self.lot,
-            supplier=self.supplier,
-            period=self.period,
-        )
-
-
-class _ExpireHolds(BaseModel):
-    """The body of `POST /v1/holds/expire` (optional): without `older_than_s`, the holds past
-    the configured hold timeout expire."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", title="ExpireHolds")
-
-    older_than_s: float | None = Field(
-        default=None,
-        ge=0,
-        le=MAX_OLDER_THAN_S,
-        allow_inf_nan=False,
-        strict=True,
-        description="Expire every message held at least this many seconds (0: all of them).",
-    )
-
-
-_EXPIRE_BODY = {
-    "requestBody": {
-        "required": False,
-        "content": {"application/json": {"schema": _ExpireHolds.model_json_schema()}},
-    }
-}
-
-
 def create_app(
     core: Core,
     keys: ApiKeys,
@@ -118,15 +61,17 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
 ) -> FastAPI:
-    """The service over `core`. The core is single-threaded: endpoints run on the event loop
-    one at a time, and several processes share a PostgreSQL ledger through its writer lock."""
+    """The service over `core`. The core is single-threaded: every endpoint's core call runs
+    on the core's one thread (`CoreRunner`), where concurrent single submissions are committed
+    in groups; several processes share a PostgreSQL ledger through its writer lock."""
     app = FastAPI(
         title="mfg-twin integration core",
         version="1",
         description="Canonical manufacturing messages in, exactly one ledger effect out.",
     )
     metrics = ServiceMetrics()
-    app.state.core, app.state.metrics = core, metrics
+    runner = CoreRunner(core, max_group=max_batch)
+    app.state.core, app.state.metrics, app.state.runner = core, metrics, runner
 
     async def caller(request: Request) -> ApiKey:  # no I/O: async spares a threadpool hop
         header = request.headers.get("authorization", "")
@@ -166,19 +111,19 @@ def create_app(
             raise ServiceError(403, "UNAUTHORISED_SOURCE", f"key {key.name} may not submit")
         return key.sender
 
-    def submit(payload: bytes, key: ApiKey) -> Outcome:
+    async def submit(payload: bytes, key: ApiKey) -> Outcome:
         sender = sender_of(key)
         started = time.perf_counter()
-        outcome = core.submit(payload, sender)
+        outcome = await runner.submit(payload, sender)
         metrics.observe(
             outcome, outcome.message_type or "unreadable", time.perf_counter() - started
         )
         return outcome
 
-    def submit_many(items: list, key: ApiKey) -> list[Outcome]:
+    async def submit_many(items: list, key: ApiKey) -> list[Outcome]:
         sender = sender_of(key)
         started = time.perf_counter()
-        outcomes = core.submit_many(items, sender)
+        outcomes = await runner.call(core.submit_many, items, sender)
         each = (time.perf_counter() - started) / max(len(outcomes), 1)
         for outcome in outcomes:
             metrics.observe(outcome, outcome.message_type or "unreadable", each)
@@ -235,26 +180,26 @@ def create_app(
     async def submit_one(request: Request, key: Caller) -> JSONResponse:
         """Submit one envelope (JSON). POSTED and DUPLICATE answer 200, HELD 202; a rejection
         answers 400/403/409/422 with its code, and its payload is kept in the dead letters."""
-        outcome = submit(await body_of(request), key)
+        outcome = await submit(await body_of(request), key)
         return JSONResponse(outcome.to_dict(), status_code=outcome_status(outcome))
 
     @app.post("/v1/messages/batch", tags=["messages"], responses={400: {}, 413: {}})
     async def submit_batch(request: Request, key: Caller) -> dict[str, Any]:
         """Submit a JSON array of envelopes; each gets its own outcome (partial failure is
         normal, as in an OAGIS ConfirmBOD)."""
-        items = _batch_items(await body_of(request), max_batch)
-        outcomes = submit_many(items, key)
+        items = batch_items(await body_of(request), max_batch)
+        outcomes = await submit_many(items, key)
         return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], responses={404: {}})
     async def outcome_of(message_id: str, _key: Caller) -> dict[str, Any]:
         """The recorded outcome of a message."""
-        return core.outcome(message_id).to_dict()
+        return (await runner.call(core.outcome, message_id)).to_dict()
 
     @app.get("/v1/ledger/balances", tags=["ledger"])
     async def balances(_key: Caller) -> dict[str, Any]:
         """GL balance per plant, account and currency (debit positive)."""
-        rows = core.account_balances().items()
+        rows = (await runner.call(core.account_balances)).items()
         return {
             "balances": [
                 {"plant": p, "account": a, "currency": c, "balance": str(b)}
@@ -265,6 +210,7 @@ def create_app(
     @app.get("/v1/stock", tags=["ledger"])
     async def stock(_key: Caller) -> dict[str, Any]:
         """The valued stock sub-ledger per plant, item, location and lot."""
+        balances = await runner.call(core.stock)
         return {
             "stock": [
                 {
@@ -275,25 +221,26 @@ def create_app(
                     "qty": str(b.qty),
                     "value": str(b.value),
                 }
-                for (p, i, loc, lot), b in core.stock().items()
+                for (p, i, loc, lot), b in balances.items()
             ]
         }
 
     @app.get("/v1/work-orders/{work_order}", tags=["ledger"], responses={404: {}})
     async def work_order(work_order: str, _key: Caller) -> dict[str, Any]:
         """A work order as the books see it, with its WIP."""
-        return json.loads(json.dumps(core.work_order_status(work_order), default=str))
+        status = await runner.call(core.work_order_status, work_order)
+        return json.loads(json.dumps(status, default=str))
 
     @app.get("/v1/dead-letters", tags=["dead letters"])
-    async def dead_letters(_key: Caller, selection: Annotated[_Selection, Depends()]) -> dict:
+    async def dead_letters(_key: Caller, selection: Annotated[Selection, Depends()]) -> dict:
         """Dead letters filtered by code, status and business identifiers."""
-        letters = core.dead_letters(selection.to_filter())
+        letters = await runner.call(core.dead_letters, selection.to_filter())
         return {"dead_letters": [_dead_letter_view(letter) for letter in letters]}
 
     @app.post("/v1/dead-letters/replay", tags=["dead letters"], responses={403: {}})
-    async def replay(_key: Operator, selection: Annotated[_Selection, Depends()]) -> dict:
+    async def replay(_key: Operator, selection: Annotated[Selection, Depends()]) -> dict:
         """Replay the selected open dead letters (needs an `operate` key)."""
-        outcomes = core.replay(selection.to_filter())
+        outcomes = await runner.call(core.replay, selection.to_filter())
         for outcome in outcomes:
             metrics.replays.labels(outcome.status.value).inc()
         return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
@@ -302,13 +249,13 @@ def create_app(
         "/v1/holds/expire",
         tags=["holds"],
         responses={400: {}, 403: {}, 413: {}},
-        openapi_extra=_EXPIRE_BODY,
+        openapi_extra=EXPIRE_BODY,
     )
     async def expire_holds(request: Request, _key: Operator) -> dict:
         """Dead-letter held messages (needs an `operate` key): with `older_than_s`, every one
         held at least that many seconds by the service clock (0: all); without it, those
         past the configured hold timeout. Each becomes an open dead letter with its code."""
-        outcomes = core.expire_holds(_older_than(await body_of(request)))
+        outcomes = await runner.call(core.expire_holds, older_than(await body_of(request)))
         for outcome in outcomes:
             metrics.observe(outcome, outcome.message_type or "expired")
         return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
@@ -317,12 +264,12 @@ def create_app(
     async def reconciliation(_key: Caller) -> dict[str, Any]:
         """Every ledger invariant, with findings where one does not hold, and the number of
         negative-stock exceptions recorded (postings that drove stock below zero)."""
-        result = core.reconcile()
+        result, exceptions = await runner.call(_reconciled, core)
         metrics.reconciliation_exceptions.set(len(result.findings))
         return {
             "ok": result.ok,
             "entries_checked": result.entries_checked,
-            "stock_exceptions": core.store.stock_exception_count(),
+            "stock_exceptions": exceptions,
             "findings": [
                 {
                     "check": f.check.value,
@@ -337,31 +284,9 @@ def create_app(
     return app
 
 
-def _batch_items(body: bytes, max_batch: int) -> list[Any]:
-    try:
-        items = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise ServiceError(400, "MALFORMED_PAYLOAD", f"the batch is not JSON: {error}") from error
-    if not isinstance(items, list):
-        raise ServiceError(400, "MALFORMED_PAYLOAD", "a batch is a JSON array of envelopes")
-    if len(items) > max_batch:
-        raise ServiceError(413, "PAYLOAD_TOO_LARGE", f"batches are limited to {max_batch} messages")
-    return [item if isinstance(item, dict) else json.dumps(item) for item in items]
-
-
-def _older_than(body: bytes) -> timedelta | None:
-    """The `older_than_s` of an expiry request's body (empty: none)."""
-    if not body.strip():
-        return None
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise ServiceError(400, "MALFORMED_PAYLOAD", f"the body is not JSON: {error}") from error
-    try:
-        seconds = _ExpireHolds.model_validate(data).older_than_s
-    except ValidationError as error:
-        raise RequestValidationError(error.errors()) from error
-    return None if seconds is None else timedelta(seconds=seconds)
+def _reconciled(core: Core) -> tuple[Reconciliation, int]:
+    """Reconciliation and the negative-stock count, in one turn of the core's thread."""
+    return core.reconcile(), core.store.stock_exception_count()
 
 
 def _dead_letter_view(letter) -> dict[str, Any]:

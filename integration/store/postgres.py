@@ -2,8 +2,9 @@
 
 One connection in autocommit mode; each `commit` is one explicit transaction. Several processes
 may share one ledger (one schema): `exclusive()` is a session-level advisory lock keyed on the
-schema, and every commit first bumps `meta.data_version`, whose row lock orders the commits of
-all writers, so `applied_seq` (MAX + 1) follows commit order even without `exclusive()`.
+schema, and every transaction first bumps `meta.data_version`, whose row lock orders the commits
+of all writers, so `applied_seq` (MAX + 1) follows commit order even without `exclusive()`. A
+batch bumps it once, before its first savepoint: its commits share that version.
 
 psycopg is imported when a store is opened, never when this module is imported, so the core
 runs without the extra installed.
@@ -28,9 +29,9 @@ from integration.store.base import (
     Committed,
     DuplicateDelivery,
 )
+from integration.store.postgres_writes import PostgresWrites
 from integration.store.schema import POSTGRES_SCHEMA, SCHEMA_VERSION
 from integration.store.sql_reads import SqlReads
-from integration.store.sql_writes import SqlWrites
 
 if TYPE_CHECKING:
     import psycopg
@@ -85,7 +86,7 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-class PostgresStore(SqlReads, SqlWrites):
+class PostgresStore(SqlReads, PostgresWrites):
     """A ledger in one PostgreSQL schema: `schema` None uses the connection's current schema;
     a named schema is created if missing and put on the `search_path`."""
 
@@ -103,6 +104,7 @@ class PostgresStore(SqlReads, SqlWrites):
         # One connection: threads sharing this store take turns (a step under `exclusive()`,
         # a commit's transaction, a read), as processes take turns on the advisory lock.
         self._guard = threading.RLock()
+        self._batch_version: int | None = None  # the data version of the open batch, if any
         try:
             self._db: psycopg.Connection = psycopg.connect(url, autocommit=True)
         except psycopg.Error as error:
@@ -202,9 +204,12 @@ class PostgresStore(SqlReads, SqlWrites):
         with self._guard:
             try:
                 with self._db.transaction():
+                    self._batch_version = int(self._db.execute(_BUMP_VERSION).fetchone()[0])
                     yield
             except self._pg.Error as error:
                 raise StoreError(f"PostgreSQL failure: {error}") from error
+            finally:
+                self._batch_version = None
 
     def commit(self, commit: Commit) -> Committed:
         with self._guard:
@@ -214,9 +219,10 @@ class PostgresStore(SqlReads, SqlWrites):
         pg = self._pg
         db = self._db
         try:
-            with db.transaction():
-                # First: the row lock that orders every writer's commits.
-                version = int(db.execute(_BUMP_VERSION).fetchone()[0])
+            with self._transaction_or_savepoint():
+                version = self._batch_version
+                if version is None:  # first: the row lock that orders every writer's commits
+                    version = int(db.execute(_BUMP_VERSION).fetchone()[0])
                 inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
         except pg.errors.UniqueViolation as error:
             if error.diag.constraint_name in _INBOX_UNIQUE:
@@ -228,8 +234,37 @@ class PostgresStore(SqlReads, SqlWrites):
             raise StoreError(f"PostgreSQL failure: {error}") from error
         return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq, version)
 
+    @contextmanager
+    def _transaction_or_savepoint(self) -> Iterator[None]:
+        """A commit's own transaction; inside a batch, a savepoint. The savepoint's commands go
+        straight to libpq (`pgconn.exec_`, which releases the GIL): psycopg's nested
+        `transaction()` costs as much Python as a statement, and on rollback drops every
+        prepared statement, which a duplicate delivery in a batch would then pay for."""
+        if self._batch_version is None:
+            with self._db.transaction():
+                yield
+            return
+        self._command(b"SAVEPOINT mfg_commit")
+        try:
+            yield
+        except BaseException:
+            self._command(b"ROLLBACK TO SAVEPOINT mfg_commit")
+            self._command(b"RELEASE SAVEPOINT mfg_commit")
+            raise
+        self._command(b"RELEASE SAVEPOINT mfg_commit")
+
+    def _command(self, sql: bytes) -> None:
+        """A parameterless command through libpq; a failure raises psycopg's OperationalError."""
+        result = self._db.pgconn.exec_(sql)
+        if result.status != self._pg.pq.ExecStatus.COMMAND_OK:
+            message = result.error_message.decode(errors="replace")
+            raise self._pg.OperationalError(f"{sql.decode()}: {message}")
+
     def _execute(self, sql: str, params: tuple | list = ()) -> Any:
         return self._db.execute(_pg_sql(sql), params)
+
+    def _db_execute(self, sql: str, params: tuple | list) -> Any:
+        return self._db.execute(sql, params)
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         self._db.cursor().executemany(_pg_sql(sql), rows)

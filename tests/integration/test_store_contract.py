@@ -237,6 +237,74 @@ def test_unbalanced_entries_and_counts_are_reported_not_hidden(store):
     assert (store.stock_exception_count(), store.late_entry_count()) == (1, 1)
 
 
+def test_every_row_of_a_two_entry_commit_is_kept_as_written(store):
+    """Two entries (two plants and currencies) in one commit: each line, move and exception
+    comes back, in order, field for field, with exact quantities."""
+    p1 = Posting(
+        (
+            JournalLine("P1", Account.WIP, "EUR", D("1234567.89"), work_order="WO-7", item="FG"),
+            JournalLine("P1", Account.RAW_MATERIALS, "EUR", D("-1234567.89"), item="RAW-A"),
+        ),
+        (
+            StockMove("P1", "RAW-A", "LINE", "L-1", D("-0.000001"), D("-0.01"), Account.WIP),
+            StockMove("P1", "RAW-B", "LINE", "", D("123456789.123456"), D(0), Account.WIP),
+        ),
+        (StockException("P1", "RAW-A", "LINE", "L-1", D("-0.000001")),),
+    )
+    p2 = Posting((JournalLine("P2", Account.GRNI, "USD", D("0.05")),))
+    entries = (
+        replace(entry(), work_order="WO-7", posting=p1),
+        replace(entry(), plant="P2", currency="USD", posting=p2),
+    )
+    committed = store.commit(Commit(inbox=inbox(), entries=entries))
+    first, second = committed.entry_ids
+    db = store.connection
+    lines = db.execute(
+        "SELECT entry_id, line_no, plant, account, currency, amount_minor, work_order, item"
+        " FROM journal_line ORDER BY entry_id, line_no"
+    ).fetchall()
+    assert [tuple(row) for row in lines] == [
+        (first, 1, "P1", Account.WIP.value, "EUR", 123456789, "WO-7", "FG"),
+        (first, 2, "P1", Account.RAW_MATERIALS.value, "EUR", -123456789, None, "RAW-A"),
+        (second, 1, "P2", Account.GRNI.value, "USD", 5, None, None),
+    ]
+    moves = db.execute(
+        "SELECT entry_id, plant, item, location, lot, qty, value_minor, account"
+        " FROM stock_move ORDER BY move_id"
+    ).fetchall()
+    assert [(*row[:5], D(str(row[5])), *row[6:]) for row in moves] == [
+        (first, "P1", "RAW-A", "LINE", "L-1", D("-0.000001"), -1, Account.WIP.value),
+        (first, "P1", "RAW-B", "LINE", "", D("123456789.123456"), 0, Account.WIP.value),
+    ]
+    shortages = db.execute(
+        "SELECT entry_id, plant, item, location, lot, qty_after FROM stock_exception"
+    ).fetchall()
+    assert [(*row[:5], D(str(row[5]))) for row in shortages] == [
+        (first, "P1", "RAW-A", "LINE", "L-1", D("-0.000001"))
+    ]
+    assert store.find_inbox("m-1", "k-1").entry_ids == (first, second)
+
+
+def test_in_a_batch_a_clashing_commit_rolls_back_alone(store):
+    """Each commit in a batch is a savepoint: a duplicate fails alone, the commits around it
+    (and after it, statements the adapter may have prepared) still commit with the batch."""
+    with store.batch():
+        first = store.commit(Commit(inbox=inbox(), entries=(entry(),)))
+        with pytest.raises(DuplicateDelivery):
+            store.commit(Commit(inbox=inbox("m-2", "k-1"), entries=(entry("7.00"),)))
+        later = [
+            store.commit(Commit(inbox=inbox(f"m-{n}", f"k-{n}"), entries=(entry(),)))
+            for n in range(3, 12)
+        ]
+    assert store.find_inbox("m-2", "none") is None
+    assert store.find_inbox("m-1", "k-1").entry_ids == first.entry_ids
+    assert [store.find_inbox(f"m-{n}", "x").entry_ids for n in range(3, 12)] == [
+        c.entry_ids for c in later
+    ]
+    assert store.entry_count() == 10
+    assert store.account_balances()[("P1", Account.RAW_MATERIALS.value, "EUR")] == D("100.00")
+
+
 def test_stream_positions_are_upserted(store):
     store.commit(Commit(streams={"MES:WO-1": 2}))
     store.commit(Commit(streams={"MES:WO-1": 3, "MES:WO-2": 2}))

@@ -1,0 +1,107 @@
+"""What the service reads from requests: error answers, the dead-letter selection, the
+bodies of batches and hold expiries."""
+
+import json
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from integration.errors import ErrorCode
+from integration.store.base import DeadLetterFilter
+
+__all__ = ["ServiceError", "Selection", "EXPIRE_BODY", "batch_items", "older_than"]
+
+MAX_OLDER_THAN_S = 1e9  # about 31 years: any hold at all, far inside timedelta's range
+
+
+class ServiceError(Exception):
+    """An error answer: HTTP status, stable code, a sentence."""
+
+    def __init__(self, status: int, code: str, message: str, problems: list | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.problems = status, code, message, problems
+
+
+class Selection:
+    """Dead-letter filter from query parameters."""
+
+    def __init__(
+        self,
+        code: Annotated[ErrorCode | None, Query()] = None,
+        status: Annotated[str, Query(pattern="^(open|replayed|resolved|any)$")] = "open",
+        plant: str | None = None,
+        item: str | None = None,
+        work_order: str | None = None,
+        lot: str | None = None,
+        supplier: str | None = None,
+        period: str | None = None,
+    ) -> None:
+        self.code, self.status, self.plant, self.item = code, status, plant, item
+        self.work_order, self.lot, self.supplier, self.period = work_order, lot, supplier, period
+
+    def to_filter(self) -> DeadLetterFilter:
+        return DeadLetterFilter(
+            code=self.code,
+            status=None if self.status == "any" else self.status,
+            plant=self.plant,
+            item=self.item,
+            work_order=self.work_order,
+            lot=self.lot,
+            supplier=self.supplier,
+            period=self.period,
+        )
+
+
+class _ExpireHolds(BaseModel):
+    """The body of `POST /v1/holds/expire` (optional): without `older_than_s`, the holds past
+    the configured hold timeout expire."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="ExpireHolds")
+
+    older_than_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_OLDER_THAN_S,
+        allow_inf_nan=False,
+        strict=True,
+        description="Expire every message held at least this many seconds (0: all of them).",
+    )
+
+
+EXPIRE_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": _ExpireHolds.model_json_schema()}},
+    }
+}
+
+
+def batch_items(body: bytes, max_batch: int) -> list[Any]:
+    """The envelopes of a batch body: a JSON array of at most `max_batch`."""
+    try:
+        items = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise ServiceError(400, "MALFORMED_PAYLOAD", f"the batch is not JSON: {error}") from error
+    if not isinstance(items, list):
+        raise ServiceError(400, "MALFORMED_PAYLOAD", "a batch is a JSON array of envelopes")
+    if len(items) > max_batch:
+        raise ServiceError(413, "PAYLOAD_TOO_LARGE", f"batches are limited to {max_batch} messages")
+    return [item if isinstance(item, dict) else json.dumps(item) for item in items]
+
+
+def older_than(body: bytes) -> timedelta | None:
+    """The `older_than_s` of an expiry request's body (empty: none)."""
+    if not body.strip():
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise ServiceError(400, "MALFORMED_PAYLOAD", f"the body is not JSON: {error}") from error
+    try:
+        seconds = _ExpireHolds.model_validate(data).older_than_s
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from error
+    return None if seconds is None else timedelta(seconds=seconds)
