@@ -175,6 +175,13 @@ def sweep(
     type=click.FloatRange(min=0, min_open=True),
     help="Request timeout in seconds (default: the scenario's integration.timeout).",
 )
+@click.option(
+    "--client",
+    type=click.Choice(["http11", "aiohttp"]),
+    default="http11",
+    show_default=True,
+    help="HTTP client (https:// targets always use aiohttp).",
+)
 @click.option("--seed", type=int, help="Root seed (overrides the scenario's).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Run directory.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field.")
@@ -184,8 +191,8 @@ def sweep(
     help="Exit 1 on a failed assertion or a driver that fell behind; write junit.xml.",
 )
 def load(
-    scenario_path, target, speed, max_in_flight, keys_path, late_ms, timeout_s, seed, out_dir,
-    overrides, check,
+    scenario_path, target, speed, max_in_flight, keys_path, late_ms, timeout_s, client, seed,
+    out_dir, overrides, check,
 ) -> None:  # fmt: skip
     """Load-test a running service at TARGET with SCENARIO's traffic, in real time / SPEED."""
     from sim.load import LoadOptions, load_run
@@ -196,7 +203,7 @@ def load(
     try:
         keys, operate_key = read_client_keys(keys_path)
         options = LoadOptions(
-            target, keys, operate_key, speed, max_in_flight, late_ms / 1000, timeout_s
+            target, keys, operate_key, speed, max_in_flight, late_ms / 1000, timeout_s, client
         )
         announce = lambda line: click.echo(line, err=True)  # noqa: E731
         outcome = load_run(scenario_path, options, overrides, out_dir, check, announce)

@@ -13,12 +13,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from integration import Outcome, SourceSystem, Status
+from integration import ConfigurationError, Outcome, SourceSystem, Status
 from sim.assertions import AssertionResult, write_junit
 from sim.http_target import HttpTarget
 from sim.load.client import AiohttpClient, Client
 from sim.load.driver import Driver, RetryPolicy, Timeline
 from sim.load.figures import LoadFigures
+from sim.load.http11 import Http11Client
 from sim.load.schedule import Schedule, Send, make_schedule
 from sim.measures import Measures, drift
 from sim.output import Trace, write_run
@@ -47,6 +48,7 @@ class LoadOptions:
     max_in_flight: int = 256
     late_after_s: float = 0.010
     timeout_s: float | None = None
+    client: str = "http11"  # or "aiohttp" (https:// targets always use aiohttp)
 
 
 def _identity(outcome: Outcome) -> tuple:
@@ -165,11 +167,20 @@ def _run_loop(coroutine):
         return runner.run(coroutine)
 
 
+def make_client(options: LoadOptions, timeout_s: float) -> Client:
+    """The client `options.client` names; `http11` for plain http:// targets only."""
+    if options.client == "http11" and options.target.startswith("http://"):
+        return Http11Client(options.target, timeout_s)
+    if options.client not in ("http11", "aiohttp"):
+        raise ConfigurationError(f"unknown load client {options.client!r}: http11 or aiohttp")
+    return AiohttpClient(options.target, options.max_in_flight, timeout_s)
+
+
 def _driver(scenario: Scenario, options: LoadOptions, measures, figures, client) -> Driver:
     integration = scenario.integration
     timeline = Timeline(options.speed)
     return Driver(
-        client or AiohttpClient(options.target, options.max_in_flight, _timeout(scenario, options)),
+        client or make_client(options, _timeout(scenario, options)),
         options.keys,
         _Books(measures, timeline),
         figures,
@@ -233,6 +244,7 @@ def drive_scenario(
         "speed": options.speed,
         "max_in_flight": options.max_in_flight,
         "timeout_s": _timeout(scenario, options),
+        "client": type(driver.client).__name__,
         **figures.summary(),
     }
     summary["run"] = run_figures(started, measures)
