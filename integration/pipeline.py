@@ -6,8 +6,6 @@ item) lets through what was held or parked waiting for it.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from integration.envelope import Envelope, SourceSystem, parse_payload, payload_hash
 from integration.errors import ConfigurationError, MessageRejected, Problem, StoreError
 from integration.holds import HeldMessage, HoldIndex
@@ -171,8 +169,8 @@ class Pipeline(Steps):
         self._unreleased.extend(keys)
         released = tuple(self._drain())
         if released or outcome.message_type is None:
-            outcome = replace(
-                outcome, message_type=attempt.envelope.message_type, released=released
+            outcome = outcome._replace(
+                message_type=attempt.envelope.message_type, released=released
             )
         return outcome
 
@@ -216,4 +214,4 @@ class Pipeline(Steps):
             if isinstance(attempt, Outcome):
                 return attempt, []
         outcome, more = self._process(attempt)
-        return replace(outcome, message_type=attempt.envelope.message_type), more
+        return outcome._replace(message_type=attempt.envelope.message_type), more
