@@ -1,6 +1,7 @@
 """Throughput of `Core.submit` against the raw floor of the same work, printed as one JSON object.
 
     python benchmarks/core_throughput.py [--messages 30000] [--repeat 1] [--profile FILE]
+                                         [--baseline REV]
 
 What is measured (the issue's spec):
 
@@ -16,6 +17,11 @@ What is measured (the issue's spec):
   many journal_line and stock_move rows, with the same values -- on a store of the same schema
   and pragmas. Row values are read back from the core run and pre-built before timing, so the
   floor is "validate, then insert what must be inserted" with no bookkeeping at all.
+
+* baseline (`--baseline REV`, e.g. `HEAD` to measure uncommitted changes): the same core runs
+  with the `integration` package of git revision REV (exported to a temporary directory), in a
+  subprocess after this checkout's runs of each repeat, so a change and what it replaces are
+  timed side by side on the same machine load; `speedup_*` = this checkout / baseline.
 
 `ratio_*` = core messages/s / floor messages/s. Targets: >= 10,000 messages/s in memory and a
 ratio of >= 0.30 (aim 0.50).
@@ -36,6 +42,7 @@ import os
 import platform
 import pstats
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +51,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pydantic
-from checkout import source_revision
+from checkout import ROOT, source_revision
 from ledger_columns import ENTRY_COLUMNS, INBOX_COLUMNS, LINE_COLUMNS, MOVE_COLUMNS
 from workload import START, Workload, build_settings, build_workload, mix_shape
 
@@ -183,6 +190,49 @@ def run_validate_only(workload: Workload) -> float:
     return time.perf_counter() - start
 
 
+# --- a baseline revision, side by side --------------------------------------------------
+def export_baseline(revision: str, into: Path) -> str:
+    """Write the `integration` package of git `revision` under `into`; its short commit id."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", f"{revision}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run(
+        [*git, "archive", commit, "integration"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return commit
+
+
+def run_baseline(source: Path, messages: int, directory: str) -> dict[str, float]:
+    """Core walls (memory, WAL file) of the baseline package at `source`, in a subprocess."""
+    command = [sys.executable, __file__, "--core-only", "--messages", str(messages)]
+    done = subprocess.run(
+        [*command, "--dir", directory],
+        env={**os.environ, "PYTHONPATH": str(source)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def core_only(messages: int, directory: str | None) -> int:
+    """The core runs alone, as walls in JSON (what `run_baseline` reads)."""
+    workload = build_workload(messages)
+    walls = {}
+    with tempfile.TemporaryDirectory(prefix="core-bench-", dir=directory) as tmp:
+        for name, path in (("memory", ":memory:"), ("wal_file", str(Path(tmp) / "core.sqlite"))):
+            core, walls[name] = run_core(path, workload)
+            check_core(core, workload)
+            core.close()
+    print(json.dumps(walls))
+    return 0
+
+
 # --- reporting -----------------------------------------------------------------------------
 def _rate(messages: int, wall: float) -> dict:
     return {
@@ -275,17 +325,30 @@ def main(argv: list[str] | None = None) -> int:
         help="also profile an in-memory core run (cProfile stats to FILE, "
         "top 20 cumulative to stderr); not part of the figures",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        default=None,
+        help="also time the core of git revision REV (e.g. HEAD, for uncommitted changes) "
+        "side by side: `baseline` and `speedup_*` in the report",
+    )
+    parser.add_argument("--core-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.messages < 1 or args.repeat < 1:
         parser.error("--messages and --repeat must be at least 1")
+    if args.core_only:
+        return core_only(args.messages, args.dir)
 
     workload = build_workload(args.messages)
     n = len(workload.timed)
     core_memory, core_wal, floor_memory, floor_wal, validate_only = [], [], [], [], []
     rows: list[MessageRows] | None = None
     checks = None
+    baseline: dict[str, list[float]] = {"memory": [], "wal_file": []}
     with tempfile.TemporaryDirectory(prefix="core-bench-", dir=args.dir) as tmp:
         wal_fs = filesystem_of(tmp)
+        if args.baseline:
+            baseline_commit = export_baseline(args.baseline, Path(tmp))
         for r in range(args.repeat):
             core, wall = run_core(":memory:", workload)
             core_memory.append(wall)
@@ -301,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
             if rows_per_message(core.store.connection) != rows:
                 raise SystemExit("the WAL-file run wrote other rows than the in-memory run")
             core.close()
+            if args.baseline:
+                for name, wall in run_baseline(Path(tmp), args.messages, tmp).items():
+                    baseline[name].append(wall)
 
             floor_memory.append(run_floor(":memory:", workload, rows))
             floor_wal.append(run_floor(str(Path(tmp) / f"floor-{r}.sqlite"), workload, rows))
@@ -344,6 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
+    if args.baseline:
+        report["baseline"] = {
+            "revision": baseline_commit,
+            **{name: _rate(n, _best(walls)) for name, walls in baseline.items()},
+        }
+        for name, figures in (("memory", memory), ("wal_file", wal)):
+            before = report["baseline"][name]["messages_per_s"]
+            report[f"speedup_{name}"] = round(figures["messages_per_s"] / before, 3)
     print(json.dumps(report, indent=2))
     if args.profile:
         profile_core(workload, args.profile)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import reprlib
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
@@ -69,9 +68,8 @@ class Envelope(Frozen):
         return self.message.type
 
 
-@dataclass(frozen=True, slots=True)
-class BusinessIds:
-    """What a person searches dead letters and logs by."""
+class BusinessIds(NamedTuple):
+    """What a person searches dead letters and logs by (a named tuple: every message has one)."""
 
     plant: str | None = None
     item: str | None = None
@@ -82,11 +80,10 @@ class BusinessIds:
 
     def as_tuple(self) -> tuple[str | None, ...]:
         """(plant, item, work_order, lot, supplier, period): the ledger's column order."""
-        return (self.plant, self.item, self.work_order, self.lot, self.supplier, self.period)
+        return tuple(self)
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedPayload:
+class ParsedPayload(NamedTuple):
     """The result of reading a raw payload: an envelope, or the problems that stopped it."""
 
     raw: str

@@ -2,14 +2,17 @@
 
 Amounts are signed like beancount's: a debit is positive, a credit negative, so an entry
 balances when its amounts sum to zero for each plant and currency.
+
+The value types are named tuples: immutable like frozen dataclasses, but made by one tuple
+allocation rather than an `object.__setattr__` per field, and every message makes several.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from integration.master import ItemType, LocationKind
 from integration.money import LEDGER_LIMIT, ZERO
@@ -68,8 +71,7 @@ def inventory_account(item_type: ItemType, location_kind: LocationKind) -> Accou
     return _BY_TYPE[item_type]
 
 
-@dataclass(frozen=True, slots=True)
-class JournalLine:
+class JournalLine(NamedTuple):
     plant: str
     account: Account
     currency: str
@@ -78,8 +80,7 @@ class JournalLine:
     item: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StockMove:
+class StockMove(NamedTuple):
     """A change to one key of the stock sub-ledger; `value` is what its account moved by."""
 
     plant: str
@@ -95,8 +96,7 @@ class StockMove:
         return (self.plant, self.item, self.location, self.lot)
 
 
-@dataclass(frozen=True, slots=True)
-class StockException:
+class StockException(NamedTuple):
     """Stock went negative under the `allow` policy: posted, and recorded for follow-up."""
 
     plant: str
@@ -106,8 +106,7 @@ class StockException:
     qty_after: Decimal
 
 
-@dataclass(frozen=True, slots=True)
-class Posting:
+class Posting(NamedTuple):
     """What a message does to the books: journal lines, stock moves and exceptions."""
 
     lines: tuple[JournalLine, ...] = ()

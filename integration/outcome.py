@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from integration.errors import ErrorCode, Problem
 
@@ -19,8 +18,9 @@ class Status(StrEnum):
     REJECTED = "REJECTED"  # dead-lettered with `code` and every problem found
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
+    """The answer to one message (a named tuple: immutable, and one is made per message)."""
+
     status: Status
     message_id: str | None
     message_type: str | None = None

@@ -6,7 +6,6 @@ item) lets through what was held or parked waiting for it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 from integration.envelope import Envelope, SourceSystem, parse_payload, payload_hash
@@ -177,8 +176,8 @@ class Pipeline(Steps):
         self._unreleased.extend(keys)
         released = tuple(self._drain())
         if released or outcome.message_type is None:
-            outcome = replace(
-                outcome, message_type=attempt.envelope.message_type, released=released
+            outcome = outcome._replace(
+                message_type=attempt.envelope.message_type, released=released
             )
         return outcome
 
@@ -222,4 +221,4 @@ class Pipeline(Steps):
             if isinstance(attempt, Outcome):
                 return attempt, []
         outcome, more = self._process(attempt)
-        return replace(outcome, message_type=attempt.envelope.message_type), more
+        return outcome._replace(message_type=attempt.envelope.message_type), more

@@ -6,8 +6,8 @@ Pure functions of the book state and the message being processed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from integration.envelope import BusinessIds, Envelope, business_ids, payload_hash
 from integration.errors import Problem
@@ -36,8 +36,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One pass of one message through the pipeline."""
 
     envelope: Envelope

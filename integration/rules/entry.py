@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 from integration.errors import ErrorCode, Problem
 from integration.ledger import Account, JournalLine, Posting, StockException, StockMove
@@ -19,8 +19,7 @@ def NO_CHANGE(state: BookState) -> None:  # noqa: N802 - a constant-like callabl
     """The state change of a message that changes nothing but the ledger."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What a rule decided: one journal entry per plant whose books move, and the state change
     to apply once those entries have committed. `plant` names the plant the message concerns."""
 

@@ -2,18 +2,21 @@
 
 Every change the core makes to durable state for one message — the inbox record, its journal
 entries with their lines and stock moves, a dead letter, stream positions — goes through one
-`commit(Commit)` call, so an adapter has exactly one transaction to get right.
+`commit(Commit)` call, so an adapter has exactly one transaction to get right. The records of
+that write (`Commit`, `InboxWrite`, `EntryWrite`, `Committed`) are named tuples: immutable, and
+cheap to make for every message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 from integration.envelope import BusinessIds
 from integration.errors import ErrorCode, Problem, StoreError
@@ -62,8 +65,7 @@ class InboxRecord:
     applied_seq: int | None = None  # position in the order of effect, once POSTED
 
 
-@dataclass(frozen=True, slots=True)
-class InboxWrite:
+class InboxWrite(NamedTuple):
     """Insert (first sight) or update (a held or rejected message reaching an outcome)."""
 
     message_id: str
@@ -86,8 +88,7 @@ class InboxWrite:
     inbox_id: int | None = None  # set: update that record instead of inserting
 
 
-@dataclass(frozen=True, slots=True)
-class EntryWrite:
+class EntryWrite(NamedTuple):
     """One balanced journal entry of one plant, with its lines and stock moves."""
 
     plant: str
@@ -155,8 +156,7 @@ class DeadLetterFilter:
     waits_on: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(NamedTuple):
     """Everything one step of the pipeline writes, atomically."""
 
     inbox: InboxWrite | None = None
@@ -164,11 +164,10 @@ class Commit:
     dead_letter: DeadLetterWrite | None = None
     resolved_dead_letter: int | None = None  # a dead letter that this commit settles
     resolution: str = "replayed"
-    streams: dict[str, int] = field(default_factory=dict)
+    streams: Mapping[str, int] = MappingProxyType({})  # stream -> its next expected seq
 
 
-@dataclass(frozen=True, slots=True)
-class Committed:
+class Committed(NamedTuple):
     """What a commit wrote: the inbox record's id, its journal entries' ids, the dead letter's."""
 
     inbox_id: int | None = None

@@ -4,6 +4,7 @@ An adapter wraps `_write(commit)` in its transaction (or savepoint) and supplies
 `_execute(sql, params)` returning a cursor (`?` placeholders), `_executemany(sql, rows)`,
 `_ts(moment)` and `_qty(value)` (how its driver takes timestamps and quantities), and
 `_HISTORY_APPEND` (the SQL expression appending one JSON event to a dead letter's history).
+It may override `_insert_entry` where its driver knows the new row's id without `RETURNING`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from integration.errors import StoreError
+from integration.ledger import Account
 from integration.money import to_minor
 from integration.store.base import (
     Commit,
@@ -23,7 +25,7 @@ from integration.store.base import (
     InboxWrite,
 )
 
-__all__ = ["SqlWrites"]
+__all__ = ["INSERT_ENTRY", "SqlWrites"]
 
 # Posting stamps the record with the next position in the order of effect; a held or rejected
 # record has none. MAX + 1 is safe: writers of one ledger are serialised (one SQLite writer;
@@ -43,11 +45,14 @@ _INSERT_INBOX = {
     " RETURNING inbox_id, applied_seq"
     for posted in (True, False)
 }
-_INSERT_ENTRY = (
+INSERT_ENTRY = (
     "INSERT INTO journal_entry (inbox_id, message_id, plant, currency, period, original_period,"
     " late, event_type, work_order, occurred_at, posted_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING entry_id"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_RETURNING_ENTRY_ID = INSERT_ENTRY + " RETURNING entry_id"
+# Accounts as plain text: drivers bind an exact str without adapting a str subclass.
+_ACCOUNT_TEXT = {account: account.value for account in Account}
 _INSERT_LINE = "INSERT INTO journal_line VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_MOVE = (
     "INSERT INTO stock_move (entry_id, plant, item, location, lot, qty, value_minor, account)"
@@ -66,6 +71,14 @@ _UPSERT_STREAM = (
     "INSERT INTO stream_position VALUES (?, ?)"
     " ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq"
 )
+
+
+def _line_rows(entry_id: int, lines) -> list[tuple]:
+    text = _ACCOUNT_TEXT
+    return [
+        (entry_id, n, plant, text[account], currency, to_minor(amount, currency), work_order, item)
+        for n, (plant, account, currency, amount, work_order, item) in enumerate(lines, start=1)
+    ]
 
 
 class SqlWrites:
@@ -87,10 +100,9 @@ class SqlWrites:
 
     def _write(self, commit: Commit) -> tuple[int | None, tuple[int, ...], int | None, int | None]:
         """Write the commit; (inbox id, entry ids, dead letter id, applied seq)."""
-        inbox_id, applied_seq = self._write_inbox(commit.inbox) if commit.inbox else (None, None)
-        entry_ids = tuple(
-            self._write_entry(inbox_id, commit.inbox, entry) for entry in commit.entries
-        )
+        inbox, entries = commit.inbox, commit.entries
+        inbox_id, applied_seq = self._write_inbox(inbox) if inbox else (None, None)
+        entry_ids = tuple([self._write_entry(inbox_id, inbox, entry) for entry in entries])
         dead_letter_id = self._write_dead_letter(commit.dead_letter) if commit.dead_letter else None
         if commit.resolved_dead_letter is not None:
             self._execute(
@@ -107,11 +119,12 @@ class SqlWrites:
 
     def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
         posted = row.status is InboxStatus.POSTED
+        ts = self._ts
         outcome = (
             row.status.value,
             row.code.value if row.code else None,
-            self._ts(row.committed_at),
-            self._ts(row.hold_deadline),
+            ts(row.committed_at),
+            ts(row.hold_deadline),
             json.dumps(row.waits_on) if row.waits_on else "[]",
             int(row.late),
         )
@@ -131,69 +144,57 @@ class SqlWrites:
                 row.source_system,
                 row.stream,
                 row.source_seq,
-                *row.ids.as_tuple(),
+                *row.ids,
                 row.envelope_json,
-                self._ts(row.received_at),
+                ts(row.received_at),
                 *outcome,
             ),
         ).fetchone()
 
+    def _insert_entry(self, row: tuple) -> int:
+        """Insert one journal_entry row (`INSERT_ENTRY`) and return its id."""
+        return self._execute(_RETURNING_ENTRY_ID, row).fetchone()[0]
+
     def _write_entry(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
-        entry_id = self._execute(
-            _INSERT_ENTRY,
+        plant, currency, period, original, late, event_type, work_order, occurred_at, posting = (
+            entry
+        )
+        ts = self._ts
+        entry_id = self._insert_entry(
             (
                 inbox_id,
                 inbox.message_id,
-                entry.plant,
-                entry.currency,
-                entry.period,
-                entry.original_period,
-                int(entry.late),
-                entry.event_type,
-                entry.work_order,
-                self._ts(entry.occurred_at),
-                self._ts(inbox.committed_at),
-            ),
-        ).fetchone()[0]
-        posting, currency = entry.posting, entry.currency
-        lines = [
-            (
-                entry_id,
-                n,
-                ln.plant,
-                ln.account,
-                ln.currency,
-                to_minor(ln.amount, ln.currency),
-                ln.work_order,
-                ln.item,
+                plant,
+                currency,
+                period,
+                original,
+                int(late),
+                event_type,
+                work_order,
+                ts(occurred_at),
+                ts(inbox.committed_at),
             )
-            for n, ln in enumerate(posting.lines, start=1)
-        ]
-        moves = [
-            (
-                entry_id,
-                mv.plant,
-                mv.item,
-                mv.location,
-                mv.lot,
-                self._qty(mv.qty),
-                to_minor(mv.value, currency),
-                mv.account,
-            )
-            for mv in posting.moves
-        ]
-        exceptions = [
-            (entry_id, ex.plant, ex.item, ex.location, ex.lot, self._qty(ex.qty_after))
-            for ex in posting.exceptions
-        ]
-        for sql, rows in (
-            (_INSERT_LINE, lines),
-            (_INSERT_MOVE, moves),
-            (_INSERT_EXCEPTION, exceptions),
-        ):
-            if rows:
-                self._executemany(sql, rows)
+        )
+        lines, moves, exceptions = posting
+        if lines:
+            self._executemany(_INSERT_LINE, _line_rows(entry_id, lines))
+        if moves:
+            self._executemany(_INSERT_MOVE, self._move_rows(entry_id, currency, moves))
+        if exceptions:
+            qty = self._qty
+            rows = [
+                (entry_id, plant, item, location, lot, qty(after))
+                for plant, item, location, lot, after in exceptions
+            ]
+            self._executemany(_INSERT_EXCEPTION, rows)
         return entry_id
+
+    def _move_rows(self, entry_id: int, currency: str, moves) -> list[tuple]:
+        qty, text = self._qty, _ACCOUNT_TEXT
+        return [
+            (entry_id, plant, item, location, lot, qty(q), to_minor(value, currency), text[account])
+            for plant, item, location, lot, q, value, account in moves
+        ]
 
     def _write_dead_letter(self, row: DeadLetterWrite) -> int:
         event = json.dumps({"at": row.at.isoformat(), "code": row.code.value})

@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
 from integration.errors import ConfigurationError, StoreError
@@ -17,7 +16,7 @@ from integration.store.base import (
 )
 from integration.store.schema import SCHEMA_VERSION, SQLITE_SCHEMA
 from integration.store.sql_reads import SqlReads
-from integration.store.sql_writes import SqlWrites
+from integration.store.sql_writes import INSERT_ENTRY, SqlWrites
 
 __all__ = ["SqliteStore"]
 
@@ -43,8 +42,7 @@ class SqliteStore(SqlReads, SqlWrites):
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._in_batch = False
-        self._last_moment: datetime | None = None
-        self._last_text: str | None = None
+        self._recent: list[tuple[datetime | None, str | None]] = [(None, None), (None, None)]
         self._migrate()
 
     @property
@@ -75,6 +73,8 @@ class SqliteStore(SqlReads, SqlWrites):
         return nullcontext()
 
     def data_version(self) -> int:
+        if self.path == ":memory:":
+            return 0  # a private database: no other connection can commit to it
         return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def schema_version(self) -> int:
@@ -123,21 +123,27 @@ class SqliteStore(SqlReads, SqlWrites):
             self._db.execute(statement)
 
     def _ts(self, moment: datetime | None) -> str | None:
-        """ISO text of a timestamp; the clock's current moment repeats, so the last is kept."""
+        """ISO text of a timestamp. The two last are kept (the clock's current moment and a
+        message's business time alternate within one commit), the last used first."""
         if moment is None:
             return None
-        if moment is not self._last_moment:
-            self._last_moment, self._last_text = moment, moment.isoformat()
-        return self._last_text
+        if moment is not self._recent[0][0]:
+            if moment is self._recent[1][0]:
+                self._recent.reverse()
+            else:
+                self._recent = [(moment, moment.isoformat()), self._recent[0]]
+        return self._recent[0][1]
 
-    def _qty(self, value: Decimal) -> str:
-        return str(value)
+    _qty = staticmethod(str)  # a quantity as exact decimal text
 
     def _execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
         return self._db.execute(sql, params)
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         self._db.executemany(sql, rows)
+
+    def _insert_entry(self, row: tuple) -> int:
+        return self._db.execute(INSERT_ENTRY, row).lastrowid
 
     # --- the reads' access to the database (see SqlReads) --------------------------------
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -230,7 +229,7 @@ def test_resolving_a_dead_letter_closes_it_and_its_waits(store):
 def test_unbalanced_entries_and_counts_are_reported_not_hidden(store):
     wip_only = (JournalLine("P1", Account.WIP, "EUR", D(1), work_order="WO-1"),)
     shortage = (StockException("P1", "RAW-A", "LINE", "", D(-1)),)
-    crooked = replace(entry(), late=True, posting=Posting(wip_only, exceptions=shortage))
+    crooked = entry()._replace(late=True, posting=Posting(wip_only, exceptions=shortage))
     committed = store.commit(Commit(inbox=inbox(), entries=(crooked,)))
     assert store.unbalanced_entries() == [(committed.entry_ids[0], "P1", "EUR", D("1.00"))]
     assert store.wip_by_work_order() == {"WO-1": D("1.00")}
@@ -253,8 +252,8 @@ def test_every_row_of_a_two_entry_commit_is_kept_as_written(store):
     )
     p2 = Posting((JournalLine("P2", Account.GRNI, "USD", D("0.05")),))
     entries = (
-        replace(entry(), work_order="WO-7", posting=p1),
-        replace(entry(), plant="P2", currency="USD", posting=p2),
+        entry()._replace(work_order="WO-7", posting=p1),
+        entry()._replace(plant="P2", currency="USD", posting=p2),
     )
     committed = store.commit(Commit(inbox=inbox(), entries=entries))
     first, second = committed.entry_ids
