@@ -27,6 +27,7 @@ from integration import (
     LocationKind,
     ManualClock,
     Operation,
+    OperationCompleted,
     OverlayQuantity,
     Plant,
     PlantOverlay,
@@ -212,6 +213,26 @@ def release(envelopes: Envelopes, work_order: str = "WO-1", qty: str = "10") -> 
         WorkOrderReleased(
             work_order=work_order, plant="P1", item="FG-1", qty=D(qty), uom="EA", bom_revision="A"
         )
+    )
+
+
+def confirm(
+    envelopes: Envelopes, good: str = "1", seq: int | None = None, work_order: str = "WO-1", **kw
+) -> Envelope:
+    """An MES confirmation of operation 10 of `work_order`, backflushing lot L1 of RAW-L;
+    with `seq`, on the work order's stream."""
+    return envelopes(
+        OperationCompleted(
+            work_order=work_order,
+            operation_seq=10,
+            good_qty=D(good),
+            uom="EA",
+            backflush_location="LINE",
+            component_lots={"RAW-L": "L1"},
+        ),
+        stream=f"MES:{work_order}" if seq else None,
+        seq=seq,
+        **kw,
     )
 
 

@@ -27,9 +27,8 @@ from sim.catalogue import Catalogue
 from sim.http_target import outcome_from
 from sim.streams import Streams
 from sim.targets import TargetRefused, TargetUnavailable
-from tests.builders import Envelopes, master_data, release, settings
+from tests.builders import Envelopes, confirm, master_data, release, settings
 from tests.integration.served import KEYS, OPS_KEY, Served
-from tests.integration.test_service_holds import confirm
 
 # One plant for six hours with duplicated deliveries and some confirmations missing their lot
 # (LOT_REQUIRED dead letters). Network delays stay far below the hold timeout, so no hold

@@ -18,29 +18,12 @@ from integration import (
     ItemCreated,
     ItemType,
     NotFound,
-    OperationCompleted,
     PeriodClosed,
     Status,
     StoreError,
     open_store,
 )
-from tests.builders import START, D, new_core, release, settings
-
-
-def confirm(env, good="1", seq=None, **kw):
-    return env(
-        OperationCompleted(
-            work_order="WO-1",
-            operation_seq=10,
-            good_qty=D(good),
-            uom="EA",
-            backflush_location="LINE",
-            component_lots={"RAW-L": "L1"},
-        ),
-        stream="MES:WO-1" if seq else None,
-        seq=seq,
-        **kw,
-    )
+from tests.builders import START, D, confirm, new_core, release, settings
 
 
 def posted_rows(core, message_id):

@@ -18,7 +18,6 @@ from integration import (
     ItemCreated,
     ItemType,
     ManualClock,
-    OperationCompleted,
     PostgresStore,
     SqliteStore,
     Status,
@@ -27,7 +26,7 @@ from integration import (
 )
 from integration.store.base import Commit, InboxStatus
 from integration.store.postgres import split_schema
-from tests.builders import START, D, Envelopes, item, master_data, release, settings
+from tests.builders import START, D, Envelopes, confirm, item, master_data, release, settings
 from tests.integration.pg import PG_URL, fresh_schema
 from tests.integration.test_store_contract import entry, inbox
 
@@ -76,22 +75,6 @@ def post_all(core: Core, envelopes) -> None:
     for envelope in envelopes:
         outcome = core.submit(envelope)
         assert outcome.status is Status.POSTED, outcome
-
-
-def confirm(env, good="1", seq=None, work_order="WO-1", **kw):
-    return env(
-        OperationCompleted(
-            work_order=work_order,
-            operation_seq=10,
-            good_qty=D(good),
-            uom="EA",
-            backflush_location="LINE",
-            component_lots={"RAW-L": "L1"},
-        ),
-        stream=f"MES:{work_order}" if seq else None,
-        seq=seq,
-        **kw,
-    )
 
 
 def receipt(env, item_id="RAW-A", qty="100", lot=None, location="LINE"):

@@ -9,9 +9,9 @@ import sqlite3
 import httpx
 import pytest
 
-from integration import FinishedGoodsReceived, OperationCompleted, PeriodClosed
+from integration import FinishedGoodsReceived, PeriodClosed
 from integration.service import ApiKey, ApiKeys, create_app
-from tests.builders import D, Envelopes, master_data, new_core, release
+from tests.builders import D, Envelopes, confirm, master_data, new_core, release
 from tests.integration.served import KEYS, OPS_KEY, READ_ONLY_KEY, Served, auth
 
 
@@ -47,20 +47,6 @@ def counts(served) -> tuple[int, int]:
         )
 
 
-def confirm(env, good="1", **kw):
-    return env(
-        OperationCompleted(
-            work_order="WO-1",
-            operation_seq=10,
-            good_qty=D(good),
-            uom="EA",
-            backflush_location="LINE",
-            component_lots={"RAW-L": "L1"},
-        ),
-        **kw,
-    )
-
-
 def test_a_confirmation_posts_once_and_a_retry_is_a_duplicate(served, env):
     message = confirm(env)
     first, again = post(served, message), post(served, message)
@@ -72,7 +58,7 @@ def test_a_confirmation_posts_once_and_a_retry_is_a_duplicate(served, env):
 
 
 def test_an_early_message_is_accepted_as_held(served, env):
-    answer = post(served, confirm(env, stream="MES:WO-1", seq=2))
+    answer = post(served, confirm(env, seq=2))
     assert (answer.status_code, answer.json()["code"]) == (202, "SEQUENCE_GAP")
 
 

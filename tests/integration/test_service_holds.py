@@ -13,31 +13,14 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from integration import OperationCompleted
 from integration.sequencing import stream_waiting_key
 from integration.service import ApiKey, ApiKeys, create_app
-from tests.builders import D, Envelopes, master_data, new_core, release
+from tests.builders import Envelopes, confirm, master_data, new_core, release
 from tests.integration.pg import PG_URL, fresh_schema
 from tests.integration.served import KEYS, OPS_KEY, READ_ONLY_KEY, Served, auth
 
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}
 STREAM = "MES:WO-1"
-
-
-def confirm(env: Envelopes, seq: int | None = None, good: str = "1"):
-    """An MES confirmation of WO-1; with `seq`, on the work order's stream."""
-    return env(
-        OperationCompleted(
-            work_order="WO-1",
-            operation_seq=10,
-            good_qty=D(good),
-            uom="EA",
-            backflush_location="LINE",
-            component_lots={"RAW-L": "L1"},
-        ),
-        stream=STREAM if seq is not None else None,
-        seq=seq,
-    )
 
 
 class InProcess:
@@ -52,7 +35,7 @@ class InProcess:
 
     def hold(self, seq: int) -> str:
         """Submit a confirmation beyond a sequence gap; its message id (now held)."""
-        outcome = self.core.submit(confirm(self.env, seq))
+        outcome = self.core.submit(confirm(self.env, seq=seq))
         assert outcome.status.value == "HELD", outcome
         return outcome.message_id
 
