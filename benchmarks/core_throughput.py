@@ -18,10 +18,10 @@ What is measured (the issue's spec):
   and pragmas. Row values are read back from the core run and pre-built before timing, so the
   floor is "validate, then insert what must be inserted" with no bookkeeping at all.
 
-* baseline (`--baseline REV`, e.g. `HEAD` to measure uncommitted changes): the same core runs
-  with the `integration` package of git revision REV (exported to a temporary directory), in a
-  subprocess after this checkout's runs of each repeat, so a change and what it replaces are
-  timed side by side on the same machine load; `speedup_*` = this checkout / baseline.
+* side by side (`--baseline REV`, e.g. `HEAD` to measure uncommitted changes): the core runs
+  again, this checkout's and git revision REV's, each in a fresh subprocess, alternately, on
+  the same machine load (see side_by_side.py); `side_by_side.speedup_*` = baseline time /
+  this checkout's time, by wall clock and by CPU time (`_cpu`).
 
 `ratio_*` = core messages/s / floor messages/s. Targets: >= 10,000 messages/s in memory and a
 ratio of >= 0.30 (aim 0.50).
@@ -42,7 +42,6 @@ import os
 import platform
 import pstats
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,8 +50,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pydantic
-from checkout import ROOT, source_revision
+from checkout import source_revision
 from ledger_columns import ENTRY_COLUMNS, INBOX_COLUMNS, LINE_COLUMNS, MOVE_COLUMNS
+from side_by_side import KINDS, SideBySide
 from workload import START, Workload, build_settings, build_workload, mix_shape
 
 from integration import Core, Envelope, ManualClock, SqliteStore, open_store
@@ -72,16 +72,16 @@ def new_core(path: str, workload: Workload) -> Core:
     return core
 
 
-def run_core(path: str, workload: Workload) -> tuple[Core, float]:
+def run_core(path: str, workload: Workload) -> tuple[Core, float, float]:
+    """A core with the setup posted, then the timed submit loop: (core, wall s, CPU s)."""
     core = new_core(path, workload)
     submit = core.submit
     timed = workload.timed
     gc.collect()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for raw in timed:
         submit(raw)
-    wall = time.perf_counter() - start
-    return core, wall
+    return core, time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def check_core(core: Core, workload: Workload) -> dict:
@@ -190,46 +190,19 @@ def run_validate_only(workload: Workload) -> float:
     return time.perf_counter() - start
 
 
-# --- a baseline revision, side by side --------------------------------------------------
-def export_baseline(revision: str, into: Path) -> str:
-    """Write the `integration` package of git `revision` under `into`; its short commit id."""
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", f"{revision}^{{commit}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    archive = subprocess.run(
-        [*git, "archive", commit, "integration"], capture_output=True, check=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return commit
-
-
-def run_baseline(source: Path, messages: int, directory: str) -> dict[str, float]:
-    """Core walls (memory, WAL file) of the baseline package at `source`, in a subprocess."""
-    command = [sys.executable, __file__, "--core-only", "--messages", str(messages)]
-    done = subprocess.run(
-        [*command, "--dir", directory],
-        env={**os.environ, "PYTHONPATH": str(source)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout)
-
-
+# --- the core alone, for side_by_side.py -------------------------------------------------
 def core_only(messages: int, directory: str | None) -> int:
-    """The core runs alone, as walls in JSON (what `run_baseline` reads)."""
+    """The core runs alone: {kind: {"wall": s, "cpu": s}} as JSON on stdout."""
     workload = build_workload(messages)
-    walls = {}
+    times = {}
     with tempfile.TemporaryDirectory(prefix="core-bench-", dir=directory) as tmp:
-        for name, path in (("memory", ":memory:"), ("wal_file", str(Path(tmp) / "core.sqlite"))):
-            core, walls[name] = run_core(path, workload)
+        paths = (":memory:", str(Path(tmp) / "core.sqlite"))
+        for kind, path in zip(KINDS, paths, strict=True):
+            core, wall, cpu = run_core(path, workload)
             check_core(core, workload)
             core.close()
-    print(json.dumps(walls))
+            times[kind] = {"wall": wall, "cpu": cpu}
+    print(json.dumps(times))
     return 0
 
 
@@ -329,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline",
         metavar="REV",
         default=None,
-        help="also time the core of git revision REV (e.g. HEAD, for uncommitted changes) "
-        "side by side: `baseline` and `speedup_*` in the report",
+        help="also time this checkout's core and that of git revision REV (e.g. HEAD, for "
+        "uncommitted changes) side by side: `side_by_side` in the report",
     )
     parser.add_argument("--core-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -344,13 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     core_memory, core_wal, floor_memory, floor_wal, validate_only = [], [], [], [], []
     rows: list[MessageRows] | None = None
     checks = None
-    baseline: dict[str, list[float]] = {"memory": [], "wal_file": []}
     with tempfile.TemporaryDirectory(prefix="core-bench-", dir=args.dir) as tmp:
         wal_fs = filesystem_of(tmp)
-        if args.baseline:
-            baseline_commit = export_baseline(args.baseline, Path(tmp))
+        side = SideBySide(__file__, args.baseline, Path(tmp)) if args.baseline else None
         for r in range(args.repeat):
-            core, wall = run_core(":memory:", workload)
+            core, wall, _cpu = run_core(":memory:", workload)
             core_memory.append(wall)
             if rows is None:
                 checks = check_core(core, workload)
@@ -358,15 +329,14 @@ def main(argv: list[str] | None = None) -> int:
             core.close()
 
             wal_path = str(Path(tmp) / f"core-{r}.sqlite")
-            core, wall = run_core(wal_path, workload)
+            core, wall, _cpu = run_core(wal_path, workload)
             core_wal.append(wall)
             check_core(core, workload)
             if rows_per_message(core.store.connection) != rows:
                 raise SystemExit("the WAL-file run wrote other rows than the in-memory run")
             core.close()
-            if args.baseline:
-                for name, wall in run_baseline(Path(tmp), args.messages, tmp).items():
-                    baseline[name].append(wall)
+            if side is not None:
+                side.run(r, args.messages, tmp)
 
             floor_memory.append(run_floor(":memory:", workload, rows))
             floor_wal.append(run_floor(str(Path(tmp) / f"floor-{r}.sqlite"), workload, rows))
@@ -410,14 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
-    if args.baseline:
-        report["baseline"] = {
-            "revision": baseline_commit,
-            **{name: _rate(n, _best(walls)) for name, walls in baseline.items()},
-        }
-        for name, figures in (("memory", memory), ("wal_file", wal)):
-            before = report["baseline"][name]["messages_per_s"]
-            report[f"speedup_{name}"] = round(figures["messages_per_s"] / before, 3)
+    if side is not None:
+        report["side_by_side"] = side.report(n)
     print(json.dumps(report, indent=2))
     if args.profile:
         profile_core(workload, args.profile)

@@ -35,9 +35,6 @@ class ResolvedLine:
     backflush: bool
     operation_seq: int
 
-    def allows(self, item: str) -> bool:
-        return item == self.component or any(alt.item == item for alt in self.alternates)
-
 
 def apply_overlay(bom: BomRevision, plant: str) -> tuple[BomLine, ...]:
     """The template's lines with the plant's overlay changes applied in order."""

@@ -133,7 +133,7 @@ def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPay
         problem = Problem(ErrorCode.MALFORMED_PAYLOAD, "NUL characters are not accepted")
         return ParsedPayload(raw=text.replace("\x00", "\ufffd"), envelope=None, problems=(problem,))
     try:
-        envelope = Envelope.model_validate_json(text)
+        envelope = Envelope.__pydantic_validator__.validate_json(text)  # model_validate_json
     except ValidationError as error:
         return ParsedPayload(raw=text, envelope=None, problems=_problems_from(error))
     except (ValueError, TypeError, RecursionError) as error:
@@ -161,8 +161,10 @@ def payload_hash(envelope: Envelope) -> str:
     Delivery metadata (message id, sent_at, correlation) is left out so that a resend of the
     same business event under a new message id hashes the same.
     """
-    body = envelope.message.model_dump_json() + "|" + envelope.occurred_at.isoformat()
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
+    message = envelope.message
+    body = type(message).__pydantic_serializer__.to_json(message)  # model_dump_json(), as bytes
+    stamp = envelope.occurred_at.isoformat().encode()
+    return hashlib.sha256(body + b"|" + stamp).hexdigest()[:32]
 
 
 _ID_FIELDS = ("plant", "item", "work_order", "lot", "supplier", "period")
@@ -178,12 +180,24 @@ def _field(obj: Any, name: str) -> Any:
 def business_ids(message: Any) -> BusinessIds:
     """Business identifiers carried by a message body (a model or a raw dict), best effort."""
     data = message if isinstance(message, dict) else message.__dict__
-    found = {name: value for name in _ID_FIELDS if isinstance(value := data.get(name), str)}
-    if "item" not in found:
-        candidates = (
-            _field(_field(message, "item"), "id"),
-            _field(message, "component"),
-            _field(_field(message, "bom"), "item"),
-        )
-        found["item"] = next((c for c in candidates if isinstance(c, str)), None)
-    return BusinessIds(**found)
+    plant, item, work_order, lot, supplier, period = [
+        value if isinstance(value := data.get(name), str) else None for name in _ID_FIELDS
+    ]
+    if item is None:
+        item = _item_of(data)
+    return BusinessIds(plant, item, work_order, lot, supplier, period)
+
+
+def _item_of(data: dict[str, Any]) -> str | None:
+    """The item of a message body without an `item` text: the created item, the issued
+    component or the BOM's parent."""
+    created = data.get("item")
+    if created is not None and isinstance(created_id := _field(created, "id"), str):
+        return created_id
+    component = data.get("component")
+    if isinstance(component, str):
+        return component
+    bom = data.get("bom")
+    if bom is not None and isinstance(parent := _field(bom, "item"), str):
+        return parent
+    return None

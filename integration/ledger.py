@@ -9,7 +9,6 @@ allocation rather than an `object.__setattr__` per field, and every message make
 
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -122,25 +121,35 @@ def imbalances(
     lines: tuple[JournalLine, ...] | list[JournalLine],
 ) -> dict[tuple[str, str], Decimal]:
     """Per (plant, currency), the non-zero sums of an entry's lines; empty when it balances."""
-    if lines and all(
-        ln.plant == lines[0].plant and ln.currency == lines[0].currency for ln in lines
-    ):
-        total = sum((ln.amount for ln in lines), ZERO)
-        return {(lines[0].plant, lines[0].currency): total} if total else {}
-    totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+    if not lines:
+        return {}
+    plant, currency = lines[0].plant, lines[0].currency
+    total = ZERO
     for line in lines:
-        totals[(line.plant, line.currency)] += line.amount
-    return {key: total for key, total in sorted(totals.items()) if total != ZERO}
+        if line.plant != plant or line.currency != currency:
+            return _grouped_imbalances(lines)
+        total += line.amount
+    return {(plant, currency): total} if total else {}
+
+
+def _grouped_imbalances(lines) -> dict[tuple[str, str], Decimal]:
+    """`imbalances` of lines in several plants or currencies."""
+    totals: dict[tuple[str, str], Decimal] = {}
+    for line in lines:
+        key = (line.plant, line.currency)
+        totals[key] = totals.get(key, ZERO) + line.amount
+    return {key: total for key, total in sorted(totals.items()) if total}
 
 
 def out_of_range(posting: Posting) -> list[str]:
     """What in a posting is beyond the ledger's range (`LEDGER_LIMIT`), described."""
+    low, high = -LEDGER_LIMIT, LEDGER_LIMIT
     too_large = [
-        f"{ln.account} {ln.amount}" for ln in posting.lines if abs(ln.amount) > LEDGER_LIMIT
+        f"{ln.account} {ln.amount}" for ln in posting.lines if not low <= ln.amount <= high
     ]
     too_large += [
         f"{mv.item} qty {mv.qty}"
         for mv in posting.moves
-        if abs(mv.qty) > LEDGER_LIMIT or abs(mv.value) > LEDGER_LIMIT
+        if not (low <= mv.qty <= high and low <= mv.value <= high)
     ]
     return too_large

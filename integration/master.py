@@ -186,4 +186,7 @@ class Routing(Frozen):
     operations: tuple[Operation, ...] = Field(min_length=1)
 
     def operation(self, seq: int) -> Operation | None:
-        return next((op for op in self.operations if op.seq == seq), None)
+        for op in self.operations:
+            if op.seq == seq:
+                return op
+        return None

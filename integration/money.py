@@ -33,42 +33,53 @@ def minor_units(currency: str) -> int:
     return _MINOR_UNITS.get(currency, 2)
 
 
-def _rounded(value: Decimal, exponent: Decimal) -> Decimal:
-    """`value` quantized to `exponent` (banker's rounding); never fails on a finite value.
-
-    The default context holds 28 digits, too few for, say, 1e22 at six places: such a value
-    is quantized with just enough digits and left for the ledger's range check
+def _widened(value: Decimal, exponent: Decimal) -> Decimal:
+    """`value` quantized to `exponent` when the default context's 28 digits are too few (say,
+    1e22 at six places): with just enough digits, left for the ledger's range check
     (`LEDGER_LIMIT`) to refuse, rather than raising from deep inside a posting rule.
-    """
-    try:
-        return value.quantize(exponent, rounding=ROUND_HALF_EVEN)
-    except InvalidOperation:
-        if not value.is_finite():
-            raise
-        wide = Context(prec=value.adjusted() - exponent.adjusted() + 2)
-        return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=wide)
+
+    Called while handling the quantize's InvalidOperation, which it re-raises for a value
+    that is not finite."""
+    if not value.is_finite():
+        raise  # the InvalidOperation being handled
+    wide = Context(prec=value.adjusted() - exponent.adjusted() + 2)
+    return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=wide)
 
 
 def quantity(value: Decimal) -> Decimal:
     """A quantity rounded to the ledger's precision (six places, banker's rounding)."""
-    return _rounded(value, _QTY_EXP)
+    try:
+        return value.quantize(_QTY_EXP, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        return _widened(value, _QTY_EXP)
 
 
-@cache
-def _exponent(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_units(currency))
+class _Exponents(dict):
+    """The quantum of each currency's minor unit, e.g. Decimal('0.01'), made on first use."""
+
+    def __missing__(self, currency: str) -> Decimal:
+        exponent = self[currency] = Decimal(1).scaleb(-minor_units(currency))
+        return exponent
+
+
+_EXPONENTS = _Exponents()
 
 
 def amount(value: Decimal, currency: str) -> Decimal:
     """An amount rounded to the currency's minor unit (banker's rounding)."""
-    return _rounded(value, _exponent(currency))
+    exponent = _EXPONENTS[currency]
+    try:
+        return value.quantize(exponent, rounding=ROUND_HALF_EVEN)
+    except InvalidOperation:
+        return _widened(value, exponent)
 
 
 def to_minor(value: Decimal, currency: str) -> int:
     """An amount as an integer count of minor units (cents), exact."""
-    scaled = value.scaleb(minor_units(currency))
+    places = minor_units(currency)
+    scaled = value.scaleb(places)
     units = int(scaled)
-    return units if units == scaled else int(amount(value, currency).scaleb(minor_units(currency)))
+    return units if units == scaled else int(amount(value, currency).scaleb(places))
 
 
 def from_minor(units: int, currency: str) -> Decimal:

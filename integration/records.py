@@ -76,39 +76,53 @@ def entry_write(state: BookState, env: Envelope, plant: str, posting: Posting) -
     """The journal entry of one plant: into the first open period, flagged late if not its own."""
     original = state.period(plant, env.occurred_at)
     period, late = posting_period(original, state.closed_periods.get(plant, ()))
+    message = env.message
     return EntryWrite(
-        plant=plant,
-        currency=state.currency(plant),
-        period=period,
-        original_period=original,
-        late=late,
-        event_type=env.message_type,
-        work_order=getattr(env.message, "work_order", None),
-        occurred_at=env.occurred_at,
-        posting=posting,
+        plant,
+        state.currency(plant),
+        period,
+        original,
+        late,
+        message.type,
+        getattr(message, "work_order", None),
+        env.occurred_at,
+        posting,
     )
 
 
 def inbox_write(
-    state: BookState, attempt: Attempt, status: InboxStatus, code, unique: bool, **fields
+    state: BookState,
+    attempt: Attempt,
+    status: InboxStatus,
+    code,
+    unique: bool,
+    *,
+    committed_at: datetime | None = None,
+    hold_deadline: datetime | None = None,
+    waits_on: tuple[str, ...] = (),
+    late: bool = False,
 ) -> InboxWrite:
+    """The inbox record of an attempt reaching `status`."""
     env = attempt.envelope
     return InboxWrite(
-        message_id=env.message_id,
-        idempotency_key=env.idempotency_key,
-        payload_hash=payload_hash(env),
-        message_type=env.message_type,
-        source_system=env.source_system.value,
-        stream=env.stream,
-        source_seq=env.source_seq,
-        ids=message_ids(state, env),
-        status=status,
-        code=code,
-        envelope_json=attempt.raw,
-        received_at=attempt.received_at,
-        unique=unique,
-        inbox_id=attempt.inbox_id,
-        **fields,
+        env.message_id,
+        env.idempotency_key,
+        payload_hash(env),
+        env.message.type,
+        str(env.source_system),  # its value, as a plain str
+        env.stream,
+        env.source_seq,
+        message_ids(state, env),
+        status,
+        code,
+        attempt.raw,
+        attempt.received_at,
+        committed_at,
+        hold_deadline,
+        waits_on,
+        late,
+        unique,
+        attempt.inbox_id,
     )
 
 

@@ -55,11 +55,16 @@ class WorkOrderState:
                 revision = switched_revision
         return revision
 
-    def all_components(self) -> tuple[ResolvedLine, ...]:
-        lines = list(self.lines)
-        for _seq, _rev, switched in self.switches:
-            lines.extend(switched)
-        return tuple(lines)
+    def allows(self, item: str) -> bool:
+        """Whether `item` is on the order's BOM (the release snapshot or a later ECO switch),
+        as a component or an allowed alternate."""
+        for lines in (self.lines, *(switched for _seq, _revision, switched in self.switches)):
+            for line in lines:
+                if line.component == item:
+                    return True
+                if line.alternates and any(alt.item == item for alt in line.alternates):
+                    return True
+        return False
 
 
 class BookState:
@@ -79,6 +84,10 @@ class BookState:
         self.stock_value: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
         self.closed_periods: dict[str, set[str]] = defaultdict(set)
         self.lots_on_hold: set[tuple[str, str, str]] = set()
+        # Derived values the rules keep between messages (see rules/production.py), and one
+        # tuple per distinct resolved BOM, which the orders of one snapshot share.
+        self.memo: dict[tuple, tuple] = {}
+        self._resolved: dict[tuple[ResolvedLine, ...], tuple[ResolvedLine, ...]] = {}
         self._last_period: tuple[tuple[str, datetime] | None, str] = (None, "")
 
     # --- lookups -------------------------------------------------------------------------
@@ -126,6 +135,10 @@ class BookState:
                 return qty / conversion.factor
         return None
 
+    def shared(self, lines: tuple[ResolvedLine, ...]) -> tuple[ResolvedLine, ...]:
+        """`lines`, or the equal resolved BOM already held: orders of one snapshot share it."""
+        return self._resolved.setdefault(lines, lines)
+
     def location(self, plant: str, location: str) -> Location | None:
         return self.locations.get((plant, location))
 
@@ -137,9 +150,11 @@ class BookState:
     # --- transitions ---------------------------------------------------------------------
     def apply_posting(self, posting: Posting) -> None:
         """Move stock and work-order WIP by a committed posting."""
-        for move in posting.moves:
-            self.stock[move.key] += move.qty
-            self.stock_value[move.key] += move.value
+        stock, stock_value = self.stock, self.stock_value
+        for plant, item, location, lot, qty, value, _account in posting.moves:
+            key = (plant, item, location, lot)
+            stock[key] += qty
+            stock_value[key] += value
         for line in posting.lines:
             if line.account is Account.WIP and line.work_order is not None:
                 self.work_orders[line.work_order].wip += line.amount

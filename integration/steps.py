@@ -111,7 +111,7 @@ class Steps:
     def _post(self, attempt, decision: Decision, advance) -> tuple[Outcome, list[str]]:
         env = attempt.envelope
         entries = tuple(
-            entry_write(self.state, env, plant, posting) for plant, posting in decision.entries
+            [entry_write(self.state, env, plant, posting) for plant, posting in decision.entries]
         )
         for entry in entries:
             # The range first: far beyond it, sums are rounded (28 digits) and need not balance.
@@ -127,7 +127,7 @@ class Steps:
                 )
                 return self._reject(attempt, (problem,), advance)
         now = self.clock.now()
-        late = any(entry.late for entry in entries)
+        late = any([entry.late for entry in entries])
         inbox = self._inbox_write(attempt, InboxStatus.POSTED, None, committed_at=now, late=late)
         commit = Commit(
             inbox=inbox,
@@ -262,8 +262,8 @@ class Steps:
             dead_letter_id=committed.dead_letter_id or dead_letter_id,
         )
 
-    def _inbox_write(self, attempt: Attempt, status, code, **fields) -> InboxWrite:
-        return inbox_write(self.state, attempt, status, code, self.settings.idempotency, **fields)
+    def _inbox_write(self, attempt: Attempt, status, code, **outcome) -> InboxWrite:
+        return inbox_write(self.state, attempt, status, code, self.settings.idempotency, **outcome)
 
     def _dead_letter_write(self, attempt: Attempt, problems, waits_on) -> DeadLetterWrite:
         return dead_letter_write(self.state, attempt, problems, waits_on, self.clock.now())

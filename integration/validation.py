@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from integration.envelope import Envelope, SourceSystem
 from integration.errors import ErrorCode, MessageRejected, Problem
-from integration.master import BomRevision, BomStatus, Item, Location
+from integration.master import BomRevision, BomStatus, Item, Location, Operation
 from integration.settings import CoreSettings
 from integration.state import BookState, WorkOrderState
 
@@ -90,13 +90,17 @@ class Checks:
             return None
         return found
 
-    def operation(self, order: WorkOrderState, seq: int, field: str = "operation_seq") -> bool:
-        if order.routing.operation(seq) is not None:
-            return True
-        self.fail(
-            ErrorCode.OPERATION_UNKNOWN, f"operation {seq} is not on {order.id}'s routing", field
-        )
-        return False
+    def operation(
+        self, order: WorkOrderState, seq: int, field: str = "operation_seq"
+    ) -> Operation | None:
+        found = order.routing.operation(seq)
+        if found is None:
+            self.fail(
+                ErrorCode.OPERATION_UNKNOWN,
+                f"operation {seq} is not on {order.id}'s routing",
+                field,
+            )
+        return found
 
     def usable_revision(
         self, item: str, revision: str, plant: str, moment: datetime, field: str

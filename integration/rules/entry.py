@@ -66,8 +66,11 @@ class EntryBuilder:
         item: str | None = None,
     ) -> None:
         """Add a signed line (debit positive); zero lines are dropped."""
-        value = amount(value, self.currency)
-        if value != ZERO:
+        self._add_line(account, amount(value, self.currency), work_order, item)
+
+    def _add_line(self, account: Account, value: Decimal, work_order, item) -> None:
+        """`line` of a value already rounded to the currency."""
+        if value:
             self._lines.append(
                 JournalLine(self.plant, account, self.currency, value, work_order, item)
             )
@@ -78,14 +81,17 @@ class EntryBuilder:
 
     def move(
         self, item: str, location: str, lot: str, qty: Decimal, value: Decimal, account: Account
-    ) -> None:
-        """Move stock and its value, with the matching line on the inventory account."""
+    ) -> Decimal:
+        """Move stock and its value, with the matching line on the inventory account; returns
+        the stock of that key after the move."""
         qty = quantity(qty)
         value = amount(value, self.currency)
         key = (self.plant, item, location, lot)
-        self._pending_stock[key] = self.available(item, location, lot) + qty
+        pending = self._pending_stock
+        after = pending[key] = pending.get(key, self.state.stock.get(key, ZERO)) + qty
         self._moves.append(StockMove(self.plant, item, location, lot, qty, value, account))
-        self.line(account, value, item=item)
+        self._add_line(account, value, None, item)
+        return after
 
     def consume(
         self,
@@ -102,8 +108,7 @@ class EntryBuilder:
         Stock may go negative; it is then recorded as an exception, unless `problems` is given
         (a backflush) and the policy is `block`, which adds a BACKFLUSH_SHORTAGE problem."""
         value = self.value(item, qty)
-        self.move(item, location, lot, -qty, -value, account)
-        after = self._pending_stock[(self.plant, item, location, lot)]
+        after = self.move(item, location, lot, -qty, -value, account)
         if after < ZERO:
             blocking = self.state.settings.negative_stock is NegativeStockPolicy.BLOCK
             if problems is not None and blocking:

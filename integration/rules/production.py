@@ -4,6 +4,7 @@ finished goods and close (standard costing; the WIP account carries each order's
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import NamedTuple
 
 from integration.bom import ResolvedLine, resolve_plant_bom
 from integration.envelope import Envelope
@@ -55,7 +56,7 @@ def resolve_for_plant(
     for line in lines:
         component = checks.item(line.component, f"{field}.{line.component}", plant=plant)
         checks.base_qty(component, line.qty_per, line.uom, f"{field}.{line.component}.uom")
-    return lines
+    return state.shared(lines)
 
 
 def work_order_released(state: BookState, envelope: Envelope) -> Decision:
@@ -93,7 +94,7 @@ def material_issued(state: BookState, envelope: Envelope) -> Decision:
     order, entry = _order_and_builder(checks, msg.work_order)
     item = checks.item(msg.component, "component", plant=order.plant)
     location = checks.location(order.plant, msg.location)
-    if not any(line.allows(msg.component) for line in order.all_components()):
+    if not order.allows(msg.component):
         checks.fail(
             ErrorCode.COMPONENT_NOT_ON_BOM,
             f"{msg.component} is not on {order.id}'s BOM or an allowed alternate",
@@ -143,36 +144,67 @@ def _backflush_lines(order: WorkOrderState, seq: int) -> list[ResolvedLine]:
     ]
 
 
-def _choose_component(entry, state, line, units, location, lots) -> tuple[str, Decimal]:
-    """The primary component, or the first alternate by priority with enough stock."""
-    candidates = [(line.component, line.qty_per)] + [
-        (alt.item, alt.qty_per or line.qty_per) for alt in line.alternates
-    ]
+class _Candidate(NamedTuple):
+    """A component a backflushed line may consume: its primary, or an alternate."""
+
+    item: str
+    per_unit: Decimal  # in the item's base UoM, per unit of the parent
+    field: str  # where a problem with it points
+
+
+def _candidates(state: BookState, line: ResolvedLine) -> tuple[_Candidate, ...]:
+    """The line's known components, the primary first, then the alternates by priority."""
+    named = [(line.component, line.qty_per)]
+    named += [(alt.item, alt.qty_per or line.qty_per) for alt in line.alternates]
+    return tuple(
+        _Candidate(item, per_unit, f"component_lots.{item}")
+        for item, qty_per in named
+        if item in state.items and (per_unit := state.to_base(item, qty_per, line.uom)) is not None
+    )
+
+
+def _backflush_plan(state: BookState, order: WorkOrderState, seq: int):
+    """The lines operation `seq` backflushes, each with its candidates and scrap multiplier.
+
+    It derives from the BOM snapshot in force and the routing, which the orders of one product
+    share, so the books keep it (by their identity: the memo holds them) until new items
+    arrive, since an alternate may then become known."""
+    lines, routing = order.lines_for(seq), order.routing
+    key = ("backflush", id(lines), id(routing), seq)
+    kept = state.memo.get(key)
+    if kept is None or kept[2] != len(state.items):
+        plan = tuple(
+            (line, _candidates(state, line), 1 + line.scrap_factor)
+            for line in _backflush_lines(order, seq)
+        )
+        kept = state.memo[key] = (lines, routing, len(state.items), plan)
+    return kept[3]
+
+
+def _choose_component(entry, line, candidates, multiplier, units, location, lots):
+    """The primary component, or the first alternate by priority with enough stock, as
+    (item, quantity needed, field)."""
     needs = []
-    for item, qty_per in candidates:
-        per_unit = state.to_base(item, qty_per, line.uom) if item in state.items else None
-        if per_unit is None:
-            continue
-        need = quantity(per_unit * units * (1 + line.scrap_factor))
+    for item, per_unit, field in candidates:
+        need = quantity(per_unit * units * multiplier)
         if entry.available(item, location, lots.get(item, "")) >= need:
-            return item, need
-        needs.append((item, need))
-    return needs[0] if needs else (line.component, ZERO)
+            return item, need, field
+        needs.append((item, need, field))
+    return needs[0] if needs else (line.component, ZERO, f"component_lots.{line.component}")
 
 
 def _backflush(checks, entry, order, msg, units) -> dict[str, Decimal]:
     """Consume the operation's backflushed components; one WIP debit carries their value."""
-    state = checks.state
     consumed: dict[str, Decimal] = {}
     total = ZERO
+    lots = msg.component_lots
     location = checks.location(order.plant, msg.backflush_location, "backflush_location")
-    for line in _backflush_lines(order, msg.operation_seq):
-        item_id, need = _choose_component(
-            entry, state, line, units, msg.backflush_location, msg.component_lots
+    for line, candidates, multiplier in _backflush_plan(checks.state, order, msg.operation_seq):
+        item_id, need, field = _choose_component(
+            entry, line, candidates, multiplier, units, msg.backflush_location, lots
         )
-        field = f"component_lots.{item_id}"
         item = checks.item(item_id, field, plant=order.plant)
-        lot = checks.lot(item, msg.component_lots.get(item_id), order.plant, field)
+        lot = checks.lot(item, lots.get(item_id), order.plant, field)
         if item is None or location is None or need == ZERO:
             continue
         account = inventory_account(item.type, location.kind)
@@ -189,9 +221,10 @@ def operation_completed(state: BookState, envelope: Envelope) -> Decision:
     parent = state.items[order.item]
     good = quantity(checks.base_qty(parent, msg.good_qty, msg.uom))
     scrap = quantity(checks.base_qty(parent, msg.scrap_qty, msg.uom))
-    if not checks.operation(order, msg.operation_seq):
-        checks.raise_if_any()
     seq = msg.operation_seq
+    op = checks.operation(order, seq)
+    if op is None:
+        checks.raise_if_any()
     checks.within_tolerance(order.good_by_op.get(seq, ZERO) + good, order.qty, "good", "good_qty")
     expected = order.revision_for(seq)
     if msg.bom_revision is not None and msg.bom_revision != expected:
@@ -200,7 +233,6 @@ def operation_completed(state: BookState, envelope: Envelope) -> Decision:
             f"confirmation references revision {msg.bom_revision}; {order.id} runs {expected}",
             "bom_revision",
         )
-    op = order.routing.operation(seq)
     _absorb(entry, order.id, msg.labour_hours * op.labour_rate, Account.LABOUR_ABSORBED)
     _absorb(entry, order.id, msg.machine_hours * op.overhead_rate, Account.OVERHEAD_ABSORBED)
     consumed = _backflush(checks, entry, order, msg, good + scrap) if op.backflush_point else {}
