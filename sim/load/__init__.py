@@ -1,8 +1,9 @@
 """Live load tests (`twin load`): the twin's traffic sent open-model to a running target over
 HTTP, latency corrected for coordinated omission, and the books read back and reconciled
-against the twin's truth. Needs the `load` extra (aiohttp, httpx)."""
+against the twin's truth. Needs the `load` extra (aiohttp, httpx, httptools)."""
 
 from sim.load.client import AiohttpClient, HttpxClient
+from sim.load.http11 import Http11Client
 from sim.load.schedule import Schedule, Send, make_schedule
 from sim.load.session import LoadOptions, drive_scenario, load_run
 
@@ -13,6 +14,7 @@ __all__ = [
     "make_schedule",
     "Schedule",
     "Send",
+    "Http11Client",
     "AiohttpClient",
     "HttpxClient",
 ]

@@ -133,6 +133,7 @@ LOAD_PUBLIC = {
     "make_schedule",
     "Schedule",
     "Send",
+    "Http11Client",
     "AiohttpClient",
     "HttpxClient",
 }
