@@ -124,7 +124,6 @@ class Driver:
         self.figures = figures
         self.timeline = timeline
         self.policy = policy
-        self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._slots = Slots(max_in_flight)
 
@@ -140,16 +139,14 @@ class Driver:
         tasks: list[asyncio.Task[bool]] = []
         index = 0
         while index < len(sends):
-            due = timeline.wall(sends[index].at)
+            intended = timeline.wall(sends[index].at)
             now = loop.time()
-            if due > now:
-                await asyncio.sleep(due - now)
+            if intended > now:
+                await asyncio.sleep(intended - now)
                 continue
-            while index < len(sends) and timeline.wall(sends[index].at) <= now:
-                intended = timeline.wall(sends[index].at)
-                self.figures.schedule(intended)
-                tasks.append(loop.create_task(self.deliver(sends[index], intended)))
-                index += 1
+            self.figures.schedule(intended)
+            tasks.append(loop.create_task(self.deliver(sends[index], intended)))
+            index += 1
         delivered = await asyncio.gather(*tasks)
         probe.cancel()
         return [send for send, ok in zip(sends, delivered, strict=True) if not ok]
