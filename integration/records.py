@@ -65,7 +65,7 @@ def message_ids(state: BookState, env: Envelope) -> BusinessIds:
     order, and the accounting period its business time falls in."""
     ids = business_ids(env.message)
     plant = ids.plant
-    order = state.work_orders.get(ids.work_order or "")
+    order = state.order(ids.work_order or "")
     if plant is None and order is not None:
         plant = order.plant
     period = state.period(plant, env.occurred_at) if plant in state.plants else None

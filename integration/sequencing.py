@@ -64,7 +64,7 @@ def missing_dependencies(state: BookState, envelope: Envelope) -> tuple[str, ...
     msg = envelope.message
     missing = [f"item:{name}" for name in _referenced_items(envelope) if name not in state.items]
     order = getattr(msg, "work_order", None)
-    if msg.type != "WorkOrderReleased" and order is not None and order not in state.work_orders:
+    if msg.type != "WorkOrderReleased" and order is not None and not state.knows_order(order):
         missing.append(f"work_order:{order}")
     return tuple(dict.fromkeys(missing))
 
@@ -90,7 +90,7 @@ def is_satisfied(key: str, state: BookState, streams: Mapping[str, int]) -> bool
     if kind == "item":
         return name in state.items
     if kind == "work_order":
-        return name in state.work_orders
+        return state.knows_order(name)
     if kind == "bom":
         return bool(state.boms.get(name))
     return False

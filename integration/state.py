@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import ClassVar, NamedTuple
 
 from integration.bom import ResolvedLine
 from integration.ledger import Account, Posting, inventory_account
@@ -18,11 +19,14 @@ from integration.money import ZERO
 from integration.periods import period_of
 from integration.settings import CoreSettings
 
-__all__ = ["WorkOrderState", "BookState"]
+__all__ = ["WorkOrderState", "ClosedOrder", "OrderFigures", "BookState"]
 
 
 @dataclass(slots=True)
 class WorkOrderState:
+    """An open work order: its BOM and routing snapshot and what has been reported so far."""
+
+    closed: ClassVar[bool] = False
     id: str
     plant: str
     item: str
@@ -32,7 +36,6 @@ class WorkOrderState:
     routing: Routing
     # ECO switches: (first operation seq it applies from, revision, lines), oldest first.
     switches: list[tuple[int, str, tuple[ResolvedLine, ...]]] = field(default_factory=list)
-    closed: bool = False
     good_by_op: dict[int, Decimal] = field(default_factory=dict)
     scrap_by_op: dict[int, Decimal] = field(default_factory=dict)
     received: Decimal = ZERO
@@ -67,6 +70,36 @@ class WorkOrderState:
         return False
 
 
+class OrderFigures(NamedTuple):
+    """A closed order's quantities and residual WIP; operations as sorted (seq, qty) pairs."""
+
+    qty: Decimal
+    received: Decimal
+    wip: Decimal
+    good_by_op: tuple[tuple[int, Decimal], ...]
+    scrap_by_op: tuple[tuple[int, Decimal], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedOrder:
+    """A closed work order, kept small: enough to refuse its late messages, show its status
+    and reconcile its WIP. Its BOM snapshot and working state are dropped, and its figures are
+    shared with every closed order that has the same, so a long horizon adds little more than
+    an id per order."""
+
+    closed: ClassVar[bool] = True
+    id: str
+    plant: str
+    item: str
+    figures: OrderFigures
+
+    qty = property(lambda self: self.figures.qty)
+    received = property(lambda self: self.figures.received)
+    wip = property(lambda self: self.figures.wip)
+    good_by_op = property(lambda self: self.figures.good_by_op)
+    scrap_by_op = property(lambda self: self.figures.scrap_by_op)
+
+
 class BookState:
     """Everything the validation and posting rules need to know, held in memory."""
 
@@ -79,7 +112,8 @@ class BookState:
         self.items: dict[str, Item] = {}
         self.boms: dict[str, dict[str, BomRevision]] = defaultdict(dict)
         self.routings: dict[tuple[str, str], Routing] = {}
-        self.work_orders: dict[str, WorkOrderState] = {}
+        self.work_orders: dict[str, WorkOrderState] = {}  # open orders only
+        self.closed_orders: dict[str, ClosedOrder] = {}
         self.stock: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
         self.stock_value: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
         self.closed_periods: dict[str, set[str]] = defaultdict(set)
@@ -88,6 +122,7 @@ class BookState:
         # tuple per distinct resolved BOM, which the orders of one snapshot share.
         self.memo: dict[tuple, tuple] = {}
         self._resolved: dict[tuple[ResolvedLine, ...], tuple[ResolvedLine, ...]] = {}
+        self._figures: dict[str, OrderFigures] = {}  # by repr: Decimal('1') != Decimal('1.0')
         self._last_period: tuple[tuple[str, datetime] | None, str] = (None, "")
 
     # --- lookups -------------------------------------------------------------------------
@@ -111,6 +146,13 @@ class BookState:
 
     def bom(self, item: str, revision: str) -> BomRevision | None:
         return self.boms.get(item, {}).get(revision)
+
+    def order(self, work_order: str) -> WorkOrderState | ClosedOrder | None:
+        """The work order, open or closed; None when the books have never seen it."""
+        return self.work_orders.get(work_order) or self.closed_orders.get(work_order)
+
+    def knows_order(self, work_order: str) -> bool:
+        return work_order in self.work_orders or work_order in self.closed_orders
 
     def released_bom(self, item: str, moment: datetime) -> BomRevision | None:
         """The latest released revision of `item` effective at `moment`."""
@@ -158,3 +200,16 @@ class BookState:
         for line in posting.lines:
             if line.account is Account.WIP and line.work_order is not None:
                 self.work_orders[line.work_order].wip += line.amount
+
+    def close_order(self, work_order: str) -> None:
+        """Move an order from the open orders to the small record of closed ones."""
+        order = self.work_orders.pop(work_order)
+        figures = OrderFigures(
+            order.qty,
+            order.received,
+            order.wip,
+            tuple(sorted(order.good_by_op.items())),
+            tuple(sorted(order.scrap_by_op.items())),
+        )
+        figures = self._figures.setdefault(repr(figures), figures)
+        self.closed_orders[work_order] = ClosedOrder(order.id, order.plant, order.item, figures)

@@ -82,13 +82,13 @@ class Checks:
 
     def work_order(self, work_order: str, field: str = "work_order") -> WorkOrderState | None:
         found = self.state.work_orders.get(work_order)
-        if found is None:
-            self.fail(ErrorCode.WORK_ORDER_UNKNOWN, f"unknown work order {work_order}", field)
-            return None
-        if found.closed:
+        if found is not None:
+            return found
+        if work_order in self.state.closed_orders:
             self.fail(ErrorCode.WORK_ORDER_CLOSED, f"work order {work_order} is closed", field)
-            return None
-        return found
+        else:
+            self.fail(ErrorCode.WORK_ORDER_UNKNOWN, f"unknown work order {work_order}", field)
+        return None
 
     def operation(
         self, order: WorkOrderState, seq: int, field: str = "operation_seq"

@@ -29,9 +29,9 @@ class Decision(NamedTuple):
 
     def apply_to(self, state: BookState) -> None:
         """Move `state` by this decision; call only once its entries have committed."""
-        self.change(state)
         for _plant, posting in self.entries:
             state.apply_posting(posting)
+        self.change(state)
 
     @classmethod
     def of(cls, builder: EntryBuilder, change: Callable[[BookState], None] = NO_CHANGE) -> Decision:

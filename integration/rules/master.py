@@ -77,7 +77,7 @@ def _revaluation(state: BookState, item: str, plant: str, new_cost: Decimal) -> 
     for order_id in sorted(state.work_orders):
         order = state.work_orders[order_id]
         consumed = order.consumed.get(item)
-        if order.plant == plant and not order.closed and consumed:
+        if order.plant == plant and consumed:
             entry.line(Account.WIP, consumed * delta, work_order=order_id)
     entry.balance_to(Account.REVISION_VARIANCE)
     return entry.build()
@@ -125,7 +125,7 @@ def _switches(checks, state, msg, envelope):
     switches = []
     for order_id in sorted(state.work_orders):
         order = state.work_orders[order_id]
-        if order.item != msg.item or order.closed:
+        if order.item != msg.item:
             continue
         lines = resolve_for_plant(
             checks, msg.item, msg.to_revision, order.plant, envelope, "to_revision"

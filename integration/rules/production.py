@@ -3,6 +3,7 @@ finished goods and close (standard costing; the WIP account carries each order's
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -62,7 +63,7 @@ def resolve_for_plant(
 def work_order_released(state: BookState, envelope: Envelope) -> Decision:
     msg: WorkOrderReleased = envelope.message
     checks = Checks(state)
-    if msg.work_order in state.work_orders:
+    if state.knows_order(msg.work_order):
         checks.fail(ErrorCode.WORK_ORDER_EXISTS, f"{msg.work_order} exists", "work_order")
     known_plant = checks.plant(msg.plant)
     item = checks.item(msg.item, plant=msg.plant if known_plant else None)
@@ -76,8 +77,15 @@ def work_order_released(state: BookState, envelope: Envelope) -> Decision:
         if lines is not None and routing is None:
             checks.fail(ErrorCode.REVISION_UNKNOWN, "no routing for the revision", "bom_revision")
     checks.raise_if_any()
+    # Names every order repeats are interned: tens of thousands of orders share one copy.
     order = WorkOrderState(
-        msg.work_order, msg.plant, msg.item, quantity(qty), msg.bom_revision, lines, routing
+        msg.work_order,
+        sys.intern(msg.plant),
+        sys.intern(msg.item),
+        quantity(qty),
+        sys.intern(msg.bom_revision),
+        lines,
+        routing,
     )
     return Decision(msg.plant, (), lambda s: s.work_orders.__setitem__(order.id, order))
 
@@ -325,6 +333,6 @@ def work_order_closed(state: BookState, envelope: Envelope) -> Decision:
     entry.balance_to(Account.PRODUCTION_VARIANCE)
 
     def change(s: BookState) -> None:
-        s.work_orders[order.id].closed = True
+        s.close_order(order.id)
 
     return Decision.of(entry, change)

@@ -189,14 +189,18 @@ class SqlReads:
         return {(p, a, c): from_minor(total, c) for p, a, c, total in rows}
 
     def stock_balances(self) -> dict[tuple[str, str, str, str], StockBalance]:
+        # SQLite keeps quantities as exact text, which SQL cannot sum exactly: the database
+        # groups the moves by key and quantity (a few rows per key, however long the ledger)
+        # and Decimal sums the groups.
         qty: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
         value: dict[tuple[str, str, str, str], int] = defaultdict(int)
         currency = dict(self._rows("SELECT DISTINCT plant, currency FROM journal_entry"))
-        for plant, item, location, lot, q, v in self._rows(
-            "SELECT plant, item, location, lot, qty, value_minor FROM stock_move ORDER BY move_id"
+        for plant, item, location, lot, q, moves, v in self._rows(
+            "SELECT plant, item, location, lot, qty, COUNT(*), SUM(value_minor) FROM stock_move"
+            " GROUP BY plant, item, location, lot, qty"
         ):
             key = (plant, item, location, lot)
-            qty[key] += Decimal(q)
+            qty[key] += Decimal(q) * moves
             value[key] += v
         return {
             key: StockBalance(qty[key], from_minor(value[key], currency[key[0]]))

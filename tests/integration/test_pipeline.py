@@ -21,6 +21,7 @@ from integration import (
     PeriodClosed,
     Status,
     StoreError,
+    WorkOrderClosed,
     open_store,
 )
 from tests.builders import START, D, confirm, new_core, release, settings
@@ -200,6 +201,28 @@ def test_a_reopened_file_ledger_rebuilds_state_and_holds(tmp_path):
     outcome = reopened.submit(confirm(env, "1", seq=2))
     assert [r.message_id for r in outcome.released] == [waiting.message_id]
     assert reopened.work_order_status("WO-1")["good_by_operation"] == {10: D(6)}
+    assert reopened.reconcile().ok
+
+
+def test_a_closed_order_keeps_its_status_and_its_refusals_across_a_reopen(tmp_path):
+    # The books keep a closed order as a small record, not its BOM snapshot and working state.
+    path = tmp_path / "ledger.db"
+    core, env, clock = new_core(str(path))
+    core.submit(release(env))
+    core.submit(confirm(env, "3"))
+    core.submit(env(FinishedGoodsReceived(work_order="WO-1", qty=D(3), uom="EA", location="FG")))
+    assert core.submit(env(WorkOrderClosed(work_order="WO-1"))).status is Status.POSTED
+    status = core.work_order_status("WO-1")
+    core.close()
+
+    reopened = Core(settings(), open_store(f"sqlite:///{path}"), clock)
+    assert reopened.work_order_status("WO-1") == status
+    assert status["closed"] and status["received"] == D(3) and status["wip"] == 0
+    assert status["good_by_operation"] == {10: D(3)}
+    late = reopened.submit(confirm(env, "1"))
+    again = reopened.submit(release(env))
+    assert (late.code, again.code) == (ErrorCode.WORK_ORDER_CLOSED, ErrorCode.WORK_ORDER_EXISTS)
+    assert reopened.dead_letters()[0].ids.plant == "P1"  # the plant still comes from the order
     assert reopened.reconcile().ok
 
 

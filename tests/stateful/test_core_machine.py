@@ -330,6 +330,7 @@ class CoreMachine(RuleBasedStateMachine):
         assert self.core.store.unbalanced_entries() == []
         reconciliation = self.core.reconcile()
         assert reconciliation.ok, reconciliation.findings
+        assert self.core.book_stock() == self.core.stock()  # the books agree with the ledger
 
     @invariant()
     def posted_at_most_once(self) -> None:

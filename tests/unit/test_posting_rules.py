@@ -282,7 +282,9 @@ def test_close_moves_residual_wip_to_production_variance(state, env):
     assert lines_of(decision) == Counter(
         {(A.WIP, D("39.50"), "WO-1"): 1, (A.PRODUCTION_VARIANCE, D("-39.50"), None): 1}
     )
-    assert state.work_orders["WO-1"].wip == 0 and state.work_orders["WO-1"].closed
+    assert "WO-1" not in state.work_orders
+    closed = state.closed_orders["WO-1"]
+    assert closed.closed and closed.wip == 0 and closed.received == D(2)
 
 
 def test_subcontract_shipment_moves_stock_to_the_subcontractor(state, env):
