@@ -58,6 +58,10 @@ class Catalogue:
     products: list[str] = field(default_factory=list)
     subassemblies: dict[str, list[str]] = field(default_factory=dict)  # per plant
     components: list[str] = field(default_factory=list)
+    # Resolved once per (item, revision, plant): a revision never changes once made.
+    _plant_boms: dict[tuple[str, str, str], tuple[TwinLine, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def generate(cls, scenario: Scenario, streams: Streams) -> Catalogue:
@@ -249,7 +253,13 @@ class Catalogue:
     def standard_cost(self, item_id: str, plant: str) -> Decimal:
         return self.items[item_id].standard_costs.get(plant, Decimal(0))
 
-    def plant_bom(self, item_id: str, revision: str, plant: str) -> list[TwinLine]:
+    def plant_bom(self, item_id: str, revision: str, plant: str) -> tuple[TwinLine, ...]:
+        key = (item_id, revision, plant)
+        if key not in self._plant_boms:
+            self._plant_boms[key] = self._resolve_plant_bom(*key)
+        return self._plant_boms[key]
+
+    def _resolve_plant_bom(self, item_id: str, revision: str, plant: str) -> tuple[TwinLine, ...]:
         bom = self.boms[(item_id, revision)]
         quantity = {
             change.component: change.qty_per
@@ -258,7 +268,7 @@ class Catalogue:
             for change in overlay.changes
             if isinstance(change, OverlayQuantity)
         }
-        return [
+        return tuple(
             TwinLine(
                 component=line.component,
                 qty_per=quantity.get(line.component, line.qty_per),
@@ -268,7 +278,7 @@ class Catalogue:
                 overlaid=line.component in quantity,
             )
             for line in bom.lines
-        ]
+        )
 
     def core_settings(self) -> CoreSettings:
         integration = self.scenario.integration
