@@ -106,7 +106,8 @@ class Pipeline(Steps):
         self.holds = HoldIndex()
         self._unreleased.clear()
         self._data_version = version
-        self._resume(self.store.held(), self.store.waiting_keys())
+        self._parked_waits = set(self.store.waiting_keys())
+        self._resume(self.store.held(), self._parked_waits)
 
     def _attempt_from(self, dead_letter: DeadLetter) -> Attempt | Outcome:
         parsed = parse_payload(dead_letter.raw)
@@ -148,7 +149,7 @@ class Pipeline(Steps):
                 raise
         return outcomes
 
-    def _resume(self, held: list[InboxRecord], waiting_keys: list[str]) -> list[Outcome]:
+    def _resume(self, held: list[InboxRecord], waiting_keys: set[str]) -> list[Outcome]:
         """Index the held messages again, and release whatever waits on something that has
         arrived meanwhile (a commit whose releases never ran: a restart, another process)."""
         for record in held:
@@ -164,7 +165,7 @@ class Pipeline(Steps):
                     record.received_at,
                 )
             )
-        keys = {key for record in held for key in record.waits_on} | set(waiting_keys)
+        keys = {key for record in held for key in record.waits_on} | waiting_keys
         self._unreleased.extend(
             key for key in sorted(keys) if is_satisfied(key, self.state, self.streams)
         )
@@ -192,7 +193,7 @@ class Pipeline(Steps):
         while self._unreleased:
             key = self._unreleased[0]
             try:
-                letters = self.store.dead_letters(DeadLetterFilter(waits_on=key))
+                letters = self._parked_on(key)
             except StoreError:
                 return released
             held = self.holds.take(key)
@@ -209,6 +210,11 @@ class Pipeline(Steps):
                 self._unreleased.extend(more)
             self._unreleased.popleft()
         return released
+
+    def _parked_on(self, key: str) -> list[DeadLetter]:
+        if key not in self._parked_waits:
+            return []
+        return self.store.dead_letters(DeadLetterFilter(waits_on=key))
 
     def _release(self, waiter: HeldMessage | DeadLetter) -> tuple[Outcome, list[str]]:
         """Run a held message or a parked dead letter whose wait is over."""

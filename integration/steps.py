@@ -67,6 +67,9 @@ class Steps:
         self.holds = HoldIndex()
         self.streams: dict[str, int] = {}
         self._unreleased: deque[str] = deque()  # satisfied keys whose waiters are not yet run
+        # Every key an open dead letter may wait on (a superset): the common key, which none
+        # waits on, then costs no query for dead letters to replay.
+        self._parked_waits: set[str] = set()
         self._applied_seq = 0  # the last posting (in order of effect) the state includes
         self._data_version: int | None = None  # the store's data version the state reflects
 
@@ -151,6 +154,8 @@ class Steps:
         return outcome, [*provided_dependencies(env), *self._advanced_keys(advance)]
 
     def _write(self, commit: Commit) -> Committed:
+        if commit.dead_letter is not None:
+            self._parked_waits.update(commit.dead_letter.waits_on)
         committed = self.store.commit(commit)
         if committed.applied_seq is not None:
             self._applied_seq = committed.applied_seq

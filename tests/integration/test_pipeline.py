@@ -245,8 +245,11 @@ def test_nul_characters_are_refused_and_the_dead_letter_keeps_a_printable_copy()
 
 def test_a_store_failure_while_looking_for_waiters_strands_nothing(monkeypatch):
     core, env, _ = new_core()
+    parked = confirm(env, "2")
+    assert core.submit(parked).status is Status.HELD
+    assert core.expire_holds(timedelta(0))[0].code is ErrorCode.AWAITING_DEPENDENCY
     held = confirm(env, seq=1)
-    assert core.submit(held).status is Status.HELD  # waits for WO-1's release
+    assert core.submit(held).status is Status.HELD  # both wait for WO-1's release
     lookups = core.store.dead_letters
 
     def failing_once(selection):
@@ -259,8 +262,8 @@ def test_a_store_failure_while_looking_for_waiters_strands_nothing(monkeypatch):
     assert core.held_count == 1  # still held, not forgotten
     again = core.submit(held)  # the next call carries on releasing
     assert again.status is Status.DUPLICATE
-    assert [r.message_id for r in again.released] == [held.message_id]
-    assert posted_rows(core, held.message_id) == 1
+    assert [r.message_id for r in again.released] == [held.message_id, parked.message_id]
+    assert posted_rows(core, held.message_id) == posted_rows(core, parked.message_id) == 1
 
 
 def _day(env):
