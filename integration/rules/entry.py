@@ -29,7 +29,7 @@ class Decision(NamedTuple):
 
     def apply_to(self, state: BookState) -> None:
         """Move `state` by this decision; call only once its entries have committed."""
-        for _plant, posting in self.entries:
+        for _plant, posting in self.entries:  # first: a close moves its order out of the open
             state.apply_posting(posting)
         self.change(state)
 
