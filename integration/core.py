@@ -163,9 +163,9 @@ class Core:
                 unbalanced=self.store.unbalanced_entries(),
                 account_balances=self.store.account_balances(),
                 stock_value_by_account=self.store.stock_value_by_account(),
-                wip_by_work_order=self.store.wip_by_work_order(),
+                wip_by_work_order=self.store.wip_by_work_order(nonzero=True),
                 open_order_wip={o.id: o.wip for o in state.work_orders.values()},
-                closed_orders=list(state.closed_orders),
+                closed_orders=state.closed_orders.keys(),
                 entries_checked=self.store.entry_count(),
             )
 

@@ -7,7 +7,7 @@ in flight, where differences are expected, and asserts on them after the books s
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -52,7 +52,7 @@ def reconcile(
     stock_value_by_account: Mapping[tuple[str, str], Decimal],
     wip_by_work_order: Mapping[str, Decimal],
     open_order_wip: Mapping[str, Decimal],
-    closed_orders: Iterable[str],
+    closed_orders: Container[str],
     entries_checked: int,
 ) -> Reconciliation:
     """Check the ledger: every entry balances; each inventory account equals the valued stock
@@ -64,7 +64,7 @@ def reconcile(
     ]
     findings += _inventory_findings(account_balances, stock_value_by_account)
     findings += _wip_findings(
-        account_balances, wip_by_work_order, open_order_wip, set(closed_orders)
+        account_balances, wip_by_work_order, open_order_wip, closed_orders
     )
     return Reconciliation(tuple(findings), entries_checked)
 

@@ -190,12 +190,12 @@ class SqlReads:
 
     def stock_balances(self) -> dict[tuple[str, str, str, str], StockBalance]:
         # SQLite keeps quantities as exact text, which SQL cannot sum exactly: the database
-        # groups the moves by key and quantity (a few rows per key, however long the ledger)
-        # and Decimal sums the groups.
+        # groups the moves by key and quantity, and Decimal sums the groups as they stream by
+        # (a long ledger has millions of moves, and many distinct quantities).
         qty: dict[tuple[str, str, str, str], Decimal] = defaultdict(lambda: ZERO)
         value: dict[tuple[str, str, str, str], int] = defaultdict(int)
         currency = dict(self._rows("SELECT DISTINCT plant, currency FROM journal_entry"))
-        for plant, item, location, lot, q, moves, v in self._rows(
+        for plant, item, location, lot, q, moves, v in self._stream(
             "SELECT plant, item, location, lot, qty, COUNT(*), SUM(value_minor) FROM stock_move"
             " GROUP BY plant, item, location, lot, qty"
         ):
@@ -214,10 +214,11 @@ class SqlReads:
         )
         return {(p, a): from_minor(total, c) for p, a, c, total in rows}
 
-    def wip_by_work_order(self) -> dict[str, Decimal]:
+    def wip_by_work_order(self, nonzero: bool = False) -> dict[str, Decimal]:
+        having = " HAVING SUM(amount_minor) != 0" if nonzero else ""
         rows = self._rows(
             "SELECT work_order, currency, SUM(amount_minor) FROM journal_line"
-            " WHERE account = ? GROUP BY work_order, currency ORDER BY work_order",
+            f" WHERE account = ? GROUP BY work_order, currency{having} ORDER BY work_order",
             (Account.WIP.value,),
         )
         return {wo: from_minor(total, c) for wo, c, total in rows}

@@ -233,6 +233,14 @@ def test_unbalanced_entries_and_counts_are_reported_not_hidden(store):
     committed = store.commit(Commit(inbox=inbox(), entries=(crooked,)))
     assert store.unbalanced_entries() == [(committed.entry_ids[0], "P1", "EUR", D("1.00"))]
     assert store.wip_by_work_order() == {"WO-1": D("1.00")}
+    settled = (  # a closed order: its WIP in and out again
+        JournalLine("P1", Account.WIP, "EUR", D(3), work_order="WO-2"),
+        JournalLine("P1", Account.WIP, "EUR", D(-3), work_order="WO-2"),
+    )
+    closed = entry()._replace(posting=Posting(settled))
+    store.commit(Commit(inbox=inbox("m-2", "k-2"), entries=(closed,)))
+    assert store.wip_by_work_order() == {"WO-1": D("1.00"), "WO-2": D("0.00")}
+    assert store.wip_by_work_order(nonzero=True) == {"WO-1": D("1.00")}
     assert (store.stock_exception_count(), store.late_entry_count()) == (1, 1)
 
 
