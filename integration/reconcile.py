@@ -63,9 +63,7 @@ def reconcile(
         for entry_id, plant, currency, total in unbalanced
     ]
     findings += _inventory_findings(account_balances, stock_value_by_account)
-    findings += _wip_findings(
-        account_balances, wip_by_work_order, open_order_wip, closed_orders
-    )
+    findings += _wip_findings(account_balances, wip_by_work_order, open_order_wip, closed_orders)
     return Reconciliation(tuple(findings), entries_checked)
 
 
