@@ -114,8 +114,12 @@ class HttpTarget:
         return outcome_from(body)
 
     def stock(self) -> dict[StockKey, Decimal]:
+        """The service's books, cheap to sample; `books()` reads its ledger."""
+        return self._stock("/v1/stock?source=books")
+
+    def _stock(self, path: str) -> dict[StockKey, Decimal]:
         totals: dict[StockKey, Decimal] = {}
-        for row in self._call("GET", "/v1/stock", self._read_key)["stock"]:
+        for row in self._call("GET", path, self._read_key)["stock"]:
             key = (row["plant"], row["item"], row["location"])
             totals[key] = totals.get(key, Decimal(0)) + Decimal(row["qty"])
         return totals
@@ -148,7 +152,7 @@ class HttpTarget:
         letters = [letter for letter in every if letter["status"] == "open"]
         findings = result["findings"]
         return Books(
-            stock=self.stock(),
+            stock=self._stock("/v1/stock"),
             open_dead_letters=[(letter["message_id"], letter["code"]) for letter in letters],
             balanced=not any(f["check"] == "ENTRY_BALANCES" for f in findings),
             reconciled=bool(result["ok"]),

@@ -170,6 +170,12 @@ def test_reads_report_the_books(served, env):
     order = httpx.get(f"{served.url}/v1/work-orders/WO-1", headers=headers).json()
     assert D(order["received"]) == 1 and order["closed"] is False
     assert httpx.get(f"{served.url}/v1/work-orders/nope", headers=headers).status_code == 404
+    ledger = httpx.get(f"{served.url}/v1/stock", headers=headers).json()["stock"]
+    books = httpx.get(f"{served.url}/v1/stock?source=books", headers=headers).json()["stock"]
+    assert any(row["item"] == "FG-1" and D(row["qty"]) == 1 for row in ledger)
+    assert books == ledger
+    wrong = httpx.get(f"{served.url}/v1/stock?source=cache", headers=headers)
+    assert (wrong.status_code, wrong.json()["code"]) == (422, "SCHEMA_INVALID")
     checked = httpx.get(f"{served.url}/v1/reconciliation", headers=headers).json()
     assert checked["ok"] is True
     with sqlite3.connect(served.db_url.removeprefix("sqlite:///")) as db:
