@@ -4,6 +4,7 @@ failure is retried per the policy with the same message id, and counted."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +166,19 @@ def test_a_rejection_is_an_answer_and_each_source_sends_with_its_own_key(sends):
         source = send.envelope.source_system
         assert call.request.headers["authorization"] == f"Bearer {KEYS[source]}"
     assert summary["retries"] == {} and summary["refused"] == {}
+
+
+def test_the_heap_is_frozen_while_sending_and_thawed_after(sends, monkeypatch):
+    # A full collection over a large schedule pauses the loop: what is alive when sending
+    # starts is hidden from the collector until the run ends.
+    router = respx.Router(base_url=BASE)
+    router.post("/v1/messages").mock(side_effect=posted)
+    frozen_at_send: list[int] = []
+    record = lambda _self, _send, _wall: frozen_at_send.append(gc.get_freeze_count())  # noqa: E731
+    monkeypatch.setattr(Answers, "started", record)
+    drive(router, sends[:3])
+    assert len(frozen_at_send) == 3 and min(frozen_at_send) > 0
+    assert gc.get_freeze_count() == 0
 
 
 # --- the measures' view of answers that arrive out of order or not at all ---------------------
