@@ -137,7 +137,7 @@ def test_a_slow_target_shows_corrected_latency_far_above_uncorrected(tmp_path):
     the intended send time (corrected) shows the wait: coordinated omission, measured."""
     served = serve(tmp_path, f"sqlite:///{tmp_path}/ledger.db", DOCUMENT)
     try:
-        summary = run_load(tmp_path, served, DOCUMENT, speed=200_000.0, max_in_flight=1).summary
+        summary = run_load(tmp_path, served, DOCUMENT, speed=2_000_000.0, max_in_flight=1).summary
     finally:
         served.stop()
     load = summary["load"]
