@@ -107,7 +107,7 @@ class Pipeline(Steps):
         self._unreleased.clear()
         self._data_version = version
         self._parked_waits = set(self.store.waiting_keys())
-        self._resume(self.store.held(), self._parked_waits)
+        self._resume(self.store.held())
 
     def _attempt_from(self, dead_letter: DeadLetter) -> Attempt | Outcome:
         parsed = parse_payload(dead_letter.raw)
@@ -149,7 +149,7 @@ class Pipeline(Steps):
                 raise
         return outcomes
 
-    def _resume(self, held: list[InboxRecord], waiting_keys: set[str]) -> list[Outcome]:
+    def _resume(self, held: list[InboxRecord]) -> list[Outcome]:
         """Index the held messages again, and release whatever waits on something that has
         arrived meanwhile (a commit whose releases never ran: a restart, another process)."""
         for record in held:
@@ -165,7 +165,7 @@ class Pipeline(Steps):
                     record.received_at,
                 )
             )
-        keys = {key for record in held for key in record.waits_on} | waiting_keys
+        keys = {key for record in held for key in record.waits_on} | self._parked_waits
         self._unreleased.extend(
             key for key in sorted(keys) if is_satisfied(key, self.state, self.streams)
         )

@@ -30,7 +30,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
-from sim.targets import Books, TargetRefused, TargetUnavailable, finding_text, replay_rounds
+from sim.targets import (
+    Books,
+    TargetRefused,
+    TargetUnavailable,
+    by_location,
+    finding_text,
+    replay_rounds,
+)
 from sim.truth import StockKey
 
 if TYPE_CHECKING:
@@ -118,11 +125,8 @@ class HttpTarget:
         return self._stock("/v1/stock?source=books")
 
     def _stock(self, path: str) -> dict[StockKey, Decimal]:
-        totals: dict[StockKey, Decimal] = {}
-        for row in self._call("GET", path, self._read_key)["stock"]:
-            key = (row["plant"], row["item"], row["location"])
-            totals[key] = totals.get(key, Decimal(0)) + Decimal(row["qty"])
-        return totals
+        rows = self._call("GET", path, self._read_key)["stock"]
+        return by_location((r["plant"], r["item"], r["location"], Decimal(r["qty"])) for r in rows)
 
     def expire(self, at: datetime) -> list[Outcome]:
         """Nothing: the service expires holds on its own clock, inside its submits."""

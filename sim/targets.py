@@ -7,7 +7,7 @@ over `httpx.ASGITransport` in process) implements the same port.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -138,15 +138,20 @@ class Target(Protocol):
     def close(self) -> None: ...
 
 
-def _by_location(
-    balances: dict[tuple[str, str, str, str], StockBalance],
-) -> dict[StockKey, Decimal]:
-    """Stock quantities per (plant, item, location): the lots summed."""
+def by_location(lots: Iterable[tuple[str, str, str, Decimal]]) -> dict[StockKey, Decimal]:
+    """Stock quantities per (plant, item, location) from (plant, item, location, qty) per lot:
+    the lots summed."""
     totals: dict[StockKey, Decimal] = {}
-    for (plant, item, location, _lot), balance in balances.items():
+    for plant, item, location, qty in lots:
         key = (plant, item, location)
-        totals[key] = totals.get(key, Decimal(0)) + balance.qty
+        totals[key] = totals.get(key, Decimal(0)) + qty
     return totals
+
+
+def _lots(
+    balances: dict[tuple[str, str, str, str], StockBalance],
+) -> Iterator[tuple[str, str, str, Decimal]]:
+    return ((plant, item, loc, b.qty) for (plant, item, loc, _lot), b in balances.items())
 
 
 class InProcessTarget:
@@ -166,7 +171,7 @@ class InProcessTarget:
 
     def stock(self) -> dict[StockKey, Decimal]:
         """The core's books, cheap to sample; `books()` reads the ledger itself."""
-        return _by_location(self.core.book_stock())
+        return by_location(_lots(self.core.book_stock()))
 
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         self.clock.set(at)
@@ -176,7 +181,7 @@ class InProcessTarget:
         reconciliation = self.core.reconcile()
         every = self.core.dead_letters(DeadLetterFilter(status=None))
         return Books(
-            stock=_by_location(self.core.stock()),
+            stock=by_location(_lots(self.core.stock())),
             open_dead_letters=[(dl.message_id, dl.code.value) for dl in self.core.dead_letters()],
             balanced=not any(f.check is Check.ENTRY_BALANCES for f in reconciliation.findings),
             reconciled=reconciliation.ok,
