@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from integration.envelope import Envelope, SourceSystem, parse_payload, payload_hash
+from integration.envelope import (
+    Envelope,
+    ParsedPayload,
+    SourceSystem,
+    parse_payload,
+    payload_hash,
+)
 from integration.errors import ConfigurationError, MessageRejected, Problem, StoreError
 from integration.holds import HeldMessage, HoldIndex
 from integration.outcome import Outcome, Status
@@ -29,27 +35,31 @@ class Pipeline(Steps):
 
     # --- entry points: each runs under the store's writer lock, on up-to-date books --------
     def submit(self, payload, sender: Sender | None = None) -> Outcome:
+        parsed = parse_payload(payload)
         with self.store.exclusive():
             self.sync()
             self._expire_holds()
-            return self._submit(payload, sender)
+            return self._submit(parsed, sender)
 
     def submit_many(self, payloads, sender: Sender | None = None) -> list[Outcome]:
         """Submit several messages in one store transaction: each has its own outcome, and a
         failure (of the store, or anything else that escapes) rolls the whole batch back; the
         books, already ahead of the store, are then rebuilt from it."""
+        parsed = [parse_payload(payload) for payload in payloads]
+        expected = [
+            (p.envelope.message_id, p.envelope.idempotency_key) for p in parsed if p.envelope
+        ]
         with self.store.exclusive():
             self.sync()
             try:
-                with self.store.batch():
+                with self.store.batch(expected):
                     self._expire_holds()
-                    return [self._submit(payload, sender) for payload in payloads]
+                    return [self._submit(one, sender) for one in parsed]
             except BaseException:
                 self._forget()
                 raise
 
-    def _submit(self, payload, sender: Sender | None) -> Outcome:
-        parsed = parse_payload(payload)
+    def _submit(self, parsed: ParsedPayload, sender: Sender | None) -> Outcome:
         if parsed.envelope is None:
             return self._dead_letter_unreadable(parsed.raw, parsed.problems)
         return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now(), sender=sender))

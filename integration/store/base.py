@@ -9,7 +9,7 @@ cheap to make for every message.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -202,9 +202,13 @@ class LedgerStore(Protocol):
         several processes on one database decide against books that include each other's
         postings. A no-op where the adapter has one writer."""
 
-    def batch(self) -> AbstractContextManager[None]:
-        """Make the commits inside one transaction (each a savepoint that succeeds or fails on
-        its own); the batch commits at the end, or rolls back entirely if the store fails."""
+    def batch(self, expected: Iterable[tuple[str, str]] = ()) -> AbstractContextManager[None]:
+        """Make the commits inside one transaction; the batch commits at the end, or rolls
+        back entirely if the store fails. A commit that clashes (`DuplicateDelivery`) writes
+        nothing and the batch goes on; any other failure of a commit may fail the batch.
+
+        `expected`: the (message id, idempotency key) of each message the batch will
+        submit, so that an adapter may look them all up at once."""
 
     def data_version(self) -> int:
         """A number that changes whenever another connection has committed since this one

@@ -4,7 +4,8 @@ One connection in autocommit mode; each `commit` is one explicit transaction. Se
 may share one ledger (one schema): `exclusive()` is a session-level advisory lock keyed on the
 schema, and every transaction first bumps `meta.data_version`, whose row lock orders the commits
 of all writers, so `applied_seq` (MAX + 1) follows commit order even without `exclusive()`. A
-batch bumps it once, before its first savepoint: its commits share that version.
+batch bumps it once, first: its commits share that version, and their rows are deferred and
+sent together (postgres_batch.py).
 
 psycopg is imported when a store is opened, never when this module is imported, so the core
 runs without the extra installed.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +30,7 @@ from integration.store.base import (
     Committed,
     DuplicateDelivery,
 )
+from integration.store.postgres_batch import DeferredBatch
 from integration.store.postgres_writes import PostgresWrites
 from integration.store.schema import POSTGRES_SCHEMA, SCHEMA_VERSION
 from integration.store.sql_reads import SqlReads
@@ -100,11 +102,13 @@ class PostgresStore(SqlReads, PostgresWrites):
                 "the PostgreSQL store needs psycopg 3: pip install 'mfg-twin[postgres]'"
             ) from error
         self._pg = psycopg
+        # What a statement or a flush raises when the server (or adapting a value) fails.
+        self._failures: tuple[type[Exception], ...] = (psycopg.Error, OverflowError)
         self.url = _redacted(url)
         # One connection: threads sharing this store take turns (a step under `exclusive()`,
         # a commit's transaction, a read), as processes take turns on the advisory lock.
         self._guard = threading.RLock()
-        self._batch_version: int | None = None  # the data version of the open batch, if any
+        self._deferred: DeferredBatch | None = None  # the open batch's rows, if any
         try:
             self._db: psycopg.Connection = psycopg.connect(url, autocommit=True)
         except psycopg.Error as error:
@@ -199,30 +203,32 @@ class PostgresStore(SqlReads, PostgresWrites):
 
     # --- the one write ---------------------------------------------------------------------
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """One transaction around many commits; each commit inside is a savepoint."""
+    def batch(self, expected: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
+        """One transaction around many commits, whose rows are sent together at the end."""
         with self._guard:
             try:
                 with self._db.transaction():
-                    self._batch_version = int(self._db.execute(_BUMP_VERSION).fetchone()[0])
+                    version = int(self._db.execute(_BUMP_VERSION).fetchone()[0])
+                    self._deferred = DeferredBatch(self._db, version, expected)
                     yield
-            except self._pg.Error as error:
+                    self._deferred.flush()
+            except self._failures as error:
                 raise StoreError(f"PostgreSQL failure: {error}") from error
             finally:
-                self._batch_version = None
+                self._deferred = None
 
     def commit(self, commit: Commit) -> Committed:
         with self._guard:
+            if self._deferred is not None:
+                return self._commit_deferred(commit, self._deferred)
             return self._commit(commit)
 
     def _commit(self, commit: Commit) -> Committed:
         pg = self._pg
         db = self._db
         try:
-            with self._transaction_or_savepoint():
-                version = self._batch_version
-                if version is None:  # first: the row lock that orders every writer's commits
-                    version = int(db.execute(_BUMP_VERSION).fetchone()[0])
+            with db.transaction():  # first, the row lock that orders every writer's commits
+                version = int(db.execute(_BUMP_VERSION).fetchone()[0])
                 inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
         except pg.errors.UniqueViolation as error:
             if error.diag.constraint_name in _INBOX_UNIQUE:
@@ -230,43 +236,35 @@ class PostgresStore(SqlReads, PostgresWrites):
             raise StoreError(f"integrity failure: {error}") from error
         except pg.errors.IntegrityError as error:
             raise StoreError(f"integrity failure: {error}") from error
-        except (pg.Error, OverflowError) as error:
+        except self._failures as error:
             raise StoreError(f"PostgreSQL failure: {error}") from error
         return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq, version)
 
-    @contextmanager
-    def _transaction_or_savepoint(self) -> Iterator[None]:
-        """A commit's own transaction; inside a batch, a savepoint. The savepoint's commands go
-        straight to libpq (`pgconn.exec_`, which releases the GIL): psycopg's nested
-        `transaction()` costs as much Python as a statement, and on rollback drops every
-        prepared statement, which a duplicate delivery in a batch would then pay for."""
-        if self._batch_version is None:
-            with self._db.transaction():
-                yield
-            return
-        self._command(b"SAVEPOINT mfg_commit")
+    def _commit_deferred(self, commit: Commit, batch: DeferredBatch) -> Committed:
+        """A commit inside a batch: a clash raises before anything is kept; any other
+        failure breaks the whole batch."""
+        batch.check()
         try:
-            yield
-        except BaseException:
-            self._command(b"ROLLBACK TO SAVEPOINT mfg_commit")
-            self._command(b"RELEASE SAVEPOINT mfg_commit")
-            raise
-        self._command(b"RELEASE SAVEPOINT mfg_commit")
+            inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
+        except self._failures as error:
+            batch.broken = True
+            raise StoreError(f"PostgreSQL failure: {error}") from error
+        return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq, batch.version)
 
-    def _command(self, sql: bytes) -> None:
-        """A parameterless command through libpq; a failure raises psycopg's OperationalError."""
-        result = self._db.pgconn.exec_(sql)
-        if result.status != self._pg.pq.ExecStatus.COMMAND_OK:
-            message = result.error_message.decode(errors="replace")
-            raise self._pg.OperationalError(f"{sql.decode()}: {message}")
+    def _flush(self) -> None:
+        """Send a batch's deferred rows before any other statement reads or writes."""
+        if self._deferred is not None:
+            self._deferred.flush()
 
     def _execute(self, sql: str, params: tuple | list = ()) -> Any:
+        self._flush()
         return self._db.execute(_pg_sql(sql), params)
 
     def _db_execute(self, sql: str, params: tuple | list) -> Any:
-        return self._db.execute(sql, params)
+        return self._db.execute(sql, params)  # outside a batch only
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._flush()
         self._db.cursor().executemany(_pg_sql(sql), rows)
 
     def _ts(self, moment: datetime | None) -> datetime | None:
@@ -285,8 +283,9 @@ class PostgresStore(SqlReads, PostgresWrites):
     def _rows_pg(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         try:
             with self._guard:
+                self._flush()
                 return self._db.execute(sql, params).fetchall()
-        except self._pg.Error as error:
+        except self._failures as error:
             raise StoreError(f"PostgreSQL failure: {error}") from error
 
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
@@ -298,6 +297,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         cursor = self._db.cursor(f"ledger_stream_{next(_cursor_ids)}", withhold=True)
         try:
             with self._guard:
+                self._flush()
                 cursor.execute(_pg_sql(sql), ())
             while True:
                 with self._guard:
@@ -305,7 +305,7 @@ class PostgresStore(SqlReads, PostgresWrites):
                 if not batch:
                     return
                 yield from batch
-        except self._pg.Error as error:
+        except self._failures as error:
             raise StoreError(f"PostgreSQL failure: {error}") from error
         finally:
             try:

@@ -6,43 +6,49 @@ The lines, moves and exceptions go as one JSON array of rows each (`json.dumps` 
 array adaptation costs far more in Python), unpacked by `json_array_elements`. The foreign keys
 from them to their entry are checked at the end of the statement, when the entry row exists;
 an empty array inserts nothing.
+
+Inside a batch (`_deferred` set), the inbox records, entries and stream positions go to the
+batch's `DeferredBatch` instead, which sends them together (see postgres_batch.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from integration.money import to_minor
-from integration.store.base import EntryWrite, InboxWrite
-from integration.store.sql_writes import SqlWrites
+from integration.store.base import EntryWrite, InboxStatus, InboxWrite
+from integration.store.postgres_batch import DeferredBatch, json_fields
+from integration.store.sql_writes import (
+    ENTRY_COLUMNS,
+    EXCEPTION_COLUMNS,
+    LINE_COLUMNS,
+    MOVE_COLUMNS,
+    SqlWrites,
+    line_rows,
+)
 
 __all__ = ["PostgresWrites"]
 
 
-def _fields(*types: str) -> str:
-    """Each JSON row's fields, by position, as columns of these SQL types."""
-    return ", ".join(f"(r->>{n})::{name}" for n, name in enumerate(types))
-
-
 _WRITE_ENTRY = f"""
 WITH entry AS (
-    INSERT INTO journal_entry (inbox_id, message_id, plant, currency, period, original_period,
-        late, event_type, work_order, occurred_at, posted_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    INSERT INTO journal_entry ({ENTRY_COLUMNS}) VALUES ({", ".join(["%s"] * 11)})
     RETURNING entry_id
 ), lines AS (
-    INSERT INTO journal_line (entry_id, line_no, plant, account, currency, amount_minor,
-        work_order, item)
-    SELECT entry.entry_id, {_fields("integer", "text", "text", "text", "bigint", "text", "text")}
+    INSERT INTO journal_line ({LINE_COLUMNS})
+    SELECT entry.entry_id,
+        {json_fields("integer", "text", "text", "text", "bigint", "text", "text")}
     FROM entry, json_array_elements(%s::json) AS r
 ), moves AS (
-    INSERT INTO stock_move (entry_id, plant, item, location, lot, qty, value_minor, account)
-    SELECT entry.entry_id, {_fields("text", "text", "text", "text", "numeric", "bigint", "text")}
+    INSERT INTO stock_move ({MOVE_COLUMNS})
+    SELECT entry.entry_id,
+        {json_fields("text", "text", "text", "text", "numeric", "bigint", "text")}
     FROM entry, json_array_elements(%s::json) AS r
 ), exceptions AS (
-    INSERT INTO stock_exception (entry_id, plant, item, location, lot, qty_after)
-    SELECT entry.entry_id, {_fields("text", "text", "text", "text", "numeric")}
+    INSERT INTO stock_exception ({EXCEPTION_COLUMNS})
+    SELECT entry.entry_id, {json_fields("text", "text", "text", "text", "numeric")}
     FROM entry, json_array_elements(%s::json) AS r
 )
 SELECT entry_id FROM entry
@@ -51,12 +57,42 @@ SELECT entry_id FROM entry
 
 class PostgresWrites(SqlWrites):
     """`SqlWrites` with each journal entry written in one statement (`_db_execute` runs a
-    statement in psycopg's `%s` style and returns its cursor)."""
+    statement in psycopg's `%s` style and returns its cursor), and a batch's rows deferred."""
+
+    _deferred: DeferredBatch | None
 
     def _db_execute(self, sql: str, params: tuple | list) -> Any:
         raise NotImplementedError
 
+    def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
+        batch = self._deferred
+        if batch is None:
+            return super()._write_inbox(row)
+        posted = row.status is InboxStatus.POSTED
+        if row.inbox_id is not None:
+            return batch.update_inbox(self._inbox_outcome(row), row.inbox_id, posted)
+        if row.unique:
+            batch.claim(row.message_id, row.idempotency_key)
+        return batch.add_inbox(self._inbox_values(row), posted)
+
+    def _write_streams(self, streams: Mapping[str, int]) -> None:
+        if self._deferred is None:
+            super()._write_streams(streams)
+        else:
+            self._deferred.add_streams(streams)
+
     def _write_entry(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
+        batch = self._deferred
+        if batch is None:
+            return self._write_entry_now(inbox_id, inbox, entry)
+        entry_id = batch.add_entry(self._entry_values(inbox_id, inbox, entry))
+        lines, moves, exceptions = entry.posting
+        batch.add_rows("journal_line", line_rows(entry_id, lines))
+        batch.add_rows("stock_move", self._move_rows(entry_id, entry.currency, moves))
+        batch.add_rows("stock_exception", self._exception_rows(entry_id, exceptions))
+        return entry_id
+
+    def _write_entry_now(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
         posting, currency = entry.posting, entry.currency
         lines = [
             (n, ln.plant, ln.account, ln.currency, to_minor(ln.amount, ln.currency))
@@ -72,17 +108,7 @@ class PostgresWrites(SqlWrites):
             (ex.plant, ex.item, ex.location, ex.lot, str(ex.qty_after)) for ex in posting.exceptions
         ]
         params = (
-            inbox_id,
-            inbox.message_id,
-            entry.plant,
-            currency,
-            entry.period,
-            entry.original_period,
-            int(entry.late),
-            entry.event_type,
-            entry.work_order,
-            entry.occurred_at,
-            inbox.committed_at,
+            *self._entry_values(inbox_id, inbox, entry),
             json.dumps(lines),
             json.dumps(moves),
             json.dumps(exceptions),

@@ -10,6 +10,7 @@ It may override `_insert_entry` where its driver knows the new row's id without 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,42 +26,54 @@ from integration.store.base import (
     InboxWrite,
 )
 
-__all__ = ["INSERT_ENTRY", "SqlWrites"]
+__all__ = [
+    "ENTRY_COLUMNS",
+    "EXCEPTION_COLUMNS",
+    "INBOX_COLUMNS",
+    "INSERT_ENTRY",
+    "LINE_COLUMNS",
+    "MOVE_COLUMNS",
+    "SqlWrites",
+    "line_rows",
+]
 
 # Posting stamps the record with the next position in the order of effect; a held or rejected
 # record has none. MAX + 1 is safe: writers of one ledger are serialised (one SQLite writer;
 # PostgreSQL's data_version row lock, taken first in every commit).
 _NEXT_APPLIED = "(SELECT COALESCE(MAX(applied_seq), 0) + 1 FROM inbox)"
+_INBOX_OUTCOME = "status = ?, code = ?, committed_at = ?, hold_deadline = ?, waits_on = ?, late = ?"
 _UPDATE_INBOX = {
-    posted: "UPDATE inbox SET status = ?, code = ?, committed_at = ?, hold_deadline = ?,"
-    f" waits_on = ?, late = ?, applied_seq = {_NEXT_APPLIED if posted else 'NULL'}"
+    posted: f"UPDATE inbox SET {_INBOX_OUTCOME},"
+    f" applied_seq = {_NEXT_APPLIED if posted else 'NULL'}"
     " WHERE inbox_id = ? RETURNING inbox_id, applied_seq"
     for posted in (True, False)
 }
+INBOX_COLUMNS = (
+    "message_id, idempotency_key, unique_ids, payload_hash, message_type, source_system,"
+    " stream, source_seq, plant, item, work_order, lot, supplier, period, envelope, received_at,"
+    " status, code, committed_at, hold_deadline, waits_on, late"
+)
 _INSERT_INBOX = {
-    posted: "INSERT INTO inbox (message_id, idempotency_key, unique_ids, payload_hash,"
-    " message_type, source_system, stream, source_seq, plant, item, work_order, lot, supplier,"
-    " period, envelope, received_at, status, code, committed_at, hold_deadline, waits_on, late,"
-    f" applied_seq) VALUES ({', '.join('?' * 22)}, {_NEXT_APPLIED if posted else 'NULL'})"
+    posted: f"INSERT INTO inbox ({INBOX_COLUMNS}, applied_seq)"
+    f" VALUES ({', '.join('?' * 22)}, {_NEXT_APPLIED if posted else 'NULL'})"
     " RETURNING inbox_id, applied_seq"
     for posted in (True, False)
 }
-INSERT_ENTRY = (
-    "INSERT INTO journal_entry (inbox_id, message_id, plant, currency, period, original_period,"
-    " late, event_type, work_order, occurred_at, posted_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+ENTRY_COLUMNS = (
+    "inbox_id, message_id, plant, currency, period, original_period, late, event_type,"
+    " work_order, occurred_at, posted_at"
 )
+INSERT_ENTRY = f"INSERT INTO journal_entry ({ENTRY_COLUMNS}) VALUES ({', '.join('?' * 11)})"
 _RETURNING_ENTRY_ID = INSERT_ENTRY + " RETURNING entry_id"
 # Accounts as plain text: drivers bind an exact str without adapting a str subclass.
 _ACCOUNT_TEXT = {account: account.value for account in Account}
-_INSERT_LINE = "INSERT INTO journal_line VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_MOVE = (
-    "INSERT INTO stock_move (entry_id, plant, item, location, lot, qty, value_minor, account)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+LINE_COLUMNS = "entry_id, line_no, plant, account, currency, amount_minor, work_order, item"
+_INSERT_LINE = f"INSERT INTO journal_line ({LINE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+MOVE_COLUMNS = "entry_id, plant, item, location, lot, qty, value_minor, account"
+_INSERT_MOVE = f"INSERT INTO stock_move ({MOVE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+EXCEPTION_COLUMNS = "entry_id, plant, item, location, lot, qty_after"
 _INSERT_EXCEPTION = (
-    "INSERT INTO stock_exception (entry_id, plant, item, location, lot, qty_after)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO stock_exception ({EXCEPTION_COLUMNS}) VALUES ({', '.join('?' * 6)})"
 )
 _INSERT_DEAD_LETTER = (
     "INSERT INTO dead_letter (message_id, idempotency_key, message_type, source_system, sender,"
@@ -73,7 +86,7 @@ _UPSERT_STREAM = (
 )
 
 
-def _line_rows(entry_id: int, lines) -> list[tuple]:
+def line_rows(entry_id: int, lines) -> list[tuple]:
     text = _ACCOUNT_TEXT
     return [
         (entry_id, n, plant, text[account], currency, to_minor(amount, currency), work_order, item)
@@ -114,13 +127,44 @@ class SqlWrites:
                 (commit.resolved_dead_letter,),
             )
         if commit.streams:
-            self._executemany(_UPSERT_STREAM, sorted(commit.streams.items()))
+            self._write_streams(commit.streams)
         return inbox_id, entry_ids, dead_letter_id, applied_seq
+
+    def _write_streams(self, streams: Mapping[str, int]) -> None:
+        self._executemany(_UPSERT_STREAM, sorted(streams.items()))
 
     def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
         posted = row.status is InboxStatus.POSTED
+        if row.inbox_id is not None:
+            found = self._execute(
+                _UPDATE_INBOX[posted], (*self._inbox_outcome(row), row.inbox_id)
+            ).fetchone()
+            if found is None:
+                raise StoreError(f"no inbox record {row.inbox_id} to update")
+            return found
+        return self._execute(_INSERT_INBOX[posted], self._inbox_values(row)).fetchone()
+
+    def _inbox_values(self, row: InboxWrite) -> tuple:
+        """A new inbox record's columns, `message_id` to `late` (`INBOX_COLUMNS`)."""
+        return (
+            row.message_id,
+            row.idempotency_key,
+            int(row.unique),
+            row.payload_hash,
+            row.message_type,
+            row.source_system,
+            row.stream,
+            row.source_seq,
+            *row.ids,
+            row.envelope_json,
+            self._ts(row.received_at),
+            *self._inbox_outcome(row),
+        )
+
+    def _inbox_outcome(self, row: InboxWrite) -> tuple:
+        """The columns a record's outcome sets: `status` to `late`."""
         ts = self._ts
-        outcome = (
+        return (
             row.status.value,
             row.code.value if row.code else None,
             ts(row.committed_at),
@@ -128,72 +172,53 @@ class SqlWrites:
             json.dumps(row.waits_on) if row.waits_on else "[]",
             int(row.late),
         )
-        if row.inbox_id is not None:
-            found = self._execute(_UPDATE_INBOX[posted], (*outcome, row.inbox_id)).fetchone()
-            if found is None:
-                raise StoreError(f"no inbox record {row.inbox_id} to update")
-            return found
-        return self._execute(
-            _INSERT_INBOX[posted],
-            (
-                row.message_id,
-                row.idempotency_key,
-                int(row.unique),
-                row.payload_hash,
-                row.message_type,
-                row.source_system,
-                row.stream,
-                row.source_seq,
-                *row.ids,
-                row.envelope_json,
-                ts(row.received_at),
-                *outcome,
-            ),
-        ).fetchone()
 
     def _insert_entry(self, row: tuple) -> int:
         """Insert one journal_entry row (`INSERT_ENTRY`) and return its id."""
         return self._execute(_RETURNING_ENTRY_ID, row).fetchone()[0]
 
     def _write_entry(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
-        plant, currency, period, original, late, event_type, work_order, occurred_at, posting = (
-            entry
-        )
-        ts = self._ts
-        entry_id = self._insert_entry(
-            (
-                inbox_id,
-                inbox.message_id,
-                plant,
-                currency,
-                period,
-                original,
-                int(late),
-                event_type,
-                work_order,
-                ts(occurred_at),
-                ts(inbox.committed_at),
-            )
-        )
-        lines, moves, exceptions = posting
+        entry_id = self._insert_entry(self._entry_values(inbox_id, inbox, entry))
+        lines, moves, exceptions = entry.posting
         if lines:
-            self._executemany(_INSERT_LINE, _line_rows(entry_id, lines))
+            self._executemany(_INSERT_LINE, line_rows(entry_id, lines))
         if moves:
-            self._executemany(_INSERT_MOVE, self._move_rows(entry_id, currency, moves))
+            self._executemany(_INSERT_MOVE, self._move_rows(entry_id, entry.currency, moves))
         if exceptions:
-            qty = self._qty
-            rows = [
-                (entry_id, plant, item, location, lot, qty(after))
-                for plant, item, location, lot, after in exceptions
-            ]
-            self._executemany(_INSERT_EXCEPTION, rows)
+            self._executemany(_INSERT_EXCEPTION, self._exception_rows(entry_id, exceptions))
         return entry_id
 
+    def _entry_values(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> tuple:
+        """A journal entry's columns (`INSERT_ENTRY`), without its id."""
+        ts = self._ts
+        return (
+            inbox_id,
+            inbox.message_id,
+            entry.plant,
+            entry.currency,
+            entry.period,
+            entry.original_period,
+            int(entry.late),
+            entry.event_type,
+            entry.work_order,
+            ts(entry.occurred_at),
+            ts(inbox.committed_at),
+        )
+
     def _move_rows(self, entry_id: int, currency: str, moves) -> list[tuple]:
+        """stock_move rows without their ids (`_INSERT_MOVE`)."""
         qty, text = self._qty, _ACCOUNT_TEXT
         return [
             (entry_id, plant, item, location, lot, qty(q), to_minor(value, currency), text[account])
             for plant, item, location, lot, q, value, account in moves
+        ]
+
+    def _exception_rows(self, entry_id: int, exceptions) -> list[tuple]:
+        """stock_exception rows without their ids (`_INSERT_EXCEPTION`)."""
+        qty = self._qty
+        return [
+            (entry_id, plant, item, location, lot, qty(after))
+            for plant, item, location, lot, after in exceptions
         ]
 
     def _write_dead_letter(self, row: DeadLetterWrite) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -84,8 +84,9 @@ class SqliteStore(SqlReads, SqlWrites):
 
     # --- the one write ---------------------------------------------------------------------
     @contextmanager
-    def batch(self) -> Iterator[None]:
-        """One transaction around many commits; each commit inside is a savepoint."""
+    def batch(self, expected: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
+        """One transaction around many commits; each commit inside is a savepoint (a local
+        lookup costs no round trip, so `expected` is not needed)."""
         self._db.execute("BEGIN IMMEDIATE")
         self._in_batch = True
         try:

@@ -1,10 +1,9 @@
-"""The `LedgerStore` contract. Every adapter runs these same tests: add its factory to
-`STORE_FACTORIES` (the PostgreSQL adapter joins here) and nothing else changes."""
+"""The `LedgerStore` contract. Every adapter runs these same tests (and test_store_batches.py):
+add its factory to `STORE_FACTORIES` in conftest.py and nothing else changes."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 
@@ -20,39 +19,10 @@ from integration.store.base import (
     EntryWrite,
     InboxStatus,
     InboxWrite,
-    LedgerStore,
 )
 from tests.builders import START
 
 D = Decimal
-
-
-def _sqlite_memory(tmp_path) -> LedgerStore:
-    return SqliteStore(":memory:")
-
-
-def _sqlite_file(tmp_path) -> LedgerStore:
-    return SqliteStore(tmp_path / "ledger.db")
-
-
-def _postgres(tmp_path) -> LedgerStore:
-    from tests.integration.pg import ScratchPostgresStore
-
-    return ScratchPostgresStore()  # a schema of its own, dropped on close
-
-
-STORE_FACTORIES: dict[str, Callable] = {
-    "sqlite-memory": _sqlite_memory,
-    "sqlite-file": _sqlite_file,
-    "postgres": _postgres,
-}
-
-
-@pytest.fixture(params=sorted(STORE_FACTORIES))
-def store(request, tmp_path):
-    made = STORE_FACTORIES[request.param](tmp_path)
-    yield made
-    made.close()
 
 
 def inbox(message_id="m-1", key="k-1", status=InboxStatus.POSTED, **kw) -> InboxWrite:

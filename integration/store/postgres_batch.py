@@ -1,0 +1,246 @@
+"""The deferred writes of one PostgreSQL batch.
+
+Written one statement at a time, a batch of postings cost a round trip per statement per
+message (savepoint, inbox, entry, stream position, release), and the service spent half its
+time waiting on PostgreSQL. Inside a batch, the rows of inbox records, journal entries, their
+lines, stock moves, stock exceptions and stream positions are instead kept here and sent in
+one statement (`_FLUSH`, the rows as JSON arrays) when the batch ends or before anything else
+touches the database. What a commit must answer at once is known without asking the server:
+
+* ids: inbox and journal entry ids are drawn from their identity sequences in blocks, as many
+  as the batch has messages. Ids a block does not use are skipped, as PostgreSQL skips the
+  ids of rolled-back inserts: ids are unique and increase in commit order, with gaps.
+* the order of effect: the batch holds the row lock that orders every writer's commits, so
+  it reads MAX(applied_seq) once and counts on from there.
+* clashes: the batch looks up the message ids and idempotency keys it was told to expect in
+  one query when it begins, and remembers every one it inserts since; a message it was not
+  told about is looked up on its own. A clash raises `DuplicateDelivery` before anything of
+  its commit is kept, and the batch goes on, as with a savepoint.
+
+Any other failure surfaces at a flush, so it cannot be pinned on one commit: it marks the
+batch broken, every later commit and the batch's end raise, and the transaction rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from integration.errors import StoreError
+from integration.store.base import DuplicateDelivery
+from integration.store.sql_writes import (
+    ENTRY_COLUMNS,
+    EXCEPTION_COLUMNS,
+    INBOX_COLUMNS,
+    LINE_COLUMNS,
+    MOVE_COLUMNS,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["DeferredBatch", "json_fields"]
+
+
+def json_fields(*types: str) -> str:
+    """Each JSON row's fields, by position, as columns of these SQL types."""
+    return ", ".join(f"(r->>{n})::{name}" for n, name in enumerate(types))
+
+
+def _json_value(value: object) -> str:
+    """What `json.dumps` cannot write itself: timestamps (ISO 8601) and exact decimals."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"no JSON form for {type(value).__name__}")
+
+
+_PRESENT = (
+    "SELECT ARRAY[message_id, idempotency_key] FROM inbox WHERE unique_ids = 1"
+    " AND (message_id = ANY(%(ids)s) OR idempotency_key = ANY(%(keys)s))"
+)
+_IDS = "ARRAY(SELECT nextval(pg_get_serial_sequence('{0}', '{1}')) FROM generate_series(1, {2}))"
+_BEGIN = (  # after the data_version bump: a statement of its own, so it sees the commits before
+    "SELECT (SELECT COALESCE(MAX(applied_seq), 0) FROM inbox),"
+    f" {_IDS.format('inbox', 'inbox_id', '%(n)s')},"
+    f" {_IDS.format('journal_entry', 'entry_id', '%(n)s')},"
+    f" ARRAY({_PRESENT})"
+)
+_TEXT6 = ("text",) * 6
+_INBOX_TYPES = (
+    "bigint", "text", "text", "smallint", "text", "text", "text", "text", "bigint", *_TEXT6, "text",
+    "timestamptz", "text", "text", "timestamptz", "timestamptz", "text", "smallint", "bigint",
+)  # fmt: skip
+_OUTCOME_TYPES = ("text", "text", "timestamptz", "timestamptz", "text", "smallint", "bigint")
+_OUTCOME_COLUMNS = "status, code, committed_at, hold_deadline, waits_on, late, applied_seq"
+_ENTRY_TYPES = (
+    "bigint", "bigint", "text", "text", "text", "text", "text", "smallint", "text", "text",
+    "timestamptz", "timestamptz",
+)  # fmt: skip
+_FLUSH = f"""
+WITH new_inbox AS (
+    INSERT INTO inbox (inbox_id, {INBOX_COLUMNS}, applied_seq)
+    SELECT {json_fields(*_INBOX_TYPES)} FROM jsonb_array_elements(%s::jsonb) AS r
+), outcomes AS (
+    UPDATE inbox SET ({_OUTCOME_COLUMNS}) = ({json_fields(*_OUTCOME_TYPES)})
+    FROM jsonb_array_elements(%s::jsonb) AS r WHERE inbox.inbox_id = (r->>7)::bigint
+    RETURNING inbox.inbox_id
+), entries AS (
+    INSERT INTO journal_entry (entry_id, {ENTRY_COLUMNS})
+    SELECT {json_fields(*_ENTRY_TYPES)} FROM jsonb_array_elements(%s::jsonb) AS r
+), lines AS (
+    INSERT INTO journal_line ({LINE_COLUMNS})
+    SELECT {json_fields("bigint", "integer", *("text",) * 3, "bigint", "text", "text")}
+    FROM jsonb_array_elements(%s::jsonb) AS r
+), moves AS (
+    INSERT INTO stock_move ({MOVE_COLUMNS})
+    SELECT {json_fields("bigint", *("text",) * 4, "numeric", "bigint", "text")}
+    FROM jsonb_array_elements(%s::jsonb) AS r
+), exceptions AS (
+    INSERT INTO stock_exception ({EXCEPTION_COLUMNS})
+    SELECT {json_fields("bigint", *("text",) * 4, "numeric")}
+    FROM jsonb_array_elements(%s::jsonb) AS r
+), streams AS (
+    INSERT INTO stream_position SELECT {json_fields("text", "bigint")}
+    FROM jsonb_array_elements(%s::jsonb) AS r
+    ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq
+)
+SELECT count(*) FROM outcomes
+"""
+_OUTCOME = slice(17, 24)  # a new inbox row's outcome columns and applied_seq, after its id
+
+
+class DeferredBatch:
+    """The rows one batch has written and not yet sent, and what it knows without asking."""
+
+    def __init__(
+        self, db: psycopg.Connection, version: int, expected: Iterable[tuple[str, str]]
+    ) -> None:
+        self.version = version
+        self.broken = False
+        self._db = db
+        expected = list(expected)
+        self._block = max(len(expected), 1)
+        self._checked_ids = {message_id for message_id, _ in expected}
+        self._checked_keys = {key for _, key in expected}
+        self._taken_ids: set[str] = set()
+        self._taken_keys: set[str] = set()
+        params = {
+            "n": self._block,
+            "ids": list(self._checked_ids),
+            "keys": list(self._checked_keys),
+        }
+        self._applied, inbox_ids, entry_ids, present = db.execute(_BEGIN, params).fetchone()
+        self._ids = {"inbox": deque(sorted(inbox_ids)), "journal_entry": deque(sorted(entry_ids))}
+        for message_id, key in present:
+            self._take(message_id, key)
+        self._new_inbox: dict[int, list] = {}  # inbox_id -> its row, until sent
+        self._outcomes: list[tuple] = []  # changes to records sent before
+        self._rows: dict[str, list[tuple]] = {
+            "journal_entry": [],
+            "journal_line": [],
+            "stock_move": [],
+            "stock_exception": [],
+        }
+        self._streams: dict[str, int] = {}
+
+    def check(self) -> None:
+        """Raise if an earlier write of this batch failed: nothing more may be written."""
+        if self.broken:
+            raise StoreError("an earlier write of this batch failed: the batch rolls back")
+
+    # --- what a commit adds ----------------------------------------------------------------
+    def claim(self, message_id: str, key: str) -> None:
+        """Take a new record's message id and idempotency key, or raise `DuplicateDelivery`
+        when the inbox (or this batch) already holds either."""
+        clash = message_id in self._taken_ids or key in self._taken_keys
+        if not clash and (message_id not in self._checked_ids or key not in self._checked_keys):
+            found = self._db.execute(_PRESENT, {"ids": [message_id], "keys": [key]})
+            clash = found.fetchone() is not None
+        if clash:
+            raise DuplicateDelivery(f"inbox already holds {message_id} or its key {key}")
+        self._take(message_id, key)
+
+    def add_inbox(self, values: tuple, posted: bool) -> tuple[int, int | None]:
+        """A new inbox record (`INBOX_COLUMNS`); its id and place in the order of effect."""
+        inbox_id, applied = self._next_id("inbox"), self._next_applied(posted)
+        self._new_inbox[inbox_id] = [inbox_id, *values, applied]
+        return inbox_id, applied
+
+    def update_inbox(self, outcome: tuple, inbox_id: int, posted: bool) -> tuple[int, int | None]:
+        """A record's outcome (`INBOX_OUTCOME`) changes; its id and place in the order of
+        effect. A record not sent yet is sent with its new outcome."""
+        applied = self._next_applied(posted)
+        unsent = self._new_inbox.get(inbox_id)
+        if unsent is None:
+            self._outcomes.append((*outcome, applied, inbox_id))
+        else:
+            unsent[_OUTCOME] = (*outcome, applied)
+        return inbox_id, applied
+
+    def add_entry(self, values: tuple) -> int:
+        """A journal entry (`ENTRY_COLUMNS`); its id, for its lines, moves and exceptions."""
+        entry_id = self._next_id("journal_entry")
+        self._rows["journal_entry"].append((entry_id, *values))
+        return entry_id
+
+    def add_rows(self, table: str, rows: list[tuple]) -> None:
+        """Lines, moves or exceptions of an entry already added."""
+        self._rows[table].extend(rows)
+
+    def add_streams(self, streams: Mapping[str, int]) -> None:
+        self._streams.update(streams)
+
+    # --- sending ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send every pending row. A failure breaks the batch (see the module docstring)."""
+        self.check()
+        rows = self._rows
+        if not (self._new_inbox or self._outcomes or rows["journal_entry"] or self._streams):
+            return
+        arrays = (
+            list(self._new_inbox.values()),
+            self._outcomes,
+            rows["journal_entry"],
+            rows["journal_line"],
+            rows["stock_move"],
+            rows["stock_exception"],
+            list(self._streams.items()),
+        )
+        try:
+            params = [json.dumps(array, default=_json_value) for array in arrays]
+            updated = self._db.execute(_FLUSH, params).fetchone()[0]
+            if updated != len(self._outcomes):
+                raise StoreError("an inbox record to update is missing")
+        except BaseException:
+            self.broken = True
+            raise
+        self._new_inbox.clear()
+        self._outcomes.clear()
+        for pending in rows.values():
+            pending.clear()
+        self._streams.clear()
+
+    # --- what the batch knows without asking -----------------------------------------------
+    def _take(self, message_id: str, key: str) -> None:
+        self._taken_ids.add(message_id)
+        self._taken_keys.add(key)
+
+    def _next_applied(self, posted: bool) -> int | None:
+        if not posted:
+            return None
+        self._applied += 1
+        return self._applied
+
+    def _next_id(self, table: str) -> int:
+        ids = self._ids[table]
+        if not ids:
+            column = "inbox_id" if table == "inbox" else "entry_id"
+            block = self._db.execute(f"SELECT {_IDS.format(table, column, self._block)}")
+            ids.extend(sorted(block.fetchone()[0]))
+        return ids.popleft()
