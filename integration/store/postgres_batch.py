@@ -60,9 +60,16 @@ def _json_value(value: object) -> str:
     raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
+# Two indexed lookups per message, in a lateral subquery that cannot be flattened: an `= ANY`
+# or `OR` condition let the planner of a young table (no statistics: `unique_ids = 1` taken for
+# a rare value) scan the whole partial index for every batch instead.
 _PRESENT = (
-    "SELECT ARRAY[message_id, idempotency_key] FROM inbox WHERE unique_ids = 1"
-    " AND (message_id = ANY(%(ids)s) OR idempotency_key = ANY(%(keys)s))"
+    "SELECT ARRAY[found.message_id, found.idempotency_key]"
+    " FROM unnest(%(ids)s::text[], %(keys)s::text[]) AS asked (message_id, idempotency_key),"
+    " LATERAL (SELECT message_id, idempotency_key FROM inbox"
+    " WHERE unique_ids = 1 AND message_id = asked.message_id"
+    " UNION ALL SELECT message_id, idempotency_key FROM inbox"
+    " WHERE unique_ids = 1 AND idempotency_key = asked.idempotency_key) AS found"
 )
 _IDS = "ARRAY(SELECT nextval(pg_get_serial_sequence('{0}', '{1}')) FROM generate_series(1, {2}))"
 _BEGIN = (  # after the data_version bump: a statement of its own, so it sees the commits before
@@ -132,10 +139,13 @@ class DeferredBatch:
         self._taken_keys: set[str] = set()
         params = {
             "n": self._block,
-            "ids": list(self._checked_ids),
-            "keys": list(self._checked_keys),
+            "ids": [message_id for message_id, _ in expected],
+            "keys": [key for _, key in expected],
         }
-        self._applied, inbox_ids, entry_ids, present = db.execute(_BEGIN, params).fetchone()
+        # Planned anew each time: the generic plan psycopg's prepared statement would settle on
+        # knows neither the batch's size nor its ids, and scans where it should look up.
+        begun = db.execute(_BEGIN, params, prepare=False).fetchone()
+        self._applied, inbox_ids, entry_ids, present = begun
         self._ids = {"inbox": deque(sorted(inbox_ids)), "journal_entry": deque(sorted(entry_ids))}
         for message_id, key in present:
             self._take(message_id, key)
@@ -160,7 +170,8 @@ class DeferredBatch:
         when the inbox (or this batch) already holds either."""
         clash = message_id in self._taken_ids or key in self._taken_keys
         if not clash and (message_id not in self._checked_ids or key not in self._checked_keys):
-            found = self._db.execute(_PRESENT, {"ids": [message_id], "keys": [key]})
+            asked = {"ids": [message_id], "keys": [key]}
+            found = self._db.execute(_PRESENT, asked, prepare=False)
             clash = found.fetchone() is not None
         if clash:
             raise DuplicateDelivery(f"inbox already holds {message_id} or its key {key}")
