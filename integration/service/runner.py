@@ -6,7 +6,7 @@ parsing and answering requests meanwhile.
 
 Single submissions that arrive while the core is busy are committed together: the next turn
 of the worker submits all of them (up to `max_group`) with `Core.submit_many`, one store
-transaction in which each message has its own savepoint and its own outcome. Each request is
+transaction in which each message has its own outcome. Each request is
 answered only once that transaction has committed, so an acknowledged message is durable,
 and the idempotency record is committed with its entry as before; what a group saves is the
 per-transaction cost (the writer lock, the catch-up check, the commit and its WAL flush),

@@ -263,8 +263,8 @@ def test_every_row_of_a_two_entry_commit_is_kept_as_written(store):
 
 
 def test_in_a_batch_a_clashing_commit_rolls_back_alone(store):
-    """Each commit in a batch is a savepoint: a duplicate fails alone, the commits around it
-    (and after it, statements the adapter may have prepared) still commit with the batch."""
+    """In a batch, a clashing commit fails alone: the commits around it (and after it,
+    statements the adapter may have prepared) still commit with the batch."""
     with store.batch():
         first = store.commit(Commit(inbox=inbox(), entries=(entry(),)))
         with pytest.raises(DuplicateDelivery):
