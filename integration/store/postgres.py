@@ -246,9 +246,13 @@ class PostgresStore(SqlReads, PostgresWrites):
         batch.check()
         try:
             inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
-        except self._failures as error:
-            batch.broken = True
-            raise StoreError(f"PostgreSQL failure: {error}") from error
+        except DuplicateDelivery:
+            raise  # found before anything of the commit was kept
+        except BaseException as error:
+            batch.broken = True  # part of the commit may be kept: none of the batch may be
+            if isinstance(error, self._failures):
+                raise StoreError(f"PostgreSQL failure: {error}") from error
+            raise
         return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq, batch.version)
 
     def _flush(self) -> None:

@@ -14,7 +14,7 @@ import pytest
 from integration import Core, ManualClock, Status, StoreError
 from integration.store.base import Commit, DuplicateDelivery, InboxStatus
 from tests.builders import START, Envelopes, confirm, master_data, release, settings
-from tests.integration.test_store_contract import entry, inbox, row_counts
+from tests.integration.test_store_contract import dead_letter, entry, inbox, row_counts
 
 
 def held(message_id="m-h", key="k-h", **kw):
@@ -96,14 +96,23 @@ def test_ids_increase_in_commit_order_within_and_across_batches(store):
     assert [c.applied_seq for c in seen] == list(range(1, len(seen) + 1))
 
 
-def test_a_failing_commit_in_a_batch_never_leaves_its_rows(store):
-    """SQLite fails the commit itself (its savepoint rolls back); PostgreSQL finds the failure
-    when it sends the batch's rows and rolls the whole batch back. Neither keeps it."""
+@pytest.mark.parametrize(
+    "failing",
+    [
+        Commit(inbox=inbox("m-2", "k-2", inbox_id=999)),  # no such record to update
+        Commit(inbox=inbox("m-2", "k-2"), dead_letter=dead_letter(id=999)),  # after the inbox
+    ],
+    ids=["missing-record", "missing-dead-letter"],
+)
+def test_a_failing_commit_in_a_batch_never_leaves_its_rows(store, failing):
+    """SQLite fails the commit itself (its savepoint rolls back); PostgreSQL may find the
+    failure only when it sends the batch's rows, and rolls the whole batch back. Neither keeps
+    any of the failed commit."""
     try:
         with store.batch([("m-1", "k-1"), ("m-2", "k-2")]):
             store.commit(Commit(inbox=inbox(), entries=(entry(),)))
-            with pytest.raises(StoreError):  # PostgreSQL: at the read that sends the rows
-                store.commit(Commit(inbox=inbox("m-2", "k-2", inbox_id=999)))
+            with pytest.raises(StoreError):  # PostgreSQL: at the latest, at the read
+                store.commit(failing)
                 store.entry_count()
     except StoreError:
         assert row_counts(store) == (0, 0, 0, 0)  # the whole batch rolled back
