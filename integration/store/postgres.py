@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -209,9 +209,10 @@ class PostgresStore(SqlReads, PostgresWrites):
             try:
                 with self._db.transaction():
                     version = int(self._db.execute(_BUMP_VERSION).fetchone()[0])
-                    self._deferred = DeferredBatch(self._db, version, expected)
-                    yield
-                    self._deferred.flush()
+                    batch = self._deferred = DeferredBatch(self._db, version, expected)
+                    with self._db.pipeline() if batch.sends_in_chunks else nullcontext():
+                        yield
+                        batch.flush()
             except self._failures as error:
                 raise StoreError(f"PostgreSQL failure: {error}") from error
             finally:

@@ -78,6 +78,7 @@ _BEGIN = (  # after the data_version bump: a statement of its own, so it sees th
     f" {_IDS.format('journal_entry', 'entry_id', '%(n)s')},"
     f" ARRAY({_PRESENT})"
 )
+_CHUNK = 25  # messages whose rows are sent at a time
 _TEXT6 = ("text",) * 6
 _INBOX_TYPES = (
     "bigint", "text", "text", "smallint", "text", "text", "text", "text", "bigint", *_TEXT6, "text",
@@ -158,6 +159,14 @@ class DeferredBatch:
             "stock_exception": [],
         }
         self._streams: dict[str, int] = {}
+        self._sent: list[tuple[psycopg.Cursor, int]] = []  # each with the updates it makes
+
+    @property
+    def sends_in_chunks(self) -> bool:
+        """Whether the batch is expected to be large enough to send its rows in chunks (in
+        pipeline mode, so that the server writes while the core decides). A small batch
+        sends once, at the end, and pipeline mode would only cost it time."""
+        return self._block > _CHUNK
 
     def check(self) -> None:
         """Raise if an earlier write of this batch failed: nothing more may be written."""
@@ -179,6 +188,8 @@ class DeferredBatch:
 
     def add_inbox(self, values: tuple, posted: bool) -> tuple[int, int | None]:
         """A new inbox record (`INBOX_COLUMNS`); its id and place in the order of effect."""
+        if len(self._new_inbox) >= _CHUNK:
+            self._send()
         inbox_id, applied = self._next_id("inbox"), self._next_applied(posted)
         self._new_inbox[inbox_id] = [inbox_id, *values, applied]
         return inbox_id, applied
@@ -209,8 +220,23 @@ class DeferredBatch:
 
     # --- sending ---------------------------------------------------------------------------
     def flush(self) -> None:
-        """Send every pending row. A failure breaks the batch (see the module docstring)."""
+        """Send every pending row and wait until the server has written all that was sent.
+        A failure breaks the batch (see the module docstring)."""
         self.check()
+        try:
+            self._send()
+            for cursor, updates in self._sent:
+                if cursor.fetchone()[0] != updates:
+                    raise StoreError("an inbox record to update is missing")
+        except BaseException:
+            self.broken = True
+            raise
+        finally:
+            self._sent.clear()
+
+    def _send(self) -> None:
+        """Send the pending rows in one statement. In pipeline mode the server writes them
+        while the core decides the next messages; `flush` collects the answer."""
         rows = self._rows
         if not (self._new_inbox or self._outcomes or rows["journal_entry"] or self._streams):
             return
@@ -223,16 +249,14 @@ class DeferredBatch:
             rows["stock_exception"],
             list(self._streams.items()),
         )
+        params = [json.dumps(array, default=_json_value) for array in arrays]
         try:
-            params = [json.dumps(array, default=_json_value) for array in arrays]
-            updated = self._db.execute(_FLUSH, params).fetchone()[0]
-            if updated != len(self._outcomes):
-                raise StoreError("an inbox record to update is missing")
+            self._sent.append((self._db.execute(_FLUSH, params), len(self._outcomes)))
         except BaseException:
             self.broken = True
             raise
-        self._new_inbox.clear()
-        self._outcomes.clear()
+        self._new_inbox = {}
+        self._outcomes = []
         for pending in rows.values():
             pending.clear()
         self._streams.clear()

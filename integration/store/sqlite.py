@@ -118,6 +118,10 @@ class SqliteStore(SqlReads, SqlWrites):
             if db.in_transaction:
                 self._undo(undo)
             raise StoreError(f"SQLite failure: {error}") from error
+        except BaseException:  # e.g. a record to update is missing: undo what was written
+            if db.in_transaction:
+                self._undo(undo)
+            raise
 
     def _undo(self, statements: tuple[str, ...]) -> None:
         for statement in statements:

@@ -121,6 +121,25 @@ def test_a_failing_commit_in_a_batch_never_leaves_its_rows(store, failing):
     assert store.commit(Commit(inbox=inbox("m-3", "k-3"), entries=(entry(),))).inbox_id
 
 
+def test_a_large_batch_keeps_every_row_whatever_it_sent_before(store):
+    """More messages than PostgreSQL sends at a time (`_CHUNK`): a record held early in the
+    batch is posted after its row was sent, a read in the middle sees what came before it,
+    and a clash late in the batch is still found."""
+    names = [(f"m-{n}", f"k-{n}") for n in range(60)]
+    with store.batch([("m-h", "k-h"), *names]):
+        first = store.commit(Commit(inbox=held()))
+        for n, (message_id, key) in enumerate(names):
+            store.commit(Commit(inbox=inbox(message_id, key), entries=(entry(),), streams={"s": n}))
+            if n == 40:
+                assert store.find_inbox("m-30", "x").applied_seq == 31
+        with pytest.raises(DuplicateDelivery):
+            store.commit(Commit(inbox=inbox("m-new", "k-5"), entries=(entry(),)))
+        store.commit(Commit(inbox=inbox("m-h", "k-h", inbox_id=first.inbox_id)))
+    assert store.held() == [] and store.entry_count() == 60
+    assert [r.message_id for r in store.posted_after(59)] == ["m-59", "m-h"]
+    assert store.stream_positions() == {"s": 59}
+
+
 # --- PostgreSQL: a failure found at a flush fails the whole batch -----------------------------
 @pytest.fixture
 def pg_store():
@@ -181,3 +200,15 @@ def test_a_core_batch_that_postgres_refuses_rolls_back_and_the_books_follow(pg_s
     assert (core.account_balances(), core.stock(), pg_store.entry_count()) == before
     assert [o.status for o in core.submit_many(day)] == [Status.POSTED] * 3
     assert core.reconcile().ok
+
+
+def test_a_failure_in_rows_sent_early_rolls_a_large_batch_back(pg_store):
+    """A large batch sends its rows in chunks while it goes on (pipeline mode): the failure of
+    an early chunk surfaces later, and still nothing of the batch is kept."""
+    names = [(f"m-{n}", f"k-{n}") for n in range(80)]
+    with pytest.raises(StoreError), pg_store.batch(names):
+        for n, (message_id, key) in enumerate(names):
+            value = "100000000000000000000" if n == 3 else "10.00"  # beyond BIGINT minor units
+            pg_store.commit(Commit(inbox=inbox(message_id, key), entries=(entry(value),)))
+    assert row_counts(pg_store) == (0, 0, 0, 0) and pg_store.data_version() == 0
+    assert pg_store.commit(Commit(inbox=inbox(), entries=(entry(),))).applied_seq == 1

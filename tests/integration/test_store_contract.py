@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from integration import BusinessIds, ConfigurationError, ErrorCode, Problem, SqliteStore
+from integration import BusinessIds, ConfigurationError, ErrorCode, Problem, SqliteStore, StoreError
 from integration.ledger import Account, JournalLine, Posting, StockException, StockMove
 from integration.store.base import (
     Commit,
@@ -122,6 +122,13 @@ def test_a_second_writer_of_the_same_message_loses_and_writes_nothing(store, cla
         )
     assert raised.value.code is ErrorCode.IDEMPOTENCY_CONFLICT
     assert row_counts(store) == before and store.stream_positions() == {}
+
+
+def test_a_commit_failing_part_way_writes_nothing_and_the_store_goes_on(store):
+    with pytest.raises(StoreError):  # the dead letter to update is missing
+        store.commit(Commit(inbox=inbox(), entries=(entry(),), dead_letter=dead_letter(id=999)))
+    assert row_counts(store) == (0, 0, 0, 0) and store.find_inbox("m-1", "k-1") is None
+    assert store.commit(Commit(inbox=inbox(), entries=(entry(),))).applied_seq == 1
 
 
 def test_without_unique_ids_the_same_message_can_be_recorded_twice(store):
