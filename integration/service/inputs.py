@@ -2,6 +2,7 @@
 bodies of batches and hold expiries."""
 
 import json
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -79,17 +80,50 @@ EXPIRE_BODY = {
 }
 
 
-def batch_items(body: bytes, max_batch: int) -> list[Any]:
-    """The envelopes of a batch body: a JSON array of at most `max_batch`."""
+def batch_items(body: bytes, max_batch: int) -> list[str]:
+    """The envelopes of a batch body (a JSON array of at most `max_batch`), each as the JSON
+    text it was sent as: the core validates that text and keeps it, so nothing is decoded
+    into Python objects only to be encoded again."""
     try:
-        items = json.loads(body)
+        items = _array_elements(body.decode("utf-8-sig"))
     except (ValueError, RecursionError) as error:
         raise ServiceError(400, "MALFORMED_PAYLOAD", f"the batch is not JSON: {error}") from error
-    if not isinstance(items, list):
+    if items is None:
         raise ServiceError(400, "MALFORMED_PAYLOAD", "a batch is a JSON array of envelopes")
     if len(items) > max_batch:
         raise ServiceError(413, "PAYLOAD_TOO_LARGE", f"batches are limited to {max_batch} messages")
-    return [item if isinstance(item, dict) else json.dumps(item) for item in items]
+    return items
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _array_elements(text: str) -> list[str] | None:
+    """The texts of a JSON array's elements; None when the text is JSON but not an array.
+    Raises ValueError for text that is not JSON, as `json.loads` would."""
+    start = _SPACE.match(text).end()
+    if not text.startswith("[", start):
+        _DECODER.decode(text)  # not JSON at all raises; other JSON is not a batch
+        return None
+    elements: list[str] = []
+    at = _SPACE.match(text, start + 1).end()
+    if text.startswith("]", at):
+        at += 1
+    else:
+        while True:
+            end = _DECODER.raw_decode(text, at)[1]
+            elements.append(text[at:end])
+            at = _SPACE.match(text, end).end()
+            if text.startswith("]", at):
+                at += 1
+                break
+            if not text.startswith(",", at):
+                raise ValueError(f"expected ',' or ']' at character {at}")
+            at = _SPACE.match(text, at + 1).end()
+    if _SPACE.match(text, at).end() != len(text):
+        raise ValueError(f"extra data after the array at character {at}")
+    return elements
 
 
 def older_than(body: bytes) -> timedelta | None:

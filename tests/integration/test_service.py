@@ -160,6 +160,30 @@ def test_a_batch_answers_each_message(served, env):
     ]
 
 
+@pytest.mark.parametrize(
+    "body",
+    ['[{"a": 1},]', '[{"a": 1} {"b": 2}]', "[1] [2]", "[", "", '\ufeff{"a": [1]}', '"[1]"'],
+)
+def test_a_batch_body_that_is_not_a_json_array_is_refused_whole(served, body):
+    answer = httpx.post(
+        f"{served.url}/v1/messages/batch", content=body.encode(), headers=auth("MES")
+    )
+    assert (answer.status_code, answer.json()["code"]) == (400, "MALFORMED_PAYLOAD")
+
+
+def test_each_message_of_a_batch_is_kept_as_the_text_it_was_sent_as(served, env):
+    unreadable = '{ "message_id" : "odd",\n  "extra":[1, 2.50] }'
+    body = f"\ufeff [ {confirm(env).model_dump_json()} ,\t{unreadable}\n]\r\n"
+    answer = httpx.post(
+        f"{served.url}/v1/messages/batch", content=body.encode(), headers=auth("MES")
+    )
+    assert [o["status"] for o in answer.json()["outcomes"]] == ["POSTED", "REJECTED"]
+    letters = httpx.get(
+        f"{served.url}/v1/dead-letters", params={"code": "SCHEMA_INVALID"}, headers=auth("MES")
+    ).json()["dead_letters"]
+    assert letters[-1]["raw"] == unreadable  # the newest, this batch's
+
+
 def test_reads_report_the_books(served, env):
     assert post(served, confirm(env)).status_code == 200  # backflushes from an empty LINE
     receipt = env(FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG"))
