@@ -4,7 +4,7 @@ bodies of batches and hold expiries."""
 import json
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Query
 from fastapi.exceptions import RequestValidationError

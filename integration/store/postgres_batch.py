@@ -3,9 +3,12 @@
 Written one statement at a time, a batch of postings cost a round trip per statement per
 message (savepoint, inbox, entry, stream position, release), and the service spent half its
 time waiting on PostgreSQL. Inside a batch, the rows of inbox records, journal entries, their
-lines, stock moves, stock exceptions and stream positions are instead kept here and sent in
-one statement (`_FLUSH`, the rows as JSON arrays) when the batch ends or before anything else
-touches the database. What a commit must answer at once is known without asking the server:
+lines, stock moves, stock exceptions and stream positions are instead kept here and sent
+together, one statement (`_FLUSH`, the rows as jsonb arrays) for every `_CHUNK` messages, for
+what is left when the batch ends, and before anything else touches the database. A batch
+expected to be larger than a chunk runs in pipeline mode: the server writes one chunk while
+the core decides the next, and the answers are collected at the end. What a commit must
+answer at once is known without asking the server:
 
 * ids: inbox and journal entry ids are drawn from their identity sequences in blocks, as many
   as the batch has messages. Ids a block does not use are skipped, as PostgreSQL skips the
@@ -17,8 +20,9 @@ touches the database. What a commit must answer at once is known without asking 
   told about is looked up on its own. A clash raises `DuplicateDelivery` before anything of
   its commit is kept, and the batch goes on, as with a savepoint.
 
-Any other failure surfaces at a flush, so it cannot be pinned on one commit: it marks the
-batch broken, every later commit and the batch's end raise, and the transaction rolls back.
+Any other failure surfaces when rows are sent or their answers collected, so it cannot be
+pinned on one commit: it marks the batch broken, every later commit and the batch's end raise,
+and the transaction rolls back.
 """
 
 from __future__ import annotations
