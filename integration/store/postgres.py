@@ -17,8 +17,6 @@ import hashlib
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from itertools import count
 from typing import TYPE_CHECKING, Any
@@ -271,12 +269,6 @@ class PostgresStore(SqlReads, PostgresWrites):
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         self._flush()
         self._db.cursor().executemany(_pg_sql(sql), rows)
-
-    def _ts(self, moment: datetime | None) -> datetime | None:
-        return moment
-
-    def _qty(self, value: Decimal) -> Decimal:
-        return value
 
     # --- the reads' access to the database (see SqlReads) --------------------------------
     def _one(self, sql: str, params: tuple = ()) -> Any:

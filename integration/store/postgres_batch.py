@@ -30,8 +30,6 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from integration.errors import StoreError
@@ -53,15 +51,6 @@ __all__ = ["DeferredBatch", "json_fields"]
 def json_fields(*types: str) -> str:
     """Each JSON row's fields, by position, as columns of these SQL types."""
     return ", ".join(f"(r->>{n})::{name}" for n, name in enumerate(types))
-
-
-def _json_value(value: object) -> str:
-    """What `json.dumps` cannot write itself: timestamps (ISO 8601) and exact decimals."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"no JSON form for {type(value).__name__}")
 
 
 # Two indexed lookups per message, in a lateral subquery that cannot be flattened: an `= ANY`
@@ -253,7 +242,7 @@ class DeferredBatch:
             rows["stock_exception"],
             list(self._streams.items()),
         )
-        params = [json.dumps(array, default=_json_value) for array in arrays]
+        params = [json.dumps(array) for array in arrays]  # timestamps, quantities: text
         try:
             self._sent.append((self._db.execute(_FLUSH, params), len(self._outcomes)))
         except BaseException:

@@ -1,9 +1,10 @@
 """The write side of one commit in portable SQL, shared by the SQL adapters.
 
 An adapter wraps `_write(commit)` in its transaction (or savepoint) and supplies:
-`_execute(sql, params)` returning a cursor (`?` placeholders), `_executemany(sql, rows)`,
-`_ts(moment)` and `_qty(value)` (how its driver takes timestamps and quantities), and
+`_execute(sql, params)` returning a cursor (`?` placeholders), `_executemany(sql, rows)` and
 `_HISTORY_APPEND` (the SQL expression appending one JSON event to a dead letter's history).
+Timestamps are written as ISO 8601 text and quantities as exact decimal text, which both
+SQLite and PostgreSQL (into `timestamptz` and `NUMERIC`) take as they are.
 It may override `_insert_entry` where its driver knows the new row's id without `RETURNING`.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from integration.errors import StoreError
@@ -105,11 +105,25 @@ class SqlWrites:
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
         raise NotImplementedError
 
-    def _ts(self, moment: datetime | None) -> Any:
-        raise NotImplementedError
+    # The two timestamps last written, with their text: the clock's current moment and a
+    # message's business time alternate within one commit. Replaced, never changed in place.
+    _recent: tuple[tuple[datetime | None, str | None], ...] = ((None, None), (None, None))
 
-    def _qty(self, value: Decimal) -> Any:
-        raise NotImplementedError
+    def _ts(self, moment: datetime | None) -> str | None:
+        """ISO text of a timestamp (the last two are kept, the last used first)."""
+        if moment is None:
+            return None
+        last, before = self._recent
+        if moment is last[0]:
+            return last[1]
+        if moment is before[0]:
+            self._recent = (before, last)
+            return before[1]
+        text = moment.isoformat()
+        self._recent = ((moment, text), last)
+        return text
+
+    _qty = staticmethod(str)  # a quantity as exact decimal text
 
     def _write(self, commit: Commit) -> tuple[int | None, tuple[int, ...], int | None, int | None]:
         """Write the commit; (inbox id, entry ids, dead letter id, applied seq)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime
 from pathlib import Path
 
 from integration.errors import ConfigurationError, StoreError
@@ -42,7 +41,6 @@ class SqliteStore(SqlReads, SqlWrites):
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._in_batch = False
-        self._recent: list[tuple[datetime | None, str | None]] = [(None, None), (None, None)]
         self._migrate()
 
     @property
@@ -126,20 +124,6 @@ class SqliteStore(SqlReads, SqlWrites):
     def _undo(self, statements: tuple[str, ...]) -> None:
         for statement in statements:
             self._db.execute(statement)
-
-    def _ts(self, moment: datetime | None) -> str | None:
-        """ISO text of a timestamp. The two last are kept (the clock's current moment and a
-        message's business time alternate within one commit), the last used first."""
-        if moment is None:
-            return None
-        if moment is not self._recent[0][0]:
-            if moment is self._recent[1][0]:
-                self._recent.reverse()
-            else:
-                self._recent = [(moment, moment.isoformat()), self._recent[0]]
-        return self._recent[0][1]
-
-    _qty = staticmethod(str)  # a quantity as exact decimal text
 
     def _execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
         return self._db.execute(sql, params)
