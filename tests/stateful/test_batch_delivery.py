@@ -12,7 +12,6 @@ once.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
 from unittest.mock import patch
 
 from hypothesis import given, note
@@ -29,6 +28,7 @@ from tests.stateful.test_delivery_properties import (
     ledger,
     message_sets,
     reference_ledger,
+    resent,
     walk,
     wire,
 )
@@ -57,12 +57,7 @@ def deliver_in_batches(core: Core, mset: MessageSet, cut: list[list[Delivery]]) 
             event = mset.events[delivery.event]
             envelope = event.envelope
             if delivery.resend:
-                envelope = envelope.model_copy(
-                    update={
-                        "message_id": f"{envelope.message_id}~resend-{position}",
-                        "sent_at": envelope.sent_at + timedelta(minutes=position + 1),
-                    }
-                )
+                envelope = resent(envelope, position)
                 message_keys[envelope.message_id] = event.key
             payloads.append(wire(envelope, delivery.form))
             keys.append(event.key)

@@ -279,6 +279,16 @@ def wire(envelope: Envelope, form: str) -> Envelope | str | bytes | dict[str, An
     return envelope.model_dump(mode="json")
 
 
+def resent(envelope: Envelope, position: int) -> Envelope:
+    """The envelope sent again under a new message id (same idempotency key and payload)."""
+    return envelope.model_copy(
+        update={
+            "message_id": f"{envelope.message_id}~resend-{position}",
+            "sent_at": envelope.sent_at + timedelta(minutes=position + 1),
+        }
+    )
+
+
 def walk(outcome: Outcome) -> Iterator[Outcome]:
     """An outcome and everything it released, depth first."""
     yield outcome
@@ -315,12 +325,7 @@ def deliver(mset: MessageSet, schedule: list[Delivery], *, check_each_step: bool
         event = mset.events[delivery.event]
         envelope = event.envelope
         if delivery.resend:
-            envelope = envelope.model_copy(
-                update={
-                    "message_id": f"{envelope.message_id}~resend-{position}",
-                    "sent_at": envelope.sent_at + timedelta(minutes=position + 1),
-                }
-            )
+            envelope = resent(envelope, position)
             message_keys[envelope.message_id] = event.key
         if delivery.tick:
             clock.advance(HOLD_TIMEOUT + timedelta(minutes=1))
