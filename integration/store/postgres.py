@@ -202,7 +202,8 @@ class PostgresStore(SqlReads, PostgresWrites):
     # --- the one write ---------------------------------------------------------------------
     @contextmanager
     def batch(self, expected: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
-        """One transaction around many commits, whose rows are sent together at the end."""
+        """One transaction around many commits, whose rows are deferred and sent a chunk at a
+        time (postgres_batch.py); a large batch in pipeline mode."""
         with self._guard:
             try:
                 with self._db.transaction():
