@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["DeferredBatch", "json_fields"]
 
 
-def json_fields(*types: str) -> str:
-    """Each JSON row's fields, by position, as columns of these SQL types."""
-    return ", ".join(f"(r->>{n})::{name}" for n, name in enumerate(types))
+def json_fields(*types: str, start: int = 0) -> str:
+    """Each JSON row's fields, by position from `start`, as columns of these SQL types."""
+    return ", ".join(f"(r->>{n})::{name}" for n, name in enumerate(types, start))
 
 
 # Two indexed lookups per message, in a lateral subquery that cannot be flattened: an `= ANY`

@@ -3,7 +3,8 @@ moves and stock exceptions in one statement (data-modifying CTEs), so a posting 
 trip to the server for its entry instead of one per table.
 
 The lines, moves and exceptions go as one JSON array of rows each (`json.dumps` is C; psycopg's
-array adaptation costs far more in Python), unpacked by `json_array_elements`. The foreign keys
+array adaptation costs far more in Python), unpacked by `json_array_elements`: the same rows a
+batch sends (`_posting_rows`), their entry id taken from the statement. The foreign keys
 from them to their entry are checked at the end of the statement, when the entry row exists;
 an empty array inserts nothing.
 
@@ -17,7 +18,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from integration.money import to_minor
 from integration.store.base import EntryWrite, InboxStatus, InboxWrite
 from integration.store.postgres_batch import DeferredBatch, json_fields
 from integration.store.sql_writes import (
@@ -31,6 +31,8 @@ from integration.store.sql_writes import (
 
 __all__ = ["PostgresWrites"]
 
+_POSTING_TABLES = ("journal_line", "stock_move", "stock_exception")
+
 
 _WRITE_ENTRY = f"""
 WITH entry AS (
@@ -39,16 +41,16 @@ WITH entry AS (
 ), lines AS (
     INSERT INTO journal_line ({LINE_COLUMNS})
     SELECT entry.entry_id,
-        {json_fields("integer", "text", "text", "text", "bigint", "text", "text")}
+        {json_fields("integer", "text", "text", "text", "bigint", "text", "text", start=1)}
     FROM entry, json_array_elements(%s::json) AS r
 ), moves AS (
     INSERT INTO stock_move ({MOVE_COLUMNS})
     SELECT entry.entry_id,
-        {json_fields("text", "text", "text", "text", "numeric", "bigint", "text")}
+        {json_fields("text", "text", "text", "text", "numeric", "bigint", "text", start=1)}
     FROM entry, json_array_elements(%s::json) AS r
 ), exceptions AS (
     INSERT INTO stock_exception ({EXCEPTION_COLUMNS})
-    SELECT entry.entry_id, {json_fields("text", "text", "text", "text", "numeric")}
+    SELECT entry.entry_id, {json_fields("text", "text", "text", "text", "numeric", start=1)}
     FROM entry, json_array_elements(%s::json) AS r
 )
 SELECT entry_id FROM entry
@@ -86,31 +88,21 @@ class PostgresWrites(SqlWrites):
         if batch is None:
             return self._write_entry_now(inbox_id, inbox, entry)
         entry_id = batch.add_entry(self._entry_values(inbox_id, inbox, entry))
-        lines, moves, exceptions = entry.posting
-        batch.add_rows("journal_line", line_rows(entry_id, lines))
-        batch.add_rows("stock_move", self._move_rows(entry_id, entry.currency, moves))
-        batch.add_rows("stock_exception", self._exception_rows(entry_id, exceptions))
+        for table, rows in zip(_POSTING_TABLES, self._posting_rows(entry_id, entry), strict=True):
+            batch.add_rows(table, rows)
         return entry_id
 
     def _write_entry_now(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
-        posting, currency = entry.posting, entry.currency
-        lines = [
-            (n, ln.plant, ln.account, ln.currency, to_minor(ln.amount, ln.currency))
-            + (ln.work_order, ln.item)
-            for n, ln in enumerate(posting.lines, start=1)
-        ]
-        moves = [
-            (mv.plant, mv.item, mv.location, mv.lot, str(mv.qty), to_minor(mv.value, currency))
-            + (mv.account,)
-            for mv in posting.moves
-        ]
-        exceptions = [
-            (ex.plant, ex.item, ex.location, ex.lot, str(ex.qty_after)) for ex in posting.exceptions
-        ]
-        params = (
-            *self._entry_values(inbox_id, inbox, entry),
-            json.dumps(lines),
-            json.dumps(moves),
-            json.dumps(exceptions),
-        )
+        # The statement gives the rows their entry's id: the 0 in front of each is skipped.
+        rows = self._posting_rows(0, entry)
+        params = (*self._entry_values(inbox_id, inbox, entry), *map(json.dumps, rows))
         return self._db_execute(_WRITE_ENTRY, params).fetchone()[0]
+
+    def _posting_rows(self, entry_id: int, entry: EntryWrite) -> tuple[list, list, list]:
+        """An entry's journal_line, stock_move and stock_exception rows (`_POSTING_TABLES`)."""
+        lines, moves, exceptions = entry.posting
+        return (
+            line_rows(entry_id, lines),
+            self._move_rows(entry_id, entry.currency, moves),
+            self._exception_rows(entry_id, exceptions),
+        )
