@@ -6,6 +6,8 @@ item) lets through what was held or parked waiting for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from integration.envelope import (
@@ -36,8 +38,7 @@ class Pipeline(Steps):
     # --- entry points: each runs under the store's writer lock, on up-to-date books --------
     def submit(self, payload, sender: Sender | None = None) -> Outcome:
         parsed = parse_payload(payload)
-        with self.store.exclusive():
-            self.sync()
+        with self.caught_up():
             self._expire_holds()
             return self._submit(parsed, sender)
 
@@ -49,12 +50,41 @@ class Pipeline(Steps):
         expected = [
             (p.envelope.message_id, p.envelope.idempotency_key) for p in parsed if p.envelope
         ]
+        with self._one_transaction(expected):
+            self._expire_holds()
+            return [self._submit(one, sender) for one in parsed]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every entry point called inside runs in this one store transaction, committed when
+        the block ends; a failure rolls all of it back and the books are rebuilt."""
+        with self._one_transaction(()):
+            self._in_transaction = True
+            try:
+                yield
+            finally:
+                self._in_transaction = False
+
+    @contextmanager
+    def caught_up(self) -> Iterator[None]:
+        """Under the writer lock, with the books caught up with other writers' commits. Inside
+        a transaction, already so: it holds the lock and nobody else can commit."""
+        if self._in_transaction:
+            yield
+            return
         with self.store.exclusive():
             self.sync()
+            yield
+
+    @contextmanager
+    def _one_transaction(self, expected: list[tuple[str, str]]) -> Iterator[None]:
+        if self._in_transaction:
+            yield
+            return
+        with self.caught_up():
             try:
                 with self.store.batch(expected):
-                    self._expire_holds()
-                    return [self._submit(one, sender) for one in parsed]
+                    yield
             except BaseException:
                 self._forget()
                 raise
@@ -76,8 +106,7 @@ class Pipeline(Steps):
     def replay(self, dead_letter_id: int) -> Outcome | None:
         """Run an open dead letter through the pipeline again; never applies anything twice.
         None when it is no longer open."""
-        with self.store.exclusive():
-            self.sync()
+        with self.caught_up():
             found = self.store.dead_letters(DeadLetterFilter(ids=(dead_letter_id,)))
             if not found:
                 return None
@@ -87,8 +116,7 @@ class Pipeline(Steps):
     def expire_holds(self, older_than: timedelta | None = None) -> list[Outcome]:
         """Dead-letter every held message whose hold timeout has passed or, given
         `older_than`, every one held at least that long."""
-        with self.store.exclusive():
-            self.sync()
+        with self.caught_up():
             return self._expire_holds(older_than)
 
     def open(self) -> None:

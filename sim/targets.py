@@ -8,6 +8,7 @@ over `httpx.ASGITransport` in process) implements the same port.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -155,15 +156,37 @@ def _lots(
 
 
 class InProcessTarget:
-    """The real core in this process, on a store opened from a URL, with a virtual clock."""
+    """The real core in this process, on a store opened from a URL, with a virtual clock.
 
-    def __init__(self, settings: CoreSettings, store_url: str, start: datetime) -> None:
+    Messages are committed in groups of `group` (`Core.transaction`): a run's ledger is its
+    output, not a system of record, and one commit per message would cost the run most of its
+    time in SQLite's commits. A group's outcomes are those of message-by-message commits."""
+
+    def __init__(
+        self, settings: CoreSettings, store_url: str, start: datetime, group: int = 1000
+    ) -> None:
         self.clock = ManualClock(start)
         self.core = Core(settings, open_store(store_url), self.clock)
+        self._group_size = group
+        self._group = ExitStack()
+        self._grouped = 0
 
     def submit(self, envelope: Envelope, at: datetime) -> Outcome:
         self.clock.set(at)
+        self._join_group()
         return self.core.submit(envelope)
+
+    def _join_group(self) -> None:
+        """Before a write: commit the open group if it is full, and open one if none is."""
+        if self._grouped >= self._group_size:
+            self._commit_group()
+        if self._grouped == 0:
+            self._group.enter_context(self.core.transaction())
+        self._grouped += 1
+
+    def _commit_group(self) -> None:
+        self._group.close()
+        self._grouped = 0
 
     def expire(self, at: datetime) -> list[Outcome]:
         self.clock.set(at)
@@ -196,6 +219,7 @@ class InProcessTarget:
         )
 
     def close(self) -> None:
+        self._commit_group()
         self.core.close()
 
 

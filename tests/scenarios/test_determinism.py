@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sim.catalogue import Catalogue
 from sim.runner import simulate
 from sim.session import run_scenario
+from sim.streams import Streams
+from sim.targets import InProcessTarget
 from tests.scenarios import harness
 
 # Every source of randomness at once: network duplicates, loss, crashes, renumbered resends,
@@ -54,6 +57,19 @@ def test_where_the_ledger_lives_does_not_change_the_summary(tmp_path: Path, smal
     assert harness.without_run(outcome.summary) == harness.without_run(in_memory.summary)
     series = json.loads((tmp_path / "run" / "series.json").read_text())
     assert series == json.loads(json.dumps(in_memory.series, default=str))
+
+
+def test_how_the_in_process_core_groups_its_commits_does_not_change_the_summary():
+    """The in-process target commits its messages in groups (1,000 by default, one group for
+    this small run); groups of one, or of seven, give the same run."""
+    scenario = harness.scenario(BUSY)
+    settings = Catalogue.generate(scenario, Streams(scenario.seed)).core_settings()
+    grouped = harness.run(*BUSY)
+    assert grouped.summary["events"]["messages"] > 300
+    for size in (1, 7):
+        target = InProcessTarget(settings, ":memory:", scenario.start, group=size)
+        run = simulate(scenario, target=target)
+        assert harness.without_run(run.summary) == harness.without_run(grouped.summary)
 
 
 def test_the_summary_does_not_depend_on_the_interpreters_hash_seed(tmp_path: Path, small_document):
