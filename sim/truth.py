@@ -66,7 +66,7 @@ class Truth:
         lots = self._lots.get(key)
         if not lots:
             return None, ZERO
-        lot = max(sorted(lots), key=lambda name: lots[name])
+        lot = min(lots, key=lambda name: (-lots[name], name))  # ties: the first by name
         return lot, lots[lot]
 
     def on_hand(self, key: StockKey) -> Decimal:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from sim.runner import simulate
+from sim.truth import Truth
 from tests.scenarios import harness
 
 SCARCE = ["edge_cases.cover_days=0.3", "edge_cases.supplier_interval=12h"]
@@ -34,3 +35,15 @@ def test_scarce_stock_makes_the_floor_wait_never_go_negative():
 def test_with_ample_stock_nobody_waits():
     run = harness.run()
     assert run.summary["coverage"].get("material_shortage", 0) == 0
+
+
+def test_the_floor_picks_the_fullest_lot_and_the_first_by_name_among_equals():
+    truth = Truth()
+    key = ("LYON", "RAW-L", "STORES")
+    assert truth.fullest_lot(key) == (None, Decimal(0))
+    event = truth.event("receipt", 0.0, "LYON")
+    for lot, qty in (("L-3", 4), ("L-2", 9), ("L-1", 9), ("L-4", 2)):
+        truth.move(event, key, Decimal(qty), lot)
+    assert truth.fullest_lot(key) == ("L-1", Decimal(9))
+    truth.move(event, key, Decimal(-9), "L-1")  # an emptied lot is gone
+    assert truth.fullest_lot(key) == ("L-2", Decimal(9))
