@@ -3,9 +3,11 @@ reconciliation, and the summary (DESIGN §5–6)."""
 
 from __future__ import annotations
 
+import gc
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,22 @@ def _store_url(scenario: Scenario, out: Path | None) -> str:
     return str(out / "ledger.db") if out is not None else ":memory:"
 
 
+@contextmanager
+def _young_collections_every(allocations: int) -> Iterator[None]:
+    """Collect the young generation every `allocations` net allocations for the block.
+
+    A run allocates millions of short-lived objects (events, envelopes, outcomes) beside a
+    long-lived heap that grows with it (books, truth, measures). At CPython's default (700),
+    collections took 4 % of a six-day run; at 50,000, 1 %, with the same peak RSS."""
+    saved = gc.get_threshold()
+    gc.set_threshold(allocations, *saved[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+
+
+@_young_collections_every(50_000)
 def simulate(
     scenario: Scenario,
     out: Path | None = None,

@@ -3,6 +3,7 @@ another seed gives another run (DESIGN §6–7)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -85,3 +86,11 @@ def test_the_summary_does_not_depend_on_the_interpreters_hash_seed(tmp_path: Pat
         subprocess.run(args, check=True, env=env, capture_output=True, timeout=120)
         summaries.append(json.loads((out / "summary.json").read_text()))
     assert harness.without_run(summaries[0]) == harness.without_run(summaries[1])
+
+
+def test_a_run_collects_garbage_less_often_and_puts_the_collector_back():
+    before = gc.get_threshold()
+    during = []
+    simulate(harness.scenario(), progress=lambda *_: during.append(gc.get_threshold()))
+    assert during and all(threshold == (50_000, *before[1:]) for threshold in during)
+    assert gc.get_threshold() == before
