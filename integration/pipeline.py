@@ -6,6 +6,7 @@ item) lets through what was held or parked waiting for it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -56,20 +57,24 @@ class Pipeline(Steps):
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Every entry point called inside runs in this one store transaction, committed when
-        the block ends; a failure rolls all of it back and the books are rebuilt."""
+        """Every entry point this thread calls inside runs in this one store transaction,
+        committed when the block ends; a failure rolls all of it back and the books are
+        rebuilt. Other threads' calls take the writer lock as usual."""
         with self._one_transaction(()):
-            self._in_transaction = True
+            self._transaction_thread = threading.get_ident()
             try:
                 yield
             finally:
-                self._in_transaction = False
+                self._transaction_thread = None
+
+    def _in_transaction(self) -> bool:
+        return self._transaction_thread == threading.get_ident()
 
     @contextmanager
     def caught_up(self) -> Iterator[None]:
         """Under the writer lock, with the books caught up with other writers' commits. Inside
-        a transaction, already so: it holds the lock and nobody else can commit."""
-        if self._in_transaction:
+        this thread's transaction, already so: it holds the lock, nobody else can commit."""
+        if self._in_transaction():
             yield
             return
         with self.store.exclusive():
@@ -78,7 +83,7 @@ class Pipeline(Steps):
 
     @contextmanager
     def _one_transaction(self, expected: list[tuple[str, str]]) -> Iterator[None]:
-        if self._in_transaction:
+        if self._in_transaction():
             yield
             return
         with self.caught_up():

@@ -72,7 +72,7 @@ class Steps:
         self._parked_waits: set[str] = set()
         self._applied_seq = 0  # the last posting (in order of effect) the state includes
         self._data_version: int | None = None  # the store's data version the state reflects
-        self._in_transaction = False  # inside `Pipeline.transaction()`: lock held, caught up
+        self._transaction_thread: int | None = None  # the thread in `Pipeline.transaction()`
 
     def _process(self, attempt: Attempt) -> tuple[Outcome, list[str]]:
         env = attempt.envelope

@@ -159,8 +159,8 @@ class InProcessTarget:
     """The real core in this process, on a store opened from a URL, with a virtual clock.
 
     Messages are committed in groups of `group` (`Core.transaction`): a run's ledger is its
-    output, not a system of record, and one commit per message would cost the run most of its
-    time in SQLite's commits. A group's outcomes are those of message-by-message commits."""
+    output, not a system of record, and a commit per message cost a six-day run about a fifth
+    of its time in SQLite's commits. Outcomes are those of message-by-message commits."""
 
     def __init__(
         self, settings: CoreSettings, store_url: str, start: datetime, group: int = 1000

@@ -5,6 +5,7 @@ and the books follow the store."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import timedelta
 
 import pytest
@@ -105,3 +106,25 @@ def test_a_failure_escaping_a_transaction_rolls_it_all_back_and_the_books_follow
     with core.transaction():  # the same messages again: nothing of the first try remains
         assert _statuses(core.submit(message) for message in day) == DAY_OUTCOMES
     assert core.reconcile().ok
+
+
+def test_another_threads_call_waits_for_the_transaction_to_end():
+    """On PostgreSQL the block holds the writer lock: another thread's submit waits for it,
+    then commits on its own, and both are kept."""
+    from tests.integration.pg import ScratchPostgresStore
+
+    store = ScratchPostgresStore()
+    try:
+        core, env = _core_on(store)
+        answers = []
+        other = threading.Thread(target=lambda: answers.append(core.submit(release(env, "WO-2"))))
+        with core.transaction():
+            assert core.submit(release(env)).status is Status.POSTED
+            other.start()
+            other.join(timeout=0.5)
+            assert other.is_alive() and answers == []  # waiting on the writer lock
+        other.join(timeout=30)
+        assert [a.status for a in answers] == [Status.POSTED]
+        assert core.reconcile().ok
+    finally:
+        store.close()
