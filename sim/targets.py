@@ -159,7 +159,7 @@ class InProcessTarget:
     """The real core in this process, on a store opened from a URL, with a virtual clock.
 
     Messages are committed in groups of `group` (`Core.transaction`): a run's ledger is its
-    output, not a system of record, and a commit per message cost a six-day run about a fifth
+    output, not a system of record, and a commit per message cost a six-day run about a quarter
     of its time in SQLite's commits. Outcomes are those of message-by-message commits."""
 
     def __init__(
