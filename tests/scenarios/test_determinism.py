@@ -15,6 +15,7 @@ from sim.runner import simulate
 from sim.session import run_scenario
 from sim.streams import Streams
 from sim.targets import InProcessTarget
+from tests.integration.pg import PG_URL, fresh_schema
 from tests.scenarios import harness
 
 # Every source of randomness at once: network duplicates, loss, crashes, renumbered resends,
@@ -58,6 +59,14 @@ def test_where_the_ledger_lives_does_not_change_the_summary(tmp_path: Path, smal
     assert harness.without_run(outcome.summary) == harness.without_run(in_memory.summary)
     series = json.loads((tmp_path / "run" / "series.json").read_text())
     assert series == json.loads(json.dumps(in_memory.series, default=str))
+
+
+def test_a_postgresql_ledger_in_process_gives_the_same_summary():
+    """The in-process target's groups on PostgreSQL (deferred batches) answer as SQLite does."""
+    with fresh_schema() as schema:
+        run = simulate(harness.scenario((*BUSY, f"store.url={PG_URL}?schema={schema}")))
+    assert run.summary["ledger"]["entries"] > 0
+    assert harness.without_run(run.summary) == harness.without_run(harness.run(*BUSY).summary)
 
 
 def test_how_the_in_process_core_groups_its_commits_does_not_change_the_summary():
