@@ -31,3 +31,18 @@ def source_revision(*watched: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit.stdout.strip() + ("+dirty" if status.stdout.strip() else "")
+
+
+def export_packages(revision: str, into: Path, *packages: str) -> str:
+    """Write the `packages` (folders) of git `revision` under `into`; its short commit id."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", f"{revision}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    archive = subprocess.run([*git, "archive", commit, *packages], capture_output=True, check=True)
+    into.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return commit

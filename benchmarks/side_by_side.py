@@ -15,26 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from checkout import ROOT
+from checkout import ROOT, export_packages
 
 KINDS = ("memory", "wal_file")
-
-
-def export_package(revision: str, into: Path) -> str:
-    """Write the `integration` package of git `revision` under `into`; its short commit id."""
-    git = ["git", "-C", str(ROOT)]
-    commit = subprocess.run(
-        [*git, "rev-parse", "--short", f"{revision}^{{commit}}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    archive = subprocess.run(
-        [*git, "archive", commit, "integration"], capture_output=True, check=True
-    ).stdout
-    into.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return commit
 
 
 def core_times(script: str, source: Path, messages: int, directory: str) -> dict[str, dict]:
@@ -57,7 +40,7 @@ class SideBySide:
     def __init__(self, script: str, revision: str, workdir: Path) -> None:
         self.script = script
         self.sources = {"this_checkout": ROOT, "baseline": workdir / "baseline"}
-        self.commit = export_package(revision, self.sources["baseline"])
+        self.commit = export_packages(revision, self.sources["baseline"], "integration")
         self.times: dict[str, list[dict]] = {name: [] for name in self.sources}
 
     def run(self, repeat: int, messages: int, directory: str) -> None:

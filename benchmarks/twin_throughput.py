@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from checkout import ROOT, export_packages
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "month_end_3_plants.yaml"
 
@@ -46,18 +49,39 @@ def _variant(name: str, overrides: list[str]) -> dict:
     }
 
 
-def _in_subprocess(name: str, overrides: list[str]) -> dict:
+def _in_subprocess(name: str, overrides: list[str], source: Path = ROOT) -> dict:
+    """One variant in a fresh process, importing `sim` and `integration` from `source`."""
     command = [sys.executable, __file__, "--variant", name]
     for override in overrides:
         command += ["--set", override]
-    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     return json.loads(done.stdout)
+
+
+def _side_by_side(revision: str, overrides: list[str], repeat: int) -> dict:
+    """This checkout's wall times beside `revision`'s, alternating which goes first."""
+    with tempfile.TemporaryDirectory() as work:
+        sources = {"this_checkout": ROOT, "baseline": Path(work) / "baseline"}
+        commit = export_packages(revision, sources["baseline"], "integration", "sim")
+        walls: dict[str, list[float]] = {name: [] for name in sources}
+        for turn in range(repeat):
+            for name in list(sources) if turn % 2 else list(reversed(sources)):
+                walls[name].append(_in_subprocess("core", overrides, sources[name])["wall_s"])
+    return {
+        "baseline_revision": commit,
+        "wall_s": walls,
+        "speedup": round(min(walls["baseline"]) / min(walls["this_checkout"]), 3),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--variant", choices=("core", "null", "3day"))
+    parser.add_argument("--baseline", metavar="REV", help="a git revision to run beside")
+    parser.add_argument("--baseline-horizon", default="6d")
+    parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     if args.variant:
         extra = ["horizon=3d"] if args.variant == "3day" else []
@@ -75,6 +99,12 @@ def main() -> None:
         "rss_ratio_full_to_3_days": round(core["peak_rss_mb"] / three_days["peak_rss_mb"], 2),
         "targets": {"wall_s_max": 120, "peak_rss_mb_max": 1536, "rss_ratio_max": 2.0},
     }
+    if args.baseline:
+        horizon = [*args.overrides, f"horizon={args.baseline_horizon}"]
+        report["side_by_side"] = {
+            "horizon": args.baseline_horizon,
+            **_side_by_side(args.baseline, horizon, args.repeat),
+        }
     print(json.dumps(report, indent=2))
 
 
