@@ -81,7 +81,8 @@ class Core:
         For an embedded caller that submits message by message (the twin's in-process target):
         one commit for many messages is much cheaper, at the price that nothing inside is
         durable before the block ends. Outcomes inside are those `submit` would give; a
-        failure that escapes rolls all of it back and the books are rebuilt from the store.
+        failure that escapes rolls all of it back and the books are rebuilt from the store. A
+        block inside another is part of it.
 
         >>> with core.transaction():                                  # doctest: +SKIP
         ...     outcomes = [core.submit(envelope) for envelope in envelopes]

@@ -59,7 +59,11 @@ class Pipeline(Steps):
     def transaction(self) -> Iterator[None]:
         """Every entry point this thread calls inside runs in this one store transaction,
         committed when the block ends; a failure rolls all of it back and the books are
-        rebuilt. Other threads' calls take the writer lock as usual."""
+        rebuilt. Other threads' calls take the writer lock as usual. A block inside another
+        is part of it."""
+        if self._in_transaction():
+            yield
+            return
         with self._one_transaction(()):
             self._transaction_thread = threading.get_ident()
             try:

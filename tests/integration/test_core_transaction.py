@@ -88,9 +88,11 @@ def test_nothing_in_a_transaction_is_kept_before_it_ends(tmp_path):
     before = inbox_rows()
     with core.transaction():
         core.submit(release(env))
-        core.submit(confirm(env, seq=1))
+        with core.transaction():  # part of the enclosing one
+            core.submit(confirm(env, seq=1))
+        core.submit(confirm(env, seq=2))
         assert inbox_rows() == before  # another connection sees none of it yet
-    assert inbox_rows() == before + 2
+    assert inbox_rows() == before + 3
 
 
 def test_a_failure_escaping_a_transaction_rolls_it_all_back_and_the_books_follow(store):
