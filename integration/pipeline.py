@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 
 from integration.envelope import (
@@ -55,21 +55,12 @@ class Pipeline(Steps):
             self._expire_holds()
             return [self._submit(one, sender) for one in parsed]
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """Every entry point this thread calls inside runs in this one store transaction,
         committed when the block ends; a failure rolls all of it back and the books are
         rebuilt. Other threads' calls take the writer lock as usual. A block inside another
         is part of it."""
-        if self._in_transaction():
-            yield
-            return
-        with self._one_transaction(()):
-            self._transaction_thread = threading.get_ident()
-            try:
-                yield
-            finally:
-                self._transaction_thread = None
+        return self._one_transaction(())
 
     def _in_transaction(self) -> bool:
         return self._transaction_thread == threading.get_ident()
@@ -87,13 +78,18 @@ class Pipeline(Steps):
 
     @contextmanager
     def _one_transaction(self, expected: list[tuple[str, str]]) -> Iterator[None]:
+        """One store transaction, marked as this thread's; inside one, part of it."""
         if self._in_transaction():
             yield
             return
         with self.caught_up():
             try:
                 with self.store.batch(expected):
-                    yield
+                    self._transaction_thread = threading.get_ident()
+                    try:
+                        yield
+                    finally:
+                        self._transaction_thread = None
             except BaseException:
                 self._forget()
                 raise

@@ -26,7 +26,9 @@ from integration.store.sql_writes import (
     LINE_COLUMNS,
     MOVE_COLUMNS,
     SqlWrites,
+    exception_rows,
     line_rows,
+    move_rows,
 )
 
 __all__ = ["PostgresWrites"]
@@ -55,6 +57,16 @@ WITH entry AS (
 )
 SELECT entry_id FROM entry
 """
+
+
+def _posting_rows(entry_id: int, entry: EntryWrite) -> tuple[list, list, list]:
+    """An entry's journal_line, stock_move and stock_exception rows (`_POSTING_TABLES`)."""
+    lines, moves, exceptions = entry.posting
+    return (
+        line_rows(entry_id, lines),
+        move_rows(entry_id, entry.currency, moves),
+        exception_rows(entry_id, exceptions),
+    )
 
 
 class PostgresWrites(SqlWrites):
@@ -88,21 +100,12 @@ class PostgresWrites(SqlWrites):
         if batch is None:
             return self._write_entry_now(inbox_id, inbox, entry)
         entry_id = batch.add_entry(self._entry_values(inbox_id, inbox, entry))
-        for table, rows in zip(_POSTING_TABLES, self._posting_rows(entry_id, entry), strict=True):
+        for table, rows in zip(_POSTING_TABLES, _posting_rows(entry_id, entry), strict=True):
             batch.add_rows(table, rows)
         return entry_id
 
     def _write_entry_now(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
         # The statement gives the rows their entry's id: the 0 in front of each is skipped.
-        rows = self._posting_rows(0, entry)
+        rows = _posting_rows(0, entry)
         params = (*self._entry_values(inbox_id, inbox, entry), *map(json.dumps, rows))
         return self._db_execute(_WRITE_ENTRY, params).fetchone()[0]
-
-    def _posting_rows(self, entry_id: int, entry: EntryWrite) -> tuple[list, list, list]:
-        """An entry's journal_line, stock_move and stock_exception rows (`_POSTING_TABLES`)."""
-        lines, moves, exceptions = entry.posting
-        return (
-            line_rows(entry_id, lines),
-            self._move_rows(entry_id, entry.currency, moves),
-            self._exception_rows(entry_id, exceptions),
-        )

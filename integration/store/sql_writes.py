@@ -34,7 +34,9 @@ __all__ = [
     "LINE_COLUMNS",
     "MOVE_COLUMNS",
     "SqlWrites",
+    "exception_rows",
     "line_rows",
+    "move_rows",
 ]
 
 # Posting stamps the record with the next position in the order of effect; a held or rejected
@@ -87,10 +89,28 @@ _UPSERT_STREAM = (
 
 
 def line_rows(entry_id: int, lines) -> list[tuple]:
+    """journal_line rows (`LINE_COLUMNS`), numbered from 1."""
     text = _ACCOUNT_TEXT
     return [
         (entry_id, n, plant, text[account], currency, to_minor(amount, currency), work_order, item)
         for n, (plant, account, currency, amount, work_order, item) in enumerate(lines, start=1)
+    ]
+
+
+def move_rows(entry_id: int, currency: str, moves) -> list[tuple]:
+    """stock_move rows without their ids (`MOVE_COLUMNS`), quantities as exact decimal text."""
+    text = _ACCOUNT_TEXT
+    return [
+        (entry_id, plant, item, location, lot, str(q), to_minor(value, currency), text[account])
+        for plant, item, location, lot, q, value, account in moves
+    ]
+
+
+def exception_rows(entry_id: int, exceptions) -> list[tuple]:
+    """stock_exception rows without their ids (`EXCEPTION_COLUMNS`)."""
+    return [
+        (entry_id, plant, item, location, lot, str(after))
+        for plant, item, location, lot, after in exceptions
     ]
 
 
@@ -122,8 +142,6 @@ class SqlWrites:
         text = moment.isoformat()
         self._recent = ((moment, text), last)
         return text
-
-    _qty = staticmethod(str)  # a quantity as exact decimal text
 
     def _write(self, commit: Commit) -> tuple[int | None, tuple[int, ...], int | None, int | None]:
         """Write the commit; (inbox id, entry ids, dead letter id, applied seq)."""
@@ -197,9 +215,9 @@ class SqlWrites:
         if lines:
             self._executemany(_INSERT_LINE, line_rows(entry_id, lines))
         if moves:
-            self._executemany(_INSERT_MOVE, self._move_rows(entry_id, entry.currency, moves))
+            self._executemany(_INSERT_MOVE, move_rows(entry_id, entry.currency, moves))
         if exceptions:
-            self._executemany(_INSERT_EXCEPTION, self._exception_rows(entry_id, exceptions))
+            self._executemany(_INSERT_EXCEPTION, exception_rows(entry_id, exceptions))
         return entry_id
 
     def _entry_values(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> tuple:
@@ -218,22 +236,6 @@ class SqlWrites:
             ts(entry.occurred_at),
             ts(inbox.committed_at),
         )
-
-    def _move_rows(self, entry_id: int, currency: str, moves) -> list[tuple]:
-        """stock_move rows without their ids (`_INSERT_MOVE`)."""
-        qty, text = self._qty, _ACCOUNT_TEXT
-        return [
-            (entry_id, plant, item, location, lot, qty(q), to_minor(value, currency), text[account])
-            for plant, item, location, lot, q, value, account in moves
-        ]
-
-    def _exception_rows(self, entry_id: int, exceptions) -> list[tuple]:
-        """stock_exception rows without their ids (`_INSERT_EXCEPTION`)."""
-        qty = self._qty
-        return [
-            (entry_id, plant, item, location, lot, qty(after))
-            for plant, item, location, lot, after in exceptions
-        ]
 
     def _write_dead_letter(self, row: DeadLetterWrite) -> int:
         event = json.dumps({"at": row.at.isoformat(), "code": row.code.value})
