@@ -42,6 +42,7 @@ _INBOX_UNIQUE = frozenset({"inbox_message_id", "inbox_idempotency_key"})
 _STREAM_BATCH = 1000
 _cursor_ids = count(1)
 
+_DATA_VERSION = "SELECT value FROM meta WHERE key = 'data_version'"
 _BUMP_VERSION = (
     "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'data_version' RETURNING value"
 )
@@ -107,6 +108,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         # a commit's transaction, a read), as processes take turns on the advisory lock.
         self._guard = threading.RLock()
         self._deferred: DeferredBatch | None = None  # the open batch's rows, if any
+        self._version_under_lock: int | None = None  # read with the writer lock, not yet asked
         try:
             self._db: psycopg.Connection = psycopg.connect(url, autocommit=True)
         except psycopg.Error as error:
@@ -180,13 +182,25 @@ class PostgresStore(SqlReads, PostgresWrites):
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         with self._guard:
-            self._one("SELECT pg_advisory_lock(%s)", (self._lock,))
+            self._lock_and_read_version()
             try:
                 yield
             except BaseException:
                 self._unlock(quiet=True)
                 raise
             self._unlock(quiet=False)
+
+    def _lock_and_read_version(self) -> None:
+        """Take the writer lock and read the data version in one round trip (pipelined: two
+        statements, so the read's snapshot is taken once the lock is held). The version
+        answers the `data_version()` that follows, the first thing a writer asks."""
+        try:
+            with self._db.pipeline():
+                self._db.execute("SELECT pg_advisory_lock(%s)", (self._lock,))
+                version = self._db.execute(_DATA_VERSION)
+            self._version_under_lock = int(version.fetchone()[0])
+        except self._failures as error:
+            raise StoreError(f"PostgreSQL failure taking the writer lock: {error}") from error
 
     def _unlock(self, quiet: bool) -> None:
         try:
@@ -197,28 +211,53 @@ class PostgresStore(SqlReads, PostgresWrites):
             raise StoreError(f"PostgreSQL failure releasing the writer lock: {error}") from error
 
     def data_version(self) -> int:
-        return int(self._one("SELECT value FROM meta WHERE key = 'data_version'"))
+        with self._guard:
+            known, self._version_under_lock = self._version_under_lock, None
+        return known if known is not None else int(self._one(_DATA_VERSION))
 
     # --- the one write ---------------------------------------------------------------------
     @contextmanager
     def batch(self, expected: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
         """One transaction around many commits, whose rows are deferred and sent a chunk at a
-        time (postgres_batch.py); a large batch in pipeline mode."""
+        time (postgres_batch.py). BEGIN, the version bump and the batch's opening query go in
+        one round trip, the last rows and COMMIT in another (pipelined); in between, a large
+        batch runs in pipeline mode."""
         with self._guard:
+            self._version_under_lock = None
             try:
-                with self._db.transaction():
-                    version = int(self._db.execute(_BUMP_VERSION).fetchone()[0])
-                    batch = self._deferred = DeferredBatch(self._db, version, expected)
-                    with self._db.pipeline() if batch.sends_in_chunks else nullcontext():
-                        yield
+                with self._db.pipeline():
+                    self._db.execute("BEGIN")
+                    bump = self._db.execute(_BUMP_VERSION)
+                    batch = self._deferred = DeferredBatch(self._db, expected)
+                batch.opened(int(bump.fetchone()[0]))
+                with self._db.pipeline() if batch.sends_in_chunks else nullcontext():
+                    yield
+                    with self._db.pipeline():
                         batch.flush()
+                        committed = self._db.execute("COMMIT")
+                # A failure the batch's code swallowed leaves the transaction aborted, and
+                # PostgreSQL answers its COMMIT with a ROLLBACK instead of an error.
+                if committed.statusmessage != "COMMIT":
+                    raise StoreError("the batch's transaction failed and was rolled back")
             except self._failures as error:
                 raise StoreError(f"PostgreSQL failure: {error}") from error
             finally:
                 self._deferred = None
+                self._end_open_transaction()
+
+    def _end_open_transaction(self) -> None:
+        """Roll back a batch's transaction left open by a failure (none after its COMMIT)."""
+        if self._db.closed or self._db.broken:
+            return  # the server rolled it back with the connection
+        if self._db.info.transaction_status != self._pg.pq.TransactionStatus.IDLE:
+            try:
+                self._db.execute("ROLLBACK")
+            except self._pg.Error:
+                pass  # a connection lost now has rolled it back with it
 
     def commit(self, commit: Commit) -> Committed:
         with self._guard:
+            self._version_under_lock = None
             if self._deferred is not None:
                 return self._commit_deferred(commit, self._deferred)
             return self._commit(commit)
@@ -284,7 +323,14 @@ class PostgresStore(SqlReads, PostgresWrites):
                 self._flush()
                 return self._db.execute(sql, params).fetchall()
         except self._failures as error:
-            raise StoreError(f"PostgreSQL failure: {error}") from error
+            raise self._failure(error) from error
+
+    def _failure(self, error: Exception) -> StoreError:
+        """A read failed: inside a batch, its transaction is aborted, and so is the batch
+        (the failure may be its own rows', surfacing at this read's answer)."""
+        if self._deferred is not None:
+            self._deferred.broken = True
+        return StoreError(f"PostgreSQL failure: {error}")
 
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
         return self._rows_pg(_pg_sql(sql), params)
@@ -304,7 +350,7 @@ class PostgresStore(SqlReads, PostgresWrites):
                     return
                 yield from batch
         except self._failures as error:
-            raise StoreError(f"PostgreSQL failure: {error}") from error
+            raise self._failure(error) from error
         finally:
             try:
                 with self._guard:

@@ -7,8 +7,9 @@ lines, stock moves, stock exceptions and stream positions are instead kept here 
 together, one statement (`_FLUSH`, the rows as jsonb arrays) for every `_CHUNK` messages, for
 what is left when the batch ends, and before anything else touches the database. A batch
 expected to be larger than a chunk runs in pipeline mode: the server writes one chunk while
-the core decides the next, and the answers are collected at the end. What a commit must
-answer at once is known without asking the server:
+the core decides the next. Every batch's last rows go with its COMMIT, in one round trip, and
+its opening query with the BEGIN. What a commit must answer at once is known without asking the
+server:
 
 * ids: inbox and journal entry ids are drawn from their identity sequences in blocks, as many
   as the batch has messages. Ids a block does not use are skipped, as PostgreSQL skips the
@@ -20,7 +21,8 @@ answer at once is known without asking the server:
   told about is looked up on its own. A clash raises `DuplicateDelivery` before anything of
   its commit is kept, and the batch goes on, as with a savepoint.
 
-Any other failure surfaces when rows are sent or their answers collected, so it cannot be
+Any other failure surfaces when rows are sent or at the next answer waited for (the server
+checks the rows itself: `_FLUSH` fails when an outcome's record is missing), so it cannot be
 pinned on one commit: it marks the batch broken, every later commit and the batch's end raise,
 and the transaction rolls back.
 """
@@ -111,7 +113,9 @@ WITH new_inbox AS (
     FROM jsonb_array_elements(%s::jsonb) AS r
     ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq
 )
-SELECT count(*) FROM outcomes
+SELECT CASE WHEN count(*) = %s THEN 0
+    ELSE ('an inbox record to update is missing: ' || %s - count(*))::integer END
+FROM outcomes
 """
 _OUTCOME = slice(17, 24)  # a new inbox row's outcome columns and applied_seq, after its id
 
@@ -119,10 +123,10 @@ _OUTCOME = slice(17, 24)  # a new inbox row's outcome columns and applied_seq, a
 class DeferredBatch:
     """The rows one batch has written and not yet sent, and what it knows without asking."""
 
-    def __init__(
-        self, db: psycopg.Connection, version: int, expected: Iterable[tuple[str, str]]
-    ) -> None:
-        self.version = version
+    def __init__(self, db: psycopg.Connection, expected: Iterable[tuple[str, str]]) -> None:
+        """Send the batch's opening query; `opened` reads its answer. In between, the store
+        collects it in the round trip that begins the transaction."""
+        self.version = 0
         self.broken = False
         self._db = db
         expected = list(expected)
@@ -138,11 +142,8 @@ class DeferredBatch:
         }
         # Planned anew each time: the generic plan psycopg's prepared statement would settle on
         # knows neither the batch's size nor its ids, and scans where it should look up.
-        begun = db.execute(_BEGIN, params, prepare=False).fetchone()
-        self._applied, inbox_ids, entry_ids, present = begun
-        self._ids = {"inbox": deque(sorted(inbox_ids)), "journal_entry": deque(sorted(entry_ids))}
-        for message_id, key in present:
-            self._take(message_id, key)
+        self._opening = db.execute(_BEGIN, params, prepare=False)
+        self._ids: dict[str, deque[int]] = {}
         self._new_inbox: dict[int, list] = {}  # inbox_id -> its row, until sent
         self._outcomes: list[tuple] = []  # changes to records sent before
         self._rows: dict[str, list[tuple]] = {
@@ -152,7 +153,14 @@ class DeferredBatch:
             "stock_exception": [],
         }
         self._streams: dict[str, int] = {}
-        self._sent: list[tuple[psycopg.Cursor, int]] = []  # each with the updates it makes
+
+    def opened(self, version: int) -> None:
+        """The transaction has begun at this data version: read the opening query's answer."""
+        self.version = version
+        self._applied, inbox_ids, entry_ids, present = self._opening.fetchone()
+        self._ids = {"inbox": deque(sorted(inbox_ids)), "journal_entry": deque(sorted(entry_ids))}
+        for message_id, key in present:
+            self._take(message_id, key)
 
     @property
     def sends_in_chunks(self) -> bool:
@@ -182,7 +190,7 @@ class DeferredBatch:
     def add_inbox(self, values: tuple, posted: bool) -> tuple[int, int | None]:
         """A new inbox record (`INBOX_COLUMNS`); its id and place in the order of effect."""
         if len(self._new_inbox) >= _CHUNK:
-            self._send()
+            self.flush()
         inbox_id, applied = self._next_id("inbox"), self._next_applied(posted)
         self._new_inbox[inbox_id] = [inbox_id, *values, applied]
         return inbox_id, applied
@@ -213,23 +221,10 @@ class DeferredBatch:
 
     # --- sending ---------------------------------------------------------------------------
     def flush(self) -> None:
-        """Send every pending row and wait until the server has written all that was sent.
-        A failure breaks the batch (see the module docstring)."""
+        """Send every pending row. The server checks them (`_FLUSH` fails when an outcome's
+        record is missing). A failure breaks the batch (see the module docstring); in pipeline
+        mode it surfaces at the next answer waited for, at the latest the COMMIT's."""
         self.check()
-        try:
-            self._send()
-            for cursor, updates in self._sent:
-                if cursor.fetchone()[0] != updates:
-                    raise StoreError("an inbox record to update is missing")
-        except BaseException:
-            self.broken = True
-            raise
-        finally:
-            self._sent.clear()
-
-    def _send(self) -> None:
-        """Send the pending rows in one statement. In pipeline mode the server writes them
-        while the core decides the next messages; `flush` collects the answer."""
         rows = self._rows
         if not (self._new_inbox or self._outcomes or rows["journal_entry"] or self._streams):
             return
@@ -242,9 +237,10 @@ class DeferredBatch:
             rows["stock_exception"],
             list(self._streams.items()),
         )
-        params = [json.dumps(array) for array in arrays]  # timestamps, quantities: text
+        updates = len(self._outcomes)
+        params = [*(json.dumps(array) for array in arrays), updates, updates]  # all as text
         try:
-            self._sent.append((self._db.execute(_FLUSH, params), len(self._outcomes)))
+            self._db.execute(_FLUSH, params)
         except BaseException:
             self.broken = True
             raise

@@ -339,6 +339,26 @@ def test_the_writer_lock_excludes_other_connections_until_released(ledger):
     waiter.join(10)
 
 
+def test_the_version_read_with_the_lock_includes_the_last_holders_commit(ledger):
+    """The lock and the version read share a round trip; the read must still come after the
+    lock (its own snapshot), or a waiter would catch up to a ledger older than the one it
+    writes to."""
+    one, two = ledger.store(), ledger.store()
+    seen: list[int] = []
+
+    def catch_up() -> None:
+        with two.exclusive():
+            seen.append(two.data_version())
+
+    with one.exclusive():
+        waiter = threading.Thread(target=catch_up)
+        waiter.start()
+        waiter.join(0.5)  # queued behind the lock
+        committed = one.commit(Commit(inbox=inbox(), entries=(entry(),)))
+    waiter.join(10)
+    assert seen == [committed.data_version] and committed.data_version == 1
+
+
 def test_a_lost_connection_releases_the_writer_lock(ledger):
     one, two = ledger.store(), ledger.store()
     with one.exclusive():

@@ -183,6 +183,22 @@ def test_a_failure_a_caller_swallowed_still_fails_the_batch(pg_store):
     assert row_counts(pg_store) == (0, 0, 0, 0)
 
 
+@pytest.mark.parametrize("rows_sent", [False, True], ids=["rows-pending", "rows-sent"])
+def test_a_failure_swallowed_outside_the_store_still_fails_the_batch(pg_store, rows_sent):
+    """A statement on the raw connection fails inside the batch and its caller goes on: the
+    transaction is aborted. With rows still to send, sending them fails; with none, PostgreSQL
+    answers the COMMIT with a ROLLBACK, which the batch must not take for a commit."""
+    with pytest.raises(StoreError, match="rolled back" if rows_sent else "aborted"):
+        with pg_store.batch():
+            pg_store.commit(Commit(inbox=inbox(), entries=(entry(),)))
+            if rows_sent:
+                pg_store.held()  # a read: the batch's rows go first
+            with pytest.raises(Exception, match="division by zero"):
+                pg_store.connection.execute("SELECT 1 / 0")
+    assert row_counts(pg_store) == (0, 0, 0, 0)
+    assert pg_store.commit(Commit(inbox=inbox(), entries=(entry(),))).applied_seq == 1
+
+
 def test_a_core_batch_that_postgres_refuses_rolls_back_and_the_books_follow(pg_store):
     core = Core(settings(), pg_store, ManualClock(START))
     env = Envelopes()
