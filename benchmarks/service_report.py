@@ -29,6 +29,9 @@ DEFINITIONS = {
     "stock_move) of the rows the postgres single run wrote, ids included, into a scratch "
     "schema of the ledger DDL; one transaction per N messages. copy_per_N: the same rows "
     "by COPY (a supplementary floor, for scale)",
+    "single_budget": "server CPU seconds per request in the timed window, in microseconds; "
+    "allowed_at_target_us = 1e6 / (0.40 x the trivial endpoint's requests/s): above it, "
+    "the one server process cannot serve 40 % of the trivial rate even fully busy",
     "cpu": "server_cpu_s: the twin serve process; postgres_cpu_s: all local postgres "
     "processes; client_cpu_s: this process (the load client); other_cpu_s: the rest of "
     "the machine (other work: the figures are noisy when it is not near 0); all in the "
@@ -85,6 +88,28 @@ def targets(report: dict, sizes: list[int]) -> dict:
         "postgres_batch_met": pg_batch >= TARGET_PG_BATCH_MIN,
         "postgres_batch_aim_met": pg_batch >= TARGET_PG_BATCH_AIM,
     }
+
+
+def single_budget(report: dict) -> dict:
+    """Server CPU per request: what the ratio target allows a single submission, beside what
+    the trivial endpoint and each single run cost. The server is one process whose Python
+    runs one thread at a time, so at full use it serves at most 1 / (CPU per request)
+    requests a second: a single run whose CPU per request is above the allowance cannot
+    reach the ratio, however its waits are arranged."""
+    trivial = report["trivial"]
+    allowance = 1e6 / (TARGET_PG_SINGLE_RATIO_MIN * trivial["requests_per_s"])
+    return {
+        "allowed_at_target_us": round(allowance, 1),
+        "trivial_us": _cpu_per_request_us(trivial),
+        **{
+            f"{name}_us": _cpu_per_request_us(report[name])
+            for name in ("postgres_single", "sqlite_file_single")
+        },
+    }
+
+
+def _cpu_per_request_us(run: dict) -> float:
+    return round(1e6 * run["server_cpu_s"] / run["requests"], 1)
 
 
 def noisy_measurements(report: dict) -> list[str]:

@@ -41,7 +41,8 @@ Baselines in the same run:
 Server and PostgreSQL CPU seconds during each timed window are read from /proc, so a run says
 whether the server process was CPU-bound or waiting. Targets (PostgreSQL single >= 1,000
 events/s and >= 40 % of the trivial endpoint, aim 1,500; batched >= 10,000 events/s, aim
-15,000) are checked in `target`.
+15,000) are checked in `target`; `single_budget` sets the server CPU a single request may
+cost for the ratio beside what it does cost.
 
 Deterministic: the same master data and messages on every run; only the interleaving of the
 in-flight slots varies. Self-contained: it builds its own plant network (benchmarks/workload.py,
@@ -102,7 +103,15 @@ from service_postgres import (
     read_rows,
 )
 from service_processes import running, stop_all_children, trivial_server, write_config
-from service_report import DEFINITIONS, mix_summary, noisy_measurements, ratios, targets, versions
+from service_report import (
+    DEFINITIONS,
+    mix_summary,
+    noisy_measurements,
+    ratios,
+    single_budget,
+    targets,
+    versions,
+)
 from service_run import ServiceRuns
 from workload import build_workload
 
@@ -334,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.compare_only:
         report["ratios"] = ratios(report, sizes)
         report["target"] = targets(report, sizes)
+        report["single_budget"] = single_budget(report)
     report["noisy_measurements"] = noisy_measurements(report)
     report["mix"] = mix_summary(workload)
     report["definitions"] = DEFINITIONS
