@@ -188,6 +188,8 @@ class PostgresStore(SqlReads, PostgresWrites):
             except BaseException:
                 self._unlock(quiet=True)
                 raise
+            finally:
+                self._version_under_lock = None  # true only while the lock is held
             self._unlock(quiet=False)
 
     def _lock_and_read_version(self) -> None:

@@ -238,7 +238,8 @@ class DeferredBatch:
             list(self._streams.items()),
         )
         updates = len(self._outcomes)
-        params = [*(json.dumps(array) for array in arrays), updates, updates]  # all as text
+        # the arrays as JSON text (timestamps and quantities as strings), the count twice
+        params = [*(json.dumps(array) for array in arrays), updates, updates]
         try:
             self._db.execute(_FLUSH, params)
         except BaseException:

@@ -359,6 +359,14 @@ def test_the_version_read_with_the_lock_includes_the_last_holders_commit(ledger)
     assert seen == [committed.data_version] and committed.data_version == 1
 
 
+def test_the_version_read_with_the_lock_is_not_answered_once_the_lock_is_released(ledger):
+    one, two = ledger.store(), ledger.store()
+    with one.exclusive():
+        pass  # read the version with the lock, never asked for it
+    assert two.commit(Commit(inbox=inbox(), entries=(entry(),))).data_version == 1
+    assert one.data_version() == 1
+
+
 def test_a_lost_connection_releases_the_writer_lock(ledger):
     one, two = ledger.store(), ledger.store()
     with one.exclusive():
