@@ -78,21 +78,22 @@ class Pipeline(Steps):
 
     @contextmanager
     def _one_transaction(self, expected: list[tuple[str, str]]) -> Iterator[None]:
-        """One store transaction, marked as this thread's; inside one, part of it."""
+        """One store transaction, marked as this thread's; inside one, part of it. A batch
+        holds the writer lock itself, so the books catch up inside it."""
         if self._in_transaction():
             yield
             return
-        with self.caught_up():
-            try:
-                with self.store.batch(expected):
-                    self._transaction_thread = threading.get_ident()
-                    try:
-                        yield
-                    finally:
-                        self._transaction_thread = None
-            except BaseException:
-                self._forget()
-                raise
+        try:
+            with self.store.batch(expected):
+                self._transaction_thread = threading.get_ident()
+                try:
+                    self.sync()
+                    yield
+                finally:
+                    self._transaction_thread = None
+        except BaseException:
+            self._forget()
+            raise
 
     def _submit(self, parsed: ParsedPayload, sender: Sender | None) -> Outcome:
         if parsed.envelope is None:

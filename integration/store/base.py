@@ -205,14 +205,16 @@ class LedgerStore(Protocol):
     def batch(self, expected: Iterable[tuple[str, str]] = ()) -> AbstractContextManager[None]:
         """Make the commits inside one transaction; the batch commits at the end, or rolls
         back entirely if the store fails. A commit that clashes (`DuplicateDelivery`) writes
-        nothing and the batch goes on; any other failure of a commit may fail the batch.
+        nothing and the batch goes on; any other failure of a commit may fail the batch. The
+        batch holds the writer lock (as `exclusive`) from its start to its end.
 
         `expected`: the (message id, idempotency key) of each message the batch will
         submit, so that an adapter may look them all up at once."""
 
     def data_version(self) -> int:
         """A number that changes whenever another connection has committed since this one
-        last looked (the core then catches up before deciding)."""
+        last looked (the core then catches up before deciding). First thing in a batch: as
+        of the batch's start, what the other connections had committed."""
 
     def posted_after(self, applied_seq: int) -> Iterator[InboxRecord]:
         """POSTED records whose effect came after `applied_seq`, in order of effect."""

@@ -4,8 +4,8 @@ One connection in autocommit mode; each `commit` is one explicit transaction. Se
 may share one ledger (one schema): `exclusive()` is a session-level advisory lock keyed on the
 schema, and every transaction first bumps `meta.data_version`, whose row lock orders the commits
 of all writers, so `applied_seq` (MAX + 1) follows commit order even without `exclusive()`. A
-batch bumps it once, first: its commits share that version, and their rows are deferred and
-sent together (postgres_batch.py).
+batch takes the same lock at transaction level and bumps the version once, first: its commits
+share that version, and their rows are deferred and sent together (postgres_batch.py).
 
 psycopg is imported when a store is opened, never when this module is imported, so the core
 runs without the extra installed.
@@ -221,17 +221,20 @@ class PostgresStore(SqlReads, PostgresWrites):
     @contextmanager
     def batch(self, expected: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
         """One transaction around many commits, whose rows are deferred and sent a chunk at a
-        time (postgres_batch.py). BEGIN, the version bump and the batch's opening query go in
-        one round trip, the last rows and COMMIT in another (pipelined); in between, a large
-        batch runs in pipeline mode."""
+        time (postgres_batch.py), under the writer lock (transaction-level: COMMIT releases
+        it). BEGIN, the lock, the version bump and the batch's opening query go in one round
+        trip, the last rows and COMMIT in another (pipelined); in between, a large batch runs
+        in pipeline mode."""
         with self._guard:
-            self._version_under_lock = None
             try:
                 with self._db.pipeline():
                     self._db.execute("BEGIN")
+                    self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
                     bump = self._db.execute(_BUMP_VERSION)
                     batch = self._deferred = DeferredBatch(self._db, expected)
-                batch.opened(int(bump.fetchone()[0]))
+                version = int(bump.fetchone()[0])
+                batch.opened(version)
+                self._version_under_lock = version - 1  # what the others had committed
                 with self._db.pipeline() if batch.sends_in_chunks else nullcontext():
                     yield
                     with self._db.pipeline():
@@ -244,7 +247,7 @@ class PostgresStore(SqlReads, PostgresWrites):
             except self._failures as error:
                 raise StoreError(f"PostgreSQL failure: {error}") from error
             finally:
-                self._deferred = None
+                self._deferred = self._version_under_lock = None
                 self._end_open_transaction()
 
     def _end_open_transaction(self) -> None:
@@ -339,7 +342,11 @@ class PostgresStore(SqlReads, PostgresWrites):
 
     def _stream(self, sql: str) -> Iterator[tuple]:
         """Rows in batches from a server-side cursor. WITH HOLD lets it outlive its implicit
-        transaction (autocommit), so the caller may use the store between rows."""
+        transaction (autocommit), so the caller may use the store between rows. In pipeline
+        mode (a large batch), where server-side cursors cannot run, all rows at once."""
+        if self._db.pgconn.pipeline_status != self._pg.pq.PipelineStatus.OFF:
+            yield from self._rows(sql)
+            return
         cursor = self._db.cursor(f"ledger_stream_{next(_cursor_ids)}", withhold=True)
         try:
             with self._guard:

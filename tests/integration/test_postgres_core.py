@@ -183,6 +183,21 @@ def test_two_cores_on_one_ledger_catch_up_on_each_others_commits(ledger):
     assert seqs[0] == list(range(1, len(seqs[0]) + 1))  # one order of effect, no gaps
 
 
+@pytest.mark.parametrize("size", [3, 40], ids=["small", "pipelined"])
+def test_a_batch_catches_up_with_another_cores_commits_inside_its_transaction(ledger, size):
+    """The batch takes the writer lock itself, so the books catch up inside it; a batch
+    large enough for pipeline mode reads the other core's postings without a server-side
+    cursor."""
+    clock = ManualClock(START)
+    a, b = ledger.core(clock), ledger.core(clock)  # b opens on an empty ledger
+    env = Envelopes()
+    post_all(a, [*master_data(env), receipt(env), release(env)])
+    batch = [confirm(env, "1", seq=1), *(receipt(env, qty="1") for _ in range(size - 1))]
+    assert {o.status for o in b.submit_many(batch)} == {Status.POSTED}
+    assert b.work_order_status("WO-1")["good_by_operation"] == {10: D(1)}
+    assert books(a) == books(b) and a.reconcile().ok and b.reconcile().ok
+
+
 def test_a_message_held_by_one_core_is_released_by_another(ledger):
     clock = ManualClock(START)
     a, b = ledger.core(clock), ledger.core(clock)
@@ -332,6 +347,23 @@ def test_the_writer_lock_excludes_other_connections_until_released(ledger):
     with one.exclusive():
         with one.exclusive():  # re-entrant within one connection
             pass
+        waiter = threading.Thread(target=wait_for_lock)
+        waiter.start()
+        assert not entered.wait(0.5)
+    assert entered.wait(10)
+    waiter.join(10)
+
+
+def test_a_batch_holds_the_writer_lock_until_it_ends(ledger):
+    one, two = ledger.store(), ledger.store()
+    entered = threading.Event()
+
+    def wait_for_lock() -> None:
+        with two.exclusive():
+            entered.set()
+
+    with one.batch():
+        one.commit(Commit(inbox=inbox(), entries=(entry(),)))
         waiter = threading.Thread(target=wait_for_lock)
         waiter.start()
         assert not entered.wait(0.5)
