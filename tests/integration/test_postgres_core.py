@@ -336,7 +336,8 @@ def test_commits_without_the_writer_lock_still_take_one_order_of_effect(ledger):
     assert [r.applied_seq for r in stores[0].posted_after(45)] == list(range(46, 91))
 
 
-def test_the_writer_lock_excludes_other_connections_until_released(ledger):
+@pytest.mark.parametrize("holds", ["exclusive", "batch"])
+def test_the_writer_lock_excludes_other_connections_until_released(ledger, holds):
     one, two = ledger.store(), ledger.store()
     entered = threading.Event()
 
@@ -344,26 +345,9 @@ def test_the_writer_lock_excludes_other_connections_until_released(ledger):
         with two.exclusive():
             entered.set()
 
-    with one.exclusive():
+    with one.exclusive() if holds == "exclusive" else one.batch():
         with one.exclusive():  # re-entrant within one connection
-            pass
-        waiter = threading.Thread(target=wait_for_lock)
-        waiter.start()
-        assert not entered.wait(0.5)
-    assert entered.wait(10)
-    waiter.join(10)
-
-
-def test_a_batch_holds_the_writer_lock_until_it_ends(ledger):
-    one, two = ledger.store(), ledger.store()
-    entered = threading.Event()
-
-    def wait_for_lock() -> None:
-        with two.exclusive():
-            entered.set()
-
-    with one.batch():
-        one.commit(Commit(inbox=inbox(), entries=(entry(),)))
+            one.commit(Commit(inbox=inbox(), entries=(entry(),)))
         waiter = threading.Thread(target=wait_for_lock)
         waiter.start()
         assert not entered.wait(0.5)
