@@ -102,15 +102,11 @@ class Core:
         return self._pipeline.expire_holds(older_than)
 
     # --- reads -----------------------------------------------------------------------------
-    def _caught_up(self) -> AbstractContextManager[None]:
-        """Under the writer lock, with the book state caught up with other writers' commits
-        (several processes on one database): reads of the in-memory books then agree with the
-        store. A no-op catch-up when nobody else committed."""
-        return self._pipeline.caught_up()
-
+    # Reads of the in-memory books catch up with other writers' commits first (`caught_up`),
+    # so that they agree with the store.
     @property
     def held_count(self) -> int:
-        with self._caught_up():
+        with self._pipeline.caught_up():
             return len(self._pipeline.holds)
 
     def outcome(self, message_id: str) -> Outcome:
@@ -134,7 +130,7 @@ class Core:
         """The same sub-ledger as the in-memory books hold it, which the rules post against.
         Equal to `stock()`, but read without scanning the ledger: cheap enough to sample often
         however long the ledger grows."""
-        with self._caught_up():
+        with self._pipeline.caught_up():
             state = self._pipeline.state
             return {
                 key: StockBalance(qty, state.stock_value[key])
@@ -147,7 +143,7 @@ class Core:
 
     def work_order_status(self, work_order: str) -> dict[str, Any]:
         """A work order as the books see it: quantities done, WIP, open or closed."""
-        with self._caught_up():
+        with self._pipeline.caught_up():
             order = self._pipeline.state.order(work_order)
             if order is None:
                 raise NotFound(f"no work order {work_order}")
@@ -167,7 +163,7 @@ class Core:
         """Check every ledger invariant; returns findings rather than raising. Reads the
         books and the ledger under the writer lock, so another writer's step never falls
         between them."""
-        with self._caught_up():
+        with self._pipeline.caught_up():
             state = self._pipeline.state
             return reconcile(
                 unbalanced=self.store.unbalanced_entries(),

@@ -113,9 +113,9 @@ WITH new_inbox AS (
     FROM jsonb_array_elements(%s::jsonb) AS r
     ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq
 )
-SELECT CASE WHEN count(*) = %s THEN 0
-    ELSE ('an inbox record to update is missing: ' || %s - count(*))::integer END
-FROM outcomes
+SELECT CASE WHEN missing = 0 THEN 0
+    ELSE ('inbox records to update are missing: ' || missing)::integer END
+FROM (SELECT %s - count(*) AS missing FROM outcomes) AS checked
 """
 _OUTCOME = slice(17, 24)  # a new inbox row's outcome columns and applied_seq, after its id
 
@@ -237,9 +237,8 @@ class DeferredBatch:
             rows["stock_exception"],
             list(self._streams.items()),
         )
-        updates = len(self._outcomes)
-        # the arrays as JSON text (timestamps and quantities as strings), the count twice
-        params = [*(json.dumps(array) for array in arrays), updates, updates]
+        # the arrays as JSON text (timestamps and quantities as strings), then the updates
+        params = [*(json.dumps(array) for array in arrays), len(self._outcomes)]
         try:
             self._db.execute(_FLUSH, params)
         except BaseException:
