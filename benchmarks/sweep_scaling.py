@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from sim.sweep import plan, run_sweep
-from sim.sweep_session import executor_for
+from sim.sweep.grid import plan, run_sweep
+from sim.sweep.session import executor_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "baseline.yaml"
@@ -106,7 +106,7 @@ def _cluster(folder: Path, workers: int) -> tuple[str, list[subprocess.Popen]]:
 
     with Client(address, timeout=30) as client:
         client.wait_for_workers(workers, timeout=60)
-        client.run(lambda: __import__("sim.runner"))  # warm the workers' imports, as a pool's
+        client.run(lambda: __import__("sim.run.runner"))  # warm the workers' imports, as a pool's
     return address, processes
 
 

@@ -81,7 +81,7 @@ def serve(
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def run(scenario_path, seed, out_dir, overrides, check, quiet) -> None:
     """Simulate SCENARIO against the in-process core and write a run directory."""
-    from sim.session import run_scenario
+    from sim.run.session import run_scenario
 
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
@@ -105,7 +105,7 @@ def report(run_dir: str) -> None:
     """Rebuild RUN_DIR's summary and report from its trace and ledger."""
     from pathlib import Path
 
-    from sim.session import report_run
+    from sim.run.session import report_run
 
     try:
         out = report_run(Path(run_dir))
@@ -130,7 +130,7 @@ def sweep(
     scenario_path, sets, replications, seed, workers, scheduler, out_dir, keep_runs, metrics, quiet
 ) -> None:
     """What-if grid over SCENARIO with common random numbers and 95 % confidence intervals."""
-    from sim.sweep_session import sweep_scenario
+    from sim.sweep.session import sweep_scenario
 
     try:
         outcome = sweep_scenario(
@@ -225,9 +225,9 @@ def load(
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field.")
 def settings(scenario_path, overrides) -> None:
     """Print the core settings SCENARIO's plants need, for `twin serve --settings`."""
-    from sim.catalogue import Catalogue
-    from sim.scenario import load_scenario
-    from sim.streams import Streams
+    from sim.model.catalogue import Catalogue
+    from sim.scenario.document import load_scenario
+    from sim.model.streams import Streams
 
     try:
         scenario = load_scenario(scenario_path, tuple(overrides))
@@ -249,8 +249,8 @@ def schema(out_path: str, readme: str | None) -> None:
     import json
     from pathlib import Path
 
-    from sim.reference import replace_reference
-    from sim.scenario import scenario_schema
+    from sim.scenario.reference import replace_reference
+    from sim.scenario.document import scenario_schema
 
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)

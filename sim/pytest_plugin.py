@@ -94,11 +94,11 @@ class TwinResult:
     drift: Drift
     dead_letters: DeadLetters
     coverage: Mapping[str, int]  # how often each edge case happened; unknown names count 0
-    assertions: tuple[Any, ...]  # sim.assertions.AssertionResult, one per `assert:` line
+    assertions: tuple[Any, ...]  # sim.scenario.assertions.AssertionResult, one per `assert:` line
 
     @classmethod
     def from_summary(cls, out: Path, summary: dict[str, Any]) -> TwinResult:
-        from sim.assertions import AssertionResult
+        from sim.scenario.assertions import AssertionResult
 
         drift, dead, dup = summary["drift"], summary["dead_letters"], summary["duplicates"]
         values = ("max_value", "final_value", "final_explained_value", "final_unexplained_value")
@@ -122,7 +122,7 @@ class TwinResult:
     @property
     def failures(self) -> list[str]:
         """The `assert:` lines that did not hold, with the value seen (for assertion messages)."""
-        from sim.assertions import failure_lines
+        from sim.scenario.assertions import failure_lines
 
         return failure_lines(self.summary["assertions"])
 
@@ -152,7 +152,7 @@ class Twin:
         """Run `scenario` with `set` overrides (dotted keys, as `--set`) and, when given,
         another root `seed`; return the typed result. Bad files or keys raise
         `ConfigurationError` naming the field."""
-        from sim.session import run_scenario  # the twin itself, only when a test runs it
+        from sim.run.session import run_scenario  # the twin itself, only when a test runs it
 
         path = Path(scenario)
         if not path.is_absolute() and not path.exists():

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sim.http_target import retry_after
+from sim.run.http_target import retry_after
 
 if TYPE_CHECKING:
     import aiohttp

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from integration import Outcome, SourceSystem, Status
-from sim.http_target import outcome_from
+from sim.run.http_target import outcome_from
 from sim.load.client import Client, Reply, RequestFailed
 from sim.load.figures import LoadFigures
 from sim.load.schedule import Send

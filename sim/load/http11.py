@@ -16,7 +16,7 @@ import asyncio
 import json
 from urllib.parse import urlsplit
 
-from sim.http_target import retry_after
+from sim.run.http_target import retry_after
 from sim.load.client import Reply, RequestFailed
 
 __all__ = ["Http11Client"]

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from integration import Envelope
-from sim.catalogue import Catalogue
-from sim.measures import Measures
-from sim.middleware import Delivery, Middleware
-from sim.runner import Progress, advance, build_world
-from sim.scenario import Scenario
-from sim.streams import Streams
-from sim.targets import NullTarget
-from sim.truth import PhysicalEvent, StockKey
-from sim.world import World
+from sim.model.catalogue import Catalogue
+from sim.run.measures import Measures
+from sim.model.middleware import Delivery, Middleware
+from sim.run.runner import Progress, advance, build_world
+from sim.scenario.document import Scenario
+from sim.model.streams import Streams
+from sim.run.targets import NullTarget
+from sim.model.truth import PhysicalEvent, StockKey
+from sim.model.world import World
 
 __all__ = ["Send", "Schedule", "make_schedule"]
 

@@ -23,17 +23,17 @@ from integration import (
 )
 from integration.service import ApiKey, ApiKeys, create_app
 from sim import HttpTarget, InProcessTarget, load_scenario, simulate
-from sim.catalogue import Catalogue
-from sim.http_target import outcome_from
-from sim.streams import Streams
-from sim.targets import TargetRefused, TargetUnavailable
+from sim.model.catalogue import Catalogue
+from sim.run.http_target import outcome_from
+from sim.model.streams import Streams
+from sim.run.targets import TargetRefused, TargetUnavailable
 from tests.builders import Envelopes, confirm, master_data, release, settings
 from tests.integration.served import KEYS, OPS_KEY, Served
 
 # One plant for six hours with duplicated deliveries and some confirmations missing their lot
 # (LOT_REQUIRED dead letters). Network delays stay far below the hold timeout, so no hold
 # outlives it in virtual time: over HTTP, holds expire on the service's wall clock instead
-# (see sim/http_target.py), and a run whose holds time out differs between the adapters.
+# (see sim/run/http_target.py), and a run whose holds time out differs between the adapters.
 SMALL: dict[str, Any] = {
     "name": "http-small",
     "seed": 7,

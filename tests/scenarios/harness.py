@@ -16,11 +16,11 @@ from typing import Any
 import yaml
 
 from integration import Envelope, Outcome
-from sim.catalogue import Catalogue
-from sim.runner import Run, simulate
-from sim.scenario import Scenario, load_scenario
-from sim.streams import Streams
-from sim.targets import Books, InProcessTarget
+from sim.model.catalogue import Catalogue
+from sim.run.runner import Run, simulate
+from sim.scenario.document import Scenario, load_scenario
+from sim.model.streams import Streams
+from sim.run.targets import Books, InProcessTarget
 
 HOUR = 3600.0
 

@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sim.catalogue import Catalogue
-from sim.runner import simulate
-from sim.session import run_scenario
-from sim.streams import Streams
-from sim.targets import InProcessTarget
+from sim.model.catalogue import Catalogue
+from sim.run.runner import simulate
+from sim.run.session import run_scenario
+from sim.model.streams import Streams
+from sim.run.targets import InProcessTarget
 from tests.integration.pg import PG_URL, fresh_schema
 from tests.scenarios import harness
 

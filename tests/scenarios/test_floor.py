@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from integration import OperationCompleted, Status
-from sim.session import run_scenario
+from sim.run.session import run_scenario
 from tests.scenarios import harness
 from tests.scenarios.harness import HOUR
 

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from sim.cli import twin
-from sim.html_report import METADATA_MARK, run_metadata
-from sim.plots import PLOTS, latency_cdf_points, shift_boundaries
-from sim.session import run_scenario
+from sim.report.html import METADATA_MARK, run_metadata
+from sim.report.plots import PLOTS, latency_cdf_points, shift_boundaries
+from sim.run.session import run_scenario
 from tests.scenarios import harness
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.session import run_scenario
+from sim.run.session import run_scenario
 from tests.scenarios import harness
 
 FAULTS = (

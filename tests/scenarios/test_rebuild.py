@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from integration import ConfigurationError
 from sim.cli import twin
-from sim.rebuild import rebuild
-from sim.session import run_scenario
+from sim.run.rebuild import rebuild
+from sim.run.session import run_scenario
 
 FAULTS = [
     "horizon=12h",

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from integration import ConfigurationError
 from sim.cli import twin
-from sim.session import report_run, run_scenario
-from sim.sweep import grid, parse_set, split_top_level
-from sim.sweep_report import estimate, metric_value, t_quantile
-from sim.sweep_session import sweep_scenario
+from sim.run.session import report_run, run_scenario
+from sim.sweep.grid import grid, parse_set, split_top_level
+from sim.sweep.report import estimate, metric_value, t_quantile
+from sim.sweep.session import sweep_scenario
 from tests.scenarios import harness
 
 BIN = Path(sys.executable).parent

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from integration import ConfigurationError
-from sim.assertions import AssertionResult, check_syntax, evaluate, write_junit
+from sim.scenario.assertions import AssertionResult, check_syntax, evaluate, write_junit
 
 SUMMARY = {
     "scenario": "baseline",

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.reference import END, START, replace_reference, scenario_reference
-from sim.scenario import Scenario
+from sim.scenario.reference import END, START, replace_reference, scenario_reference
+from sim.scenario.document import Scenario
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

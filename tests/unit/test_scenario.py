@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from integration import ConfigurationError
-from sim.scenario import (
+from sim.scenario.document import (
     Pattern,
     Reporting,
     Scenario,

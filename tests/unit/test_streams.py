@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from sim.scenario import Distribution
-from sim.streams import Streams, sample_seconds
+from sim.scenario.document import Distribution
+from sim.model.streams import Streams, sample_seconds
 
 NAMES = ["plant:LYON:demand", "plant:LYON:wc:WC-10", "plant:BRNO:demand", "faults:network"]
 
@@ -64,7 +64,7 @@ def test_known_first_draws():
 @pytest.mark.parametrize("hash_seed", ["0", "1", "4242"])
 def test_streams_are_stable_across_processes(hash_seed):
     code = (
-        "from sim.streams import Streams\n"
+        "from sim.model.streams import Streams\n"
         "s = Streams(42)\n"
         f"print(*[repr(s[n].random()) for n in {NAMES!r}])\n"
     )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from integration import BomReleased, EcoReleased, ItemCreated, PeriodClosed, SourceSystem
-from sim.calendar import DAY
-from sim.world import World
+from sim.model.calendar import DAY
+from sim.model.world import World
 
 __all__ = ["Engineering", "Finance"]
 

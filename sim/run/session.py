@@ -12,10 +12,10 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sim.assertions import AssertionResult, failure_lines, write_junit
-from sim.output import Trace, write_run, write_scenario
-from sim.runner import simulate
-from sim.scenario import Scenario, load_scenario
+from sim.scenario.assertions import AssertionResult, failure_lines, write_junit
+from sim.report.output import Trace, write_run, write_scenario
+from sim.run.runner import simulate
+from sim.scenario.document import Scenario, load_scenario
 
 __all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir", "prepare_run_dir"]
 
@@ -89,7 +89,7 @@ def run_scenario(
 
 def report_run(out: Path) -> RunOutcome:
     """Rebuild a run directory's summary, series, histograms and report from its raw data."""
-    from sim.rebuild import rebuild  # opens the ledger: only when asked
+    from sim.run.rebuild import rebuild  # opens the ledger: only when asked
 
     run = rebuild(out)
     write_run(out, run.summary, run.series, run.measures.encoded_histograms())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sim.scenario import Calendar
+from sim.scenario.document import Calendar
 
 __all__ = ["ShiftCalendar", "DAY"]
 

@@ -1,6 +1,6 @@
 """`twin sweep`: a what-if grid of variants, each run for several replications with common
 random numbers, through any `concurrent.futures.Executor` (a local process pool, or a Dask
-cluster's executor), gathered into per-variant confidence intervals (`sim.sweep_report`).
+cluster's executor), gathered into per-variant confidence intervals (`sim.sweep.report`).
 
 Replication r of every variant runs with seed = base seed + r, so variants differ only by
 what was swept. Results are ordered by (variant, replication), whatever order they finish in.
@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from integration import ConfigurationError
-from sim.scenario import Scenario, format_duration, load_scenario
+from sim.scenario.document import Scenario, format_duration, load_scenario
 
 __all__ = [
     "Replication",
@@ -145,12 +145,12 @@ def run_replication(task: Task) -> Replication:
     try:
         overrides = (*task.overrides, f"seed={task.seed}")
         if task.run_dir is not None:
-            from sim.session import run_scenario
+            from sim.run.session import run_scenario
 
             outcome = run_scenario(task.document, overrides, task.run_dir, progress=False)
             summary, scenario = outcome.summary, load_scenario(task.document, overrides)
         else:
-            from sim.runner import simulate
+            from sim.run.runner import simulate
 
             scenario = load_scenario(task.document, overrides)
             summary = simulate(scenario).summary
@@ -216,7 +216,7 @@ def local_executor(workers: int) -> ProcessPoolExecutor:
     """A process pool started from a forkserver (no fork of a threaded parent), with the
     simulator preloaded so each worker starts quickly."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["sim.runner", "sim.sweep"])
+    context.set_forkserver_preload(["sim.run.runner", "sim.sweep.grid"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 

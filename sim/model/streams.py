@@ -11,7 +11,7 @@ import hashlib
 import math
 import random
 
-from sim.scenario import Distribution
+from sim.scenario.document import Distribution
 
 __all__ = ["Streams", "sample_seconds"]
 

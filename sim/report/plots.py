@@ -27,8 +27,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sim.calendar import ShiftCalendar
-from sim.scenario import Scenario
+from sim.model.calendar import ShiftCalendar
+from sim.scenario.document import Scenario
 
 __all__ = ["PLOTS", "latency_cdf_points", "render_plots", "shift_boundaries"]
 

@@ -15,7 +15,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from integration import ConfigurationError
-from sim.sweep import Replication, SweepResult, failures_text, local_executor, plan, run_sweep
+from sim.sweep.grid import Replication, SweepResult, failures_text, local_executor, plan, run_sweep
 
 __all__ = ["SweepOutcome", "executor_for", "sweep_scenario"]
 
@@ -79,7 +79,7 @@ def sweep_scenario(
     executor: Executor | None = None,
 ) -> SweepOutcome:
     """Run the sweep of `path` (its `sweep:` section and `sets`) and write its report."""
-    from sim.sweep_report import write_report
+    from sim.sweep.report import write_report
 
     document, result = plan(path, sets, replications, metrics, seed)
     out = Path(out_dir) if out_dir is not None else _default_out(result.scenario.name)

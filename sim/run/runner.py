@@ -14,18 +14,18 @@ from typing import Any
 
 import simpy
 
-from sim.calendar import ShiftCalendar
-from sim.catalogue import Catalogue
-from sim.measures import Measures, drift
-from sim.middleware import Middleware
-from sim.office import Engineering, Finance
-from sim.plant import PlantModel
-from sim.scenario import Scenario
-from sim.streams import Streams
-from sim.summary import summarise
-from sim.targets import InProcessTarget, Target
-from sim.truth import Truth
-from sim.world import World
+from sim.model.calendar import ShiftCalendar
+from sim.model.catalogue import Catalogue
+from sim.run.measures import Measures, drift
+from sim.model.middleware import Middleware
+from sim.model.office import Engineering, Finance
+from sim.model.plant import PlantModel
+from sim.scenario.document import Scenario
+from sim.model.streams import Streams
+from sim.run.summary import summarise
+from sim.run.targets import InProcessTarget, Target
+from sim.model.truth import Truth
+from sim.model.world import World
 
 __all__ = ["Run", "simulate", "build_world", "advance", "run_figures"]
 

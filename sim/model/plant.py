@@ -1,5 +1,5 @@
 """A plant as SimPy processes: demand releases work orders, operations run on work centres in
-shifts, machines break down; the stores are kept by `sim.supply`."""
+shifts, machines break down; the stores are kept by `sim.model.supply`."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from integration import (
     WorkOrderClosed,
     WorkOrderReleased,
 )
-from sim.calendar import DAY
-from sim.catalogue import BYPRODUCT, FINISHED, STORES, TwinLine
-from sim.scenario import PlantSpec
-from sim.supply import Supply
-from sim.truth import PhysicalEvent, quantity
-from sim.world import World
+from sim.model.calendar import DAY
+from sim.model.catalogue import BYPRODUCT, FINISHED, STORES, TwinLine
+from sim.scenario.document import PlantSpec
+from sim.model.supply import Supply
+from sim.model.truth import PhysicalEvent, quantity
+from sim.model.world import World
 
 __all__ = ["PlantModel"]
 

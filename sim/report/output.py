@@ -1,5 +1,5 @@
 """A run directory: summary.json, the series, a streamed gzip JSON-lines trace, report.md
-(and report.html, `sim.html_report`)."""
+(and report.html, `sim.report.html`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from integration import Envelope, Outcome
-from sim.truth import PhysicalEvent
+from sim.model.truth import PhysicalEvent
 
 __all__ = [
     "Trace",
@@ -28,7 +28,7 @@ __all__ = [
 class Trace:
     """Everything the measures saw, as compressed JSON lines written as it happens (never kept
     in memory): truth events, messages, answers, later resolutions, edge cases, cost changes
-    and samples. Replaying it rebuilds the summary (`sim.rebuild`). The only place the
+    and samples. Replaying it rebuilds the summary (`sim.run.rebuild`). The only place the
     physical event id meets a message id. Times are virtual seconds, exact."""
 
     def __init__(self, path: Path) -> None:
@@ -117,7 +117,7 @@ def write_run(
     (out / "series.json").write_text(json.dumps(series, default=str) + "\n")
     (out / "histograms.json").write_text(json.dumps(histograms, indent=1) + "\n")
     (out / "report.md").write_text(render_markdown(summary))
-    from sim.html_report import write_html_report  # matplotlib: only when a report is written
+    from sim.report.html import write_html_report  # matplotlib: only when a report is written
 
     write_html_report(out)
 

@@ -26,7 +26,7 @@ from integration import (
     StockBalance,
     open_store,
 )
-from sim.truth import StockKey
+from sim.model.truth import StockKey
 
 __all__ = [
     "Target",

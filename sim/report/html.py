@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sim.output import format_millis, read_trace
-from sim.plots import PLOTS, render_plots
-from sim.scenario import Scenario, format_duration, load_scenario
+from sim.report.output import format_millis, read_trace
+from sim.report.plots import PLOTS, render_plots
+from sim.scenario.document import Scenario, format_duration, load_scenario
 
 __all__ = ["METADATA_MARK", "message_types", "render_html", "run_metadata", "write_html_report"]
 

@@ -9,10 +9,10 @@ from collections import defaultdict
 from decimal import Decimal
 
 from integration import GoodsReceived, SourceSystem, SubcontractReceived, SubcontractShipped
-from sim.calendar import DAY
-from sim.catalogue import STORES, SUBCONTRACTOR, TwinLine
-from sim.truth import PhysicalEvent, quantity
-from sim.world import World
+from sim.model.calendar import DAY
+from sim.model.catalogue import STORES, SUBCONTRACTOR, TwinLine
+from sim.model.truth import PhysicalEvent, quantity
+from sim.model.world import World
 
 __all__ = ["Supply"]
 

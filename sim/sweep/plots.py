@@ -14,8 +14,8 @@ import matplotlib.style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-import sim.plots  # noqa: F401 - selects the Agg backend unless pyplot already chose one
-from sim.sweep import SweepResult, Variant, value_text
+import sim.report.plots  # noqa: F401 - selects the Agg backend unless pyplot already chose one
+from sim.sweep.grid import SweepResult, Variant, value_text
 
 __all__ = ["render_sweep_plots"]
 

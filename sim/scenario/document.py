@@ -1,4 +1,4 @@
-"""The scenario file: one YAML document of the sections in `sim.sections`, validated, with
+"""The scenario file: one YAML document of the sections in `sim.scenario.sections`, validated, with
 `--set key=value` overrides; `twin schema` writes its JSON Schema."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, ConfigDict, Field, ValidationError, model_va
 from pydantic.json_schema import GenerateJsonSchema
 
 from integration import ConfigurationError
-from sim.sections import (
+from sim.scenario.sections import (
     DEFAULT_METRICS,
     Calendar,
     Demand,
@@ -145,7 +145,7 @@ def load_scenario(
         raise ConfigurationError(
             f"{origin} is not a valid scenario:\n{_problem_text(error)}"
         ) from error
-    from sim.assertions import check_syntax  # assertions read durations from this module
+    from sim.scenario.assertions import check_syntax  # assertions read durations from this module
 
     check_syntax(scenario.assertions)
     return scenario

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import simpy
 
 from integration import Envelope
-from sim.scenario import Pattern
-from sim.streams import sample_seconds
-from sim.targets import Target, TargetUnavailable
-from sim.truth import PhysicalEvent
-from sim.world import World
+from sim.scenario.document import Pattern
+from sim.model.streams import sample_seconds
+from sim.run.targets import Target, TargetUnavailable
+from sim.model.truth import PhysicalEvent
+from sim.model.world import World
 
 __all__ = ["Middleware"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sim.scenario import scenario_schema
+from sim.scenario.document import scenario_schema
 
 __all__ = ["scenario_reference", "replace_reference", "START", "END"]
 

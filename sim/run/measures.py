@@ -15,7 +15,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from integration import Envelope, Outcome, Status
-from sim.truth import PhysicalEvent, StockKey
+from sim.model.truth import PhysicalEvent, StockKey
 
 __all__ = ["Measures", "drift"]
 

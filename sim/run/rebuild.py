@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from integration import ConfigurationError, ErrorCode, Outcome, Status
-from sim.catalogue import Catalogue
-from sim.measures import Measures
-from sim.output import read_trace
-from sim.runner import Run
-from sim.scenario import load_scenario
-from sim.streams import Streams
-from sim.summary import summarise
-from sim.targets import Books, InProcessTarget
-from sim.truth import PhysicalEvent, StockKey
+from sim.model.catalogue import Catalogue
+from sim.run.measures import Measures
+from sim.report.output import read_trace
+from sim.run.runner import Run
+from sim.scenario.document import load_scenario
+from sim.model.streams import Streams
+from sim.run.summary import summarise
+from sim.run.targets import Books, InProcessTarget
+from sim.model.truth import PhysicalEvent, StockKey
 
 __all__ = ["rebuild"]
 

@@ -30,7 +30,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
-from sim.targets import (
+from sim.run.targets import (
     Books,
     TargetRefused,
     TargetUnavailable,
@@ -38,7 +38,7 @@ from sim.targets import (
     finding_text,
     replay_rounds,
 )
-from sim.truth import StockKey
+from sim.model.truth import StockKey
 
 if TYPE_CHECKING:
     import httpx

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from integration import Envelope, SourceSystem
-from sim.calendar import ShiftCalendar
-from sim.catalogue import Catalogue
-from sim.scenario import Reporting, Scenario
-from sim.streams import Streams, sample_seconds
-from sim.truth import PhysicalEvent, Truth
+from sim.model.calendar import ShiftCalendar
+from sim.model.catalogue import Catalogue
+from sim.scenario.document import Reporting, Scenario
+from sim.model.streams import Streams, sample_seconds
+from sim.model.truth import PhysicalEvent, Truth
 
 if TYPE_CHECKING:
-    from sim.measures import Measures
-    from sim.office import Engineering
+    from sim.run.measures import Measures
+    from sim.model.office import Engineering
 
 __all__ = ["World", "Reporter"]
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sim.assertions import evaluate
-from sim.measures import Measures, drift
-from sim.scenario import Scenario
-from sim.targets import Books
-from sim.truth import StockKey
+from sim.scenario.assertions import evaluate
+from sim.run.measures import Measures, drift
+from sim.scenario.document import Scenario
+from sim.run.targets import Books
+from sim.model.truth import StockKey
 
 __all__ = ["summarise"]
 

@@ -1,6 +1,6 @@
 """A sweep's results: per variant and metric, the mean and a 95 % confidence interval (Student t,
 n - 1 degrees of freedom) over its replications, written as sweep.csv, sweep.md and a
-self-contained sweep.html (plots from `sim.sweep_plots` embedded), and each replication's
+self-contained sweep.html (plots from `sim.sweep.plots` embedded), and each replication's
 summary under replications/<variant>/seed<N>.json. Nothing here reads the wall clock.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.html_report import _CSP, _CSS, _table
-from sim.sweep import SweepResult, failures_text, value_text
+from sim.report.html import _CSP, _CSS, _table
+from sim.sweep.grid import SweepResult, failures_text, value_text
 
 __all__ = [
     "Estimate",
@@ -182,7 +182,7 @@ def render_html(result: SweepResult, table, plots: dict[str, tuple[str, bytes]])
 
 def write_report(out: Path, result: SweepResult) -> dict[str, dict[str, Estimate]]:
     """Write replications/, sweep.csv, sweep.md, sweep.html and plots/*.png into `out`."""
-    from sim.sweep_plots import render_sweep_plots  # matplotlib: only when a report is written
+    from sim.sweep.plots import render_sweep_plots  # matplotlib: only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
     for variant in result.variants:

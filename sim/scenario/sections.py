@@ -1,7 +1,7 @@
 """The sections of a scenario file, and the duration and distribution types they use.
 
 Durations are written `250ms`, `30s`, `15m`, `8h`, `2d` (or a number of seconds); rates are
-probabilities per opportunity unless the name says otherwise. `sim.scenario.Scenario` puts the
+probabilities per opportunity unless the name says otherwise. `sim.scenario.document.Scenario` puts the
 sections together.
 """
 

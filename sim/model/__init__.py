@@ -1,0 +1,1 @@
+"""The model of the plants: the world, floors, supply, offices and the middleware pipes."""

@@ -1,0 +1,1 @@
+"""One run: targets, measures, the runner, the run directory session and rebuilds."""

@@ -1,0 +1,1 @@
+"""The scenario language: the YAML document, its sections, assertions and reference."""

@@ -1,0 +1,1 @@
+"""`twin sweep`: what-if grids of variants and replications, with their report."""
