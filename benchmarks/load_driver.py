@@ -40,12 +40,12 @@ from service_processes import Server, free_port, running, stop_all_children, tri
 
 from integration import Outcome, SourceSystem
 from sim import load_scenario
-from sim.model.catalogue import Catalogue
 from sim.load import AiohttpClient, HttpxClient, LoadOptions, drive_scenario, make_schedule
 from sim.load.driver import Driver, RetryPolicy, Timeline
 from sim.load.figures import LoadFigures
 from sim.load.http11 import Http11Client
 from sim.load.schedule import Send
+from sim.model.catalogue import Catalogue
 from sim.model.streams import Streams
 
 TARGET_RATE = 3000

@@ -6,9 +6,9 @@ The public API is this module's `__all__`; the `twin` command line is `sim.cli`.
 
 from sim.run.http_target import HttpTarget
 from sim.run.runner import Run, simulate
-from sim.scenario.document import Scenario, load_scenario, scenario_schema
 from sim.run.session import RunOutcome, run_scenario
 from sim.run.targets import Books, InProcessTarget, NullTarget, Target
+from sim.scenario.document import Scenario, load_scenario, scenario_schema
 
 __all__ = [
     "Scenario",

@@ -226,8 +226,8 @@ def load(
 def settings(scenario_path, overrides) -> None:
     """Print the core settings SCENARIO's plants need, for `twin serve --settings`."""
     from sim.model.catalogue import Catalogue
-    from sim.scenario.document import load_scenario
     from sim.model.streams import Streams
+    from sim.scenario.document import load_scenario
 
     try:
         scenario = load_scenario(scenario_path, tuple(overrides))
@@ -249,8 +249,8 @@ def schema(out_path: str, readme: str | None) -> None:
     import json
     from pathlib import Path
 
-    from sim.scenario.reference import replace_reference
     from sim.scenario.document import scenario_schema
+    from sim.scenario.reference import replace_reference
 
     path = Path(out_path)
     path.parent.mkdir(parents=True, exist_ok=True)

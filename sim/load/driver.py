@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from integration import Outcome, SourceSystem, Status
-from sim.run.http_target import outcome_from
 from sim.load.client import Client, Reply, RequestFailed
 from sim.load.figures import LoadFigures
 from sim.load.schedule import Send
+from sim.run.http_target import outcome_from
 
 __all__ = ["Driver", "RetryPolicy", "Listener", "Timeline", "Slots"]
 

@@ -16,8 +16,8 @@ import asyncio
 import json
 from urllib.parse import urlsplit
 
-from sim.run.http_target import retry_after
 from sim.load.client import Reply, RequestFailed
+from sim.run.http_target import retry_after
 
 __all__ = ["Http11Client"]
 

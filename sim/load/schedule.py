@@ -18,14 +18,14 @@ from decimal import Decimal
 
 from integration import Envelope
 from sim.model.catalogue import Catalogue
-from sim.run.measures import Measures
 from sim.model.middleware import Delivery, Middleware
-from sim.run.runner import Progress, advance, build_world
-from sim.scenario.document import Scenario
 from sim.model.streams import Streams
-from sim.run.targets import NullTarget
 from sim.model.truth import PhysicalEvent, StockKey
 from sim.model.world import World
+from sim.run.measures import Measures
+from sim.run.runner import Progress, advance, build_world
+from sim.run.targets import NullTarget
+from sim.scenario.document import Scenario
 
 __all__ = ["Send", "Schedule", "make_schedule"]
 

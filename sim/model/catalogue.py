@@ -26,8 +26,8 @@ from integration import (
     PlantOverlay,
     Routing,
 )
-from sim.scenario.document import Scenario
 from sim.model.streams import Streams
+from sim.scenario.document import Scenario
 
 __all__ = ["Catalogue", "TwinLine", "STORES", "FINISHED", "SUBCONTRACTOR", "BYPRODUCT"]
 

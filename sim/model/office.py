@@ -23,7 +23,6 @@ class Engineering:
         self._adopted_at: dict[tuple[str, str], float] = {}
         self._previous: dict[tuple[str, str], str] = {}
         self._eco_count = 0
-        world.engineering = self
 
     def start(self) -> None:
         self._release_catalogue()

@@ -19,10 +19,11 @@ from integration import (
 )
 from sim.model.calendar import DAY
 from sim.model.catalogue import BYPRODUCT, FINISHED, STORES, TwinLine
-from sim.scenario.document import PlantSpec
+from sim.model.office import Engineering
 from sim.model.supply import Supply
 from sim.model.truth import PhysicalEvent, quantity
 from sim.model.world import World
+from sim.scenario.document import PlantSpec
 
 __all__ = ["PlantModel"]
 
@@ -40,9 +41,10 @@ class _WorkCentre:
 class PlantModel:
     """One plant's physical processes; every physical event is reported by its source system."""
 
-    def __init__(self, world: World, spec: PlantSpec) -> None:
+    def __init__(self, world: World, spec: PlantSpec, engineering: Engineering) -> None:
         self.world = world
         self.spec = spec
+        self.engineering = engineering
         self.id = spec.id
         self.centres = [
             _WorkCentre(wc.id, simpy.Resource(world.env, wc.capacity)) for wc in spec.work_centres
@@ -144,7 +146,7 @@ class PlantModel:
         machine blocked) until the stores cover it, checking every half hour. Nothing yields
         between the last check and the backflush, so no other order takes the parts first."""
         world = self.world
-        reported = world.engineering.mes_revision(product, revision, counted=False)
+        reported = self.engineering.mes_revision(product, revision, counted=False)
         lines = self._lines(product, reported, seq)
         waited = False
         while not all(self._can_cover(line, self._need(line, units)) for line in lines):
@@ -183,7 +185,7 @@ class PlantModel:
         world = self.world
         edge = world.scenario.edge_cases
         event = self._event("confirmation")
-        reported_revision = world.engineering.mes_revision(product, revision)
+        reported_revision = self.engineering.mes_revision(product, revision)
         lots = self._backflush(event, self._lines(product, reported_revision, seq), good + scrap)
         if lots and rng.random() < edge.missing_lot_rate:
             lots.pop(min(lots))

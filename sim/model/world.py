@@ -13,13 +13,12 @@ import simpy
 from integration import Envelope, SourceSystem
 from sim.model.calendar import ShiftCalendar
 from sim.model.catalogue import Catalogue
-from sim.scenario.document import Reporting, Scenario
 from sim.model.streams import Streams, sample_seconds
 from sim.model.truth import PhysicalEvent, Truth
+from sim.scenario.document import Reporting, Scenario
 
 if TYPE_CHECKING:
     from sim.run.measures import Measures
-    from sim.model.office import Engineering
 
 __all__ = ["World", "Reporter"]
 
@@ -34,7 +33,6 @@ class World:
     measures: Measures
     calendar: ShiftCalendar
     send: Callable[[Envelope, PhysicalEvent], None] = field(init=False)  # the middleware's
-    engineering: Engineering = field(init=False)
     producing: bool = True  # false from the horizon on: the floor stops, the pipes drain
     faults_on: bool = True  # false in the heal phase
     unsent: int = 0  # messages reported but not yet handed to the middleware

@@ -1,4 +1,4 @@
-"""report.html: one self-contained page per run directory (DESIGN §6).
+"""report.html: one self-contained page per run directory (docs/architecture.md, Run outputs).
 
 Read from the run directory's files alone (summary.json, series.json, histograms.json,
 scenario.yaml, and the trace for messages by type), so `twin report` rebuilds it. Inline CSS,
@@ -20,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sim.report.output import format_millis, read_trace
+from sim.report.markdown import format_millis
+from sim.report.trace import read_trace
 from sim.report.plots import PLOTS, render_plots
 from sim.scenario.document import Scenario, format_duration, load_scenario
 

@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
+from sim.model.truth import StockKey
 from sim.run.targets import (
     Books,
     TargetRefused,
@@ -38,7 +39,6 @@ from sim.run.targets import (
     finding_text,
     replay_rounds,
 )
-from sim.model.truth import StockKey
 
 if TYPE_CHECKING:
     import httpx

@@ -1,4 +1,4 @@
-"""Latency, duplicates and drift, measured against the truth (DESIGN §5).
+"""Latency, duplicates and drift, measured against the truth (docs/architecture.md, Measures).
 
 Memory stays flat over the horizon: histograms, counters, sampled series, and per event only a
 small array slot for how often it was delivered and applied. Events are kept in full only

@@ -1,5 +1,5 @@
 """One run of a scenario: the fault phase for the horizon, the heal phase, the final
-reconciliation, and the summary (DESIGN §5–6)."""
+reconciliation, and the summary (docs/architecture.md, Measures and Run outputs)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ import simpy
 
 from sim.model.calendar import ShiftCalendar
 from sim.model.catalogue import Catalogue
-from sim.run.measures import Measures, drift
 from sim.model.middleware import Middleware
 from sim.model.office import Engineering, Finance
 from sim.model.plant import PlantModel
-from sim.scenario.document import Scenario
 from sim.model.streams import Streams
-from sim.run.summary import summarise
-from sim.run.targets import InProcessTarget, Target
 from sim.model.truth import Truth
 from sim.model.world import World
+from sim.run.measures import Measures, drift
+from sim.run.summary import summarise
+from sim.run.targets import InProcessTarget, Target
+from sim.scenario.document import Scenario
 
 __all__ = ["Run", "simulate", "build_world", "advance", "run_figures"]
 
@@ -126,10 +126,11 @@ def build_world(
         ShiftCalendar(scenario.calendar, scenario.start),
     )
     middleware = connect(world)
-    Engineering(world).start()
+    engineering = Engineering(world)
+    engineering.start()
     Finance(world).start()
     for spec in scenario.plants:
-        PlantModel(world, spec).start()
+        PlantModel(world, spec, engineering).start()
     return world, middleware
 
 

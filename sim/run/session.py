@@ -12,9 +12,10 @@ from typing import Any
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sim.scenario.assertions import AssertionResult, failure_lines, write_junit
-from sim.report.output import Trace, write_run, write_scenario
+from sim.report.output import write_run, write_scenario
+from sim.report.trace import Trace
 from sim.run.runner import simulate
+from sim.scenario.assertions import AssertionResult, failure_lines, write_junit
 from sim.scenario.document import Scenario, load_scenario
 
 __all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir", "prepare_run_dir"]

@@ -1,6 +1,6 @@
-"""The summary of a run (DESIGN §6 contract keys), as a pure function of what was measured,
-the truth, and the target's books at the end: the same whether the run just finished or is
-rebuilt from its trace."""
+"""The summary of a run (its contract: docs/architecture.md, Run outputs), as a pure function of
+what was measured, the truth, and the target's books at the end: the same whether the run just
+finished or is rebuilt from its trace."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from sim.scenario.assertions import evaluate
-from sim.run.measures import Measures, drift
-from sim.scenario.document import Scenario
-from sim.run.targets import Books
 from sim.model.truth import StockKey
+from sim.run.measures import Measures, drift
+from sim.run.targets import Books
+from sim.scenario.assertions import evaluate
+from sim.scenario.document import Scenario
 
 __all__ = ["summarise"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from integration import ConfigurationError
-from sim.scenario.document import parse_duration
+from sim.scenario.sections import parse_duration
 
 __all__ = ["AssertionResult", "check_syntax", "evaluate", "failure_lines", "write_junit"]
 

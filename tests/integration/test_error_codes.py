@@ -1,9 +1,9 @@
 """One test per `ErrorCode`: each code is produced the way a real client would produce it.
 
 Codes a message can cause are produced by submitting that message through `Core.submit` and
-checking the whole contract of a rejection (DESIGN.md section 3): the outcome is REJECTED (or
-HELD, then dead-lettered after the hold timeout) with the code, a dead letter keeps the code and
-the raw payload, and nothing reaches the books. The three codes that travel on exceptions
+checking the whole contract of a rejection (docs/architecture.md, The core): the outcome is
+REJECTED (or HELD, then dead-lettered after the hold timeout) with the code, a dead letter keeps
+the code and the raw payload, and nothing reaches the books. The three codes that travel on exceptions
 (STORE_FAILURE, CONFIGURATION, NOT_FOUND) are produced by the API calls that raise them.
 
 `covers(code)` registers a test as the one for `code`; the meta-test at the bottom checks that

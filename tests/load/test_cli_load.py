@@ -9,8 +9,8 @@ from click.testing import CliRunner
 
 from integration import CoreSettings
 from sim import load_scenario
-from sim.model.catalogue import Catalogue
 from sim.cli import twin
+from sim.model.catalogue import Catalogue
 from sim.model.streams import Streams
 from tests.integration.served import Served
 from tests.load.test_live_target import DOCUMENT

@@ -11,10 +11,10 @@ import httpx
 
 from integration import SourceSystem
 from sim import load_scenario, simulate
-from sim.model.catalogue import Catalogue
 from sim.load import HttpxClient, LoadOptions, drive_scenario, load_run
-from sim.run.session import report_run
+from sim.model.catalogue import Catalogue
 from sim.model.streams import Streams
+from sim.run.session import report_run
 from tests.integration.pg import PG_URL, fresh_schema
 from tests.integration.served import KEYS, OPS_KEY, Served
 from tests.scenarios import harness

@@ -17,10 +17,10 @@ import yaml
 
 from integration import Envelope, Outcome
 from sim.model.catalogue import Catalogue
-from sim.run.runner import Run, simulate
-from sim.scenario.document import Scenario, load_scenario
 from sim.model.streams import Streams
+from sim.run.runner import Run, simulate
 from sim.run.targets import Books, InProcessTarget
+from sim.scenario.document import Scenario, load_scenario
 
 HOUR = 3600.0
 

@@ -1,4 +1,4 @@
-"""`twin run`, `twin schema` and the committed scenarios (DESIGN §6)."""
+"""`twin run`, `twin schema` and the committed scenarios (docs/architecture.md, Run outputs)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from sim.cli import twin
-from sim.scenario.document import load_scenario, scenario_schema
 from sim.run.session import run_scenario
+from sim.scenario.document import load_scenario, scenario_schema
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 RUN_FILES = ("summary.json", "report.md", "series.json", "trace.jsonl.gz", "ledger.db")

@@ -1,5 +1,5 @@
 """Same scenario, same seed, same code: the same summary outside `run` and the same series;
-another seed gives another run (DESIGN §6–7)."""
+another seed gives another run (docs/architecture.md, Run outputs and Negative controls)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from sim.model.catalogue import Catalogue
+from sim.model.streams import Streams
 from sim.run.runner import simulate
 from sim.run.session import run_scenario
-from sim.model.streams import Streams
 from sim.run.targets import InProcessTarget
 from tests.integration.pg import PG_URL, fresh_schema
 from tests.scenarios import harness

@@ -1,6 +1,7 @@
 """Each modelled shop-floor behaviour happens, and does not happen when switched off
-(DESIGN §4): shift-change bursts, partial completions, ECOs during open orders, backflush
-shortages, lot substitutions, subcontracting, period close with late events, breakdowns."""
+(docs/architecture.md, Faults): shift-change bursts, partial completions, ECOs during open
+orders, backflush shortages, lot substitutions, subcontracting, period close with late events,
+breakdowns."""
 
 from __future__ import annotations
 

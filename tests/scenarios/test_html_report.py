@@ -1,6 +1,6 @@
 """report.html: self-contained, parses as HTML, every embedded image a valid PNG equal to its
 plots/ file; the same run gives the same page but for its run metadata; `twin report`
-regenerates it (DESIGN §6)."""
+regenerates it (docs/architecture.md, Run outputs)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The harness never hands the core the physical-event identity (DESIGN §4–5): the core sees
-envelopes only, and it finds duplicates by message id and idempotency key (and the stream
-sequence) alone. The harness joins envelopes to physical events through its own trace."""
+"""The harness never hands the core the physical-event identity (docs/architecture.md, Faults and
+Measures): the core sees envelopes only, and it finds duplicates by message id and idempotency
+key (and the stream sequence) alone. The harness joins envelopes to physical events through its
+own trace."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A run directory can be audited with plain tools (DESIGN §3 Stores, §6): the SQLite ledger
-with sqlite3, the truth with gzip + json, and both agree with the summary."""
+"""A run directory can be audited with plain tools (docs/architecture.md, Stores and Run outputs):
+the SQLite ledger with sqlite3, the truth with gzip + json, and both agree with the summary."""
 
 from __future__ import annotations
 

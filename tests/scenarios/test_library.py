@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from sim.model.catalogue import STORES, Catalogue
-from sim.scenario.document import load_scenario
-from sim.run.session import RunOutcome, run_scenario
 from sim.model.streams import Streams
 from sim.model.truth import quantity
+from sim.run.session import RunOutcome, run_scenario
+from sim.scenario.document import load_scenario
 
 LIBRARY = Path(__file__).resolve().parents[2] / "scenarios"
 TOO_BIG_FOR_CI = {"month_end_3_plants"}

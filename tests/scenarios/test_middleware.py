@@ -1,4 +1,4 @@
-"""The pipes between floor and ERP (DESIGN §4 middleware and network faults): outages, rate
+"""The pipes between floor and ERP (docs/architecture.md, Faults): outages, rate
 limits, crashes before and after commit, loss with redelivery, the synchronous pattern with
 timeouts, a full buffer. Each happens, and none of them costs exactly-once."""
 

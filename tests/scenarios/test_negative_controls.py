@@ -1,5 +1,5 @@
-"""Negative controls (DESIGN §7): switch a safeguard off and the harness must see the damage;
-switch it back on and the same faults do no harm."""
+"""Negative controls (docs/architecture.md, Negative controls): switch a safeguard off and the
+harness must see the damage; switch it back on and the same faults do no harm."""
 
 from __future__ import annotations
 

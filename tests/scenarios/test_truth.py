@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from sim.run.runner import simulate
 from sim.model.truth import Truth
+from sim.run.runner import simulate
 from tests.scenarios import harness
 
 SCARCE = ["edge_cases.cover_days=0.3", "edge_cases.supplier_interval=12h"]

@@ -1,4 +1,5 @@
-"""A stateful model of the core on a real SQLite file (DESIGN.md §3, §7).
+"""A stateful model of the core on a real SQLite file (docs/architecture.md, The core and Negative
+controls).
 
 Rules: deliver the next planned message, deliver an already-sent one again (same message_id or a
 resend under a new one), skip ahead, let hold timeouts pass, crash inside the store transaction

@@ -1,4 +1,5 @@
-"""Delivery properties of the integration core (DESIGN.md §3, §7).
+"""Delivery properties of the integration core (docs/architecture.md, The core and Negative
+controls).
 
 A *valid message set* is what a plant really sends: goods receipts (WMS), work orders released
 and closed (ERP), and per work order a stream "MES:<order>" with source_seq 1..n of material

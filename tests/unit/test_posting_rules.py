@@ -1,4 +1,4 @@
-"""Each posting rule of the DESIGN table, with journal lines and stock moves worked out by hand.
+"""Each posting rule of the README's table, with journal lines and stock moves worked out by hand.
 
 Standard costs (plant P1, EUR): RAW-A 2.00, RAW-B 5.00/KG, RAW-B2 5.50/KG, RAW-C 0.50,
 RAW-L 1.25, FG-1 40.00, BY-1 0.10, SEMI-S 20.00. Routing of FG-1: op 10 (0.1 h/unit, labour

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.scenario.reference import END, START, replace_reference, scenario_reference
 from sim.scenario.document import Scenario
+from sim.scenario.reference import END, START, replace_reference, scenario_reference
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

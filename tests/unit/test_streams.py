@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import pytest
 
-from sim.scenario.document import Distribution
 from sim.model.streams import Streams, sample_seconds
+from sim.scenario.document import Distribution
 
 NAMES = ["plant:LYON:demand", "plant:LYON:wc:WC-10", "plant:BRNO:demand", "faults:network"]
 

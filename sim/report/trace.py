@@ -1,0 +1,92 @@
+"""The trace of a run: a streamed gzip JSON-lines file of everything the measures saw."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from integration import Envelope, Outcome
+from sim.model.truth import PhysicalEvent
+
+__all__ = ["Trace", "read_trace"]
+
+
+class Trace:
+    """Everything the measures saw, as compressed JSON lines written as it happens (never kept
+    in memory): truth events, messages, answers, later resolutions, edge cases, cost changes
+    and samples. Replaying it rebuilds the summary (`sim.run.rebuild`). The only place the
+    physical event id meets a message id. Times are virtual seconds, exact."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = gzip.open(path, "wt", encoding="utf-8", compresslevel=3)  # noqa: SIM115
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, separators=(",", ":"), default=str))
+        self._file.write("\n")
+
+    def truth(self, event: PhysicalEvent) -> None:
+        deltas = [[*key, str(qty)] for key, qty in sorted(event.deltas.items())]
+        self._write(
+            {"kind": "truth", "t": event.occurred_at, "event": event.id,
+             "workflow": event.workflow, "plant": event.plant, "deltas": deltas}
+        )  # fmt: skip
+
+    def message(self, now: float, event_id: int, envelope: Envelope) -> None:
+        self._write(
+            {"kind": "message", "t": now, "event": event_id, "message_id": envelope.message_id,
+             "key": envelope.idempotency_key, "type": envelope.message.type,
+             "stream": envelope.stream, "seq": envelope.source_seq}
+        )  # fmt: skip
+
+    def answer(self, now, event_id, envelope: Envelope, outcome: Outcome, queued: float) -> None:
+        self._write(
+            {**_outcome(now, event_id, outcome), "kind": "answer", "queued": queued,
+             "stream": envelope.stream, "seq": envelope.source_seq}
+        )  # fmt: skip
+
+    def resolution(self, now: float, event_id: int, outcome: Outcome) -> None:
+        self._write({**_outcome(now, event_id, outcome), "kind": "resolution"})
+
+    def cover(self, edge_case: str, times: int) -> None:
+        self._write({"kind": "cover", "name": edge_case, "n": times})
+
+    def cost(self, item: str, costs: dict[str, Decimal]) -> None:
+        self._write({"kind": "cost", "item": item, "costs": {p: str(c) for p, c in costs.items()}})
+
+    def sample(self, now: float, queue_depth: int, value: Decimal, exceptions: int) -> None:
+        self._write(
+            {"kind": "sample", "t": now, "queue_depth": queue_depth, "drift_value": str(value),
+             "drift_exceptions": exceptions}
+        )  # fmt: skip
+
+    def heal_ended(self, unsent: int, in_flight: int) -> None:
+        self._write({"kind": "heal_ended", "unsent": unsent, "in_flight": in_flight})
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _outcome(now: float, event_id: int, outcome: Outcome) -> dict[str, Any]:
+    return {
+        "t": now,
+        "event": event_id,
+        "message_id": outcome.message_id,
+        "status": outcome.status.value,
+        "code": outcome.code.value if outcome.code else None,
+        "late": outcome.late,
+    }
+
+
+def read_trace(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a trace, in order; a run cut off mid-write ends at its last whole line."""
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        try:
+            for line in lines:
+                if line.endswith("\n"):
+                    yield json.loads(line)
+        except (EOFError, gzip.BadGzipFile):
+            return
