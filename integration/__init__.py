@@ -38,6 +38,7 @@ from integration.master import (
 from integration.messages import *  # noqa: F403 - the message types are public by design
 from integration.messages import __all__ as _message_names
 from integration.outcome import Outcome, Status
+from integration.periods import period_end, period_of
 from integration.reconcile import Check, Finding, Reconciliation
 from integration.settings import CoreSettings, NegativeStockPolicy
 from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
@@ -80,6 +81,9 @@ __all__ = [
     "Operation",
     "Routing",
     *_message_names,
+    # accounting periods: calendar months in the plant's time zone
+    "period_of",
+    "period_end",
     # ledger, stores, reconciliation
     "Account",
     "LedgerStore",

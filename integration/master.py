@@ -6,8 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from integration.money import LEDGER_LIMIT
 
@@ -42,6 +43,19 @@ Qty = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
 PositiveQty = Annotated[Decimal, Field(gt=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
 Money = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
 Code = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _known_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ValueError(f"unknown IANA time zone {name!r}") from error
+    return name
+
+
+# A plant's periods are months in its zone: a zone the database does not know is refused when
+# the settings are read, not at the first posting.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class Frozen(BaseModel):
@@ -92,7 +106,7 @@ class Item(Frozen):
 class Plant(Frozen):
     id: Code
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
 
 
 class Location(Frozen):

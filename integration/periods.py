@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-__all__ = ["period_of", "next_period", "posting_period"]
+__all__ = ["period_of", "period_end", "next_period", "posting_period"]
 
 
 @lru_cache(maxsize=64)
@@ -19,6 +19,16 @@ def period_of(moment: datetime, timezone: str) -> str:
     """The period (YYYY-MM) that a business moment falls in, in the plant's time zone."""
     local = moment.astimezone(_zone(timezone))
     return f"{local.year:04d}-{local.month:02d}"
+
+
+def period_end(period: str, timezone: str) -> datetime | None:
+    """The first moment after `period`: midnight starting the next month in the plant's time
+    zone. None when that moment is outside the calendar (the year 0000, or 9999-12)."""
+    year, month = (int(part) for part in next_period(period).split("-"))
+    try:
+        return datetime(year, month, 1, tzinfo=_zone(timezone))
+    except ValueError:
+        return None
 
 
 def next_period(period: str) -> str:

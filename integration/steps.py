@@ -9,6 +9,7 @@ does the in-memory state move, so a failed commit leaves both exactly as they we
 from __future__ import annotations
 
 from collections import deque
+from datetime import datetime
 
 from integration.clock import Clock
 from integration.envelope import Envelope, business_ids, payload_hash
@@ -107,6 +108,8 @@ class Steps:
             decision = decide(self.state, env)
         except MessageRejected as rejected:
             return self._reject(attempt, rejected.problems, advance)
+        if early := _not_ended(env, decision.period_end, self.clock.now()):
+            return self._reject(attempt, early, advance)
         return self._post(attempt, decision, advance)
 
     def _advanced_keys(self, advance: dict[str, int]) -> list[str]:
@@ -273,3 +276,30 @@ class Steps:
 
     def _dead_letter_write(self, attempt: Attempt, problems, waits_on) -> DeadLetterWrite:
         return dead_letter_write(self.state, attempt, problems, waits_on, self.clock.now())
+
+
+def _not_ended(env: Envelope, end: datetime | None, now: datetime) -> list[Problem]:
+    """Why a period close (`end`: when its period ends in the plant's zone; None for every
+    other message) is refused: dated before the end (a wrong message, refused for good), or
+    the core's clock not there yet (premature: a replay once the period has ended posts it)."""
+    problems: list[Problem] = []
+    if end is None:
+        return problems
+    if env.occurred_at < end:
+        problems.append(
+            Problem(
+                ErrorCode.PERIOD_NOT_ENDED,
+                f"the period ends at {end.isoformat()}; the close occurred at "
+                f"{env.occurred_at.isoformat()}",
+                "occurred_at",
+            )
+        )
+    if now < end:
+        problems.append(
+            Problem(
+                ErrorCode.PERIOD_NOT_ENDED,
+                f"the period ends at {end.isoformat()}; the core's clock is at {now.isoformat()}",
+                "period",
+            )
+        )
+    return problems

@@ -12,6 +12,7 @@ __all__ = ["main"]
 
 
 @click.group()
+@click.version_option(package_name="mfg-twin", prog_name="twin")
 def twin() -> None:
     """A digital twin of manufacturing plants driving a real ERP/MES integration core."""
 
@@ -129,7 +130,10 @@ def report(run_dir: str) -> None:
 def sweep(
     scenario_path, sets, replications, seed, workers, scheduler, out_dir, keep_runs, metrics, quiet
 ) -> None:
-    """What-if grid over SCENARIO with common random numbers and 95 % confidence intervals."""
+    """What-if grid over SCENARIO with common random numbers and 95 % confidence intervals.
+
+    Every variant is checked before anything runs (exit 2 naming the invalid ones); exit 1
+    when a replication failed, after the others finished."""
     from sim.sweep.session import sweep_scenario
 
     try:
@@ -141,8 +145,11 @@ def sweep(
         raise click.UsageError(str(error)) from error
     click.echo(outcome.headline())
     click.echo(f"report: {outcome.out / 'sweep.md'}")
-    for line in outcome.failure_lines():
+    failed = outcome.failure_lines()
+    for line in failed:
         click.echo(f"FAILED {line}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 @twin.command()

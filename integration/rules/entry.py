@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -21,11 +22,17 @@ def NO_CHANGE(state: BookState) -> None:  # noqa: N802 - a constant-like callabl
 
 class Decision(NamedTuple):
     """What a rule decided: one journal entry per plant whose books move, and the state change
-    to apply once those entries have committed. `plant` names the plant the message concerns."""
+    to apply once those entries have committed. `plant` names the plant the message concerns.
+
+    `period_end` (a period close only) is when the closed period ends in the plant's time zone:
+    the pipeline refuses the close (PERIOD_NOT_ENDED) if the message occurred before it or the
+    core's clock has not reached it. It is checked on submission, not when the books are
+    rebuilt from a ledger, which only re-applies what was posted."""
 
     plant: str | None
     entries: tuple[tuple[str, Posting], ...] = ()
     change: Callable[[BookState], None] = NO_CHANGE
+    period_end: datetime | None = None
 
     def apply_to(self, state: BookState) -> None:
         """Move `state` by this decision; call only once its entries have committed."""

@@ -19,6 +19,7 @@ from integration.messages import (
     PeriodClosed,
     QualityHold,
 )
+from integration.periods import period_end
 from integration.rules.entry import Decision, EntryBuilder
 from integration.rules.production import resolve_for_plant
 from integration.state import BookState
@@ -138,11 +139,17 @@ def _switches(checks, state, msg, envelope):
 def period_closed(state: BookState, envelope: Envelope) -> Decision:
     msg: PeriodClosed = envelope.message
     checks = Checks(state)
-    checks.plant(msg.plant)
+    end = None
+    if checks.plant(msg.plant):
+        end = period_end(msg.period, state.plants[msg.plant].timezone)
+        if end is None:
+            checks.fail(ErrorCode.SCHEMA_INVALID, f"{msg.period} is outside the calendar", "period")
     if msg.period in state.closed_periods.get(msg.plant, ()):
         checks.fail(ErrorCode.PERIOD_ALREADY_CLOSED, f"{msg.period} is closed", "period")
     checks.raise_if_any()
-    return Decision(msg.plant, (), lambda s: s.closed_periods[msg.plant].add(msg.period))
+    return Decision(
+        msg.plant, (), lambda s: s.closed_periods[msg.plant].add(msg.period), period_end=end
+    )
 
 
 def quality_hold(state: BookState, envelope: Envelope) -> Decision:

@@ -4,7 +4,8 @@ The twin runs in virtual time as for `twin run`, with its plants, sources and ne
 duplicates, losses with redelivery, renumbered resends, clock skew), but the pipes end in a
 tap instead of the simulated ERP endpoint: each delivery that would reach the integration
 layer is recorded with its virtual arrival time. The target under test *is* that integration
-layer, so its queueing, rate limits, outages and crashes are its own, not the twin's.
+layer, so its queueing, rate limits, outages and crashes are its own, not the twin's; the
+sources' outages are the twin's (their outboxes hold), the middleware's are the target's.
 
 Nothing the target answers can change the schedule: the same scenario and seed always give
 the same messages at the same virtual times (an open model).
@@ -26,6 +27,7 @@ from sim.run.measures import Measures
 from sim.run.runner import Progress, advance, build_world
 from sim.run.targets import NullTarget
 from sim.scenario.document import Scenario
+from sim.scenario.sections import System
 
 __all__ = ["Send", "Schedule", "make_schedule"]
 
@@ -106,9 +108,18 @@ class _Tap(Middleware):
         )
 
 
+def _twin_side(scenario: Scenario) -> Scenario:
+    """`scenario` without middleware outages: the target is the middleware, so those are its
+    own. The sources' outages (the ERP's as a sender too) stay: they shape the schedule."""
+    faults = scenario.faults
+    kept = tuple(o for o in faults.outages if o.system is not System.MIDDLEWARE)
+    return scenario.model_copy(update={"faults": faults.model_copy(update={"outages": kept})})
+
+
 def make_schedule(scenario: Scenario, progress: Progress | None = None) -> Schedule:
     """Simulate `scenario` up to its horizon, then let the sources flush and the network
     drain (as the heal phase of `twin run` does, faults off), recording every delivery."""
+    scenario = _twin_side(scenario)
     streams = Streams(scenario.seed)
     catalogue = Catalogue.generate(scenario, streams)
     measures = _Recording()

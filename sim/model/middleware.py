@@ -1,6 +1,7 @@
-"""The pipes between the plants and the ERP: a network that delays, duplicates and loses
-messages; a queue with consumers or a synchronous call with timeouts and retries; an ERP
-endpoint with a rate limit, outages and consumers that crash before or after commit."""
+"""The pipes between the plants and the ERP: a network that delays, duplicates, reorders and
+loses messages; a queue with consumers or a synchronous call with timeouts and retries, both
+stopped while the middleware is down; an ERP endpoint with a rate limit, outages and consumers
+that crash before or after commit. (A source that is down keeps its outbox: `Reporter`.)"""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from sim.model.truth import PhysicalEvent
 from sim.model.world import World
 from sim.run.targets import Target, TargetUnavailable
 from sim.scenario.document import Pattern
+from sim.scenario.sections import System
 
 __all__ = ["Middleware"]
 
 OK, LIMITED, DOWN, CRASHED = "ok", "429", "503", "crash"
+ERP_DOWN = (None, System.ERP)  # an outage without a system is the ERP endpoint's
 
 
 @dataclass(slots=True)
@@ -44,10 +47,8 @@ class Middleware:
         limit = integration.rate_limit
         self._bucket = max(1.0, limit) if limit is not None else 0.0  # ERP burst allowance
         self._tokens, self._refilled_at = self._bucket, 0.0
-        self._outages = [
-            (o.at.total_seconds(), (o.at + o.duration).total_seconds())
-            for o in self.scenario.faults.outages
-        ]
+        # stream -> message id -> a message held back behind the stream's next one
+        self._held_back: dict[str, dict[str, tuple[Envelope, PhysicalEvent]]] = {}
         if integration.pattern is Pattern.QUEUE:
             self.queue = simpy.Store(world.env)
             for _ in range(integration.consumers):
@@ -68,17 +69,58 @@ class Middleware:
         return sample_seconds(self._streams[f"network:{plant}"], self.scenario.faults.network_delay)
 
     def send(self, envelope: Envelope, event: PhysicalEvent) -> None:
+        """A source publishes `envelope`: held back behind its stream's next message (the
+        reorder fault), or onto the network, releasing what was held back behind it."""
         faults = self.scenario.faults
-        copies = 2 if self._fault("duplicate", faults.duplicate_rate) else 1
-        for _ in range(copies):
-            self._transmit(Delivery(envelope, event))
-        if envelope.stream is not None and self._fault(
-            "renumbered_resend", faults.renumbered_resend_rate
-        ):
+        stream = envelope.stream
+        if stream is not None and self._fault("reorder", faults.reorder_rate):
+            self._hold_back(stream, envelope, event)
+        else:
+            self._publish(envelope, event)
+            for held in self._held_back.pop(stream, {}).values():
+                self._release(held)
+        if stream is not None and self._fault("renumbered_resend", faults.renumbered_resend_rate):
             self.in_flight += 1  # pending: the heal phase waits for it
             self.world.after(
                 faults.redelivery_after.total_seconds(), lambda: self._renumber(envelope, event)
             )
+
+    def _publish(self, envelope: Envelope, event: PhysicalEvent) -> None:
+        """Onto the network: one copy, or several when the network duplicates it."""
+        copies = 1
+        if self._fault("duplicate", self.scenario.faults.duplicate_rate):
+            copies = self._copies()
+        for _ in range(copies):
+            self._transmit(Delivery(envelope, event))
+
+    def _copies(self) -> int:
+        """How many copies a duplicated message gets: `faults.duplicate_copies`, drawn from
+        a stream of its own only when it offers a choice."""
+        weights = self.scenario.faults.duplicate_copies
+        if len(weights) == 1:
+            return next(iter(weights))
+        rng = self._streams["fault:duplicate_copies"]
+        return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+    def _hold_back(self, stream: str, envelope: Envelope, event: PhysicalEvent) -> None:
+        """Publish this message right after the stream's next one (or after `reorder_hold`
+        if none comes by then): the stream arrives out of order."""
+        self._held_back.setdefault(stream, {})[envelope.message_id] = (envelope, event)
+        self.in_flight += 1  # pending: the heal phase waits for it
+
+        def give_up_waiting() -> None:
+            waiting = self._held_back.get(stream, {})
+            held = waiting.pop(envelope.message_id, None)
+            if held is not None:  # not yet gone behind a later message
+                if not waiting:
+                    del self._held_back[stream]
+                self._release(held)
+
+        self.world.after(self.scenario.faults.reorder_hold.total_seconds(), give_up_waiting)
+
+    def _release(self, held: tuple[Envelope, PhysicalEvent]) -> None:
+        self.in_flight -= 1
+        self._publish(*held)
 
     def _renumber(self, envelope: Envelope, event: PhysicalEvent) -> None:
         """An MES outbox replayed after a restart: same stream position, new id and new key.
@@ -106,6 +148,10 @@ class Middleware:
             return
         self.world.after(self._delay(delivery.event.plant), lambda: self._arrive(delivery))
 
+    def _middleware_down(self) -> float:
+        """When the middleware's outage that covers now ends; 0.0 when it is up."""
+        return self.world.down_until((System.MIDDLEWARE,))
+
     def _arrive(self, delivery: Delivery) -> None:
         if self.scenario.integration.pattern is Pattern.QUEUE:
             self._enqueue(delivery)
@@ -115,6 +161,11 @@ class Middleware:
     # --- pattern: queue ------------------------------------------------------------------------
     def _enqueue(self, delivery: Delivery) -> None:
         integration = self.scenario.integration
+        back_at = self._middleware_down()
+        if back_at:  # the broker refuses the publish; the sender tries again when it is back
+            self.world.measures.cover("outage")
+            self.world.after(back_at - self.world.env.now, lambda: self._enqueue(delivery))
+            return
         if len(self.queue.items) >= integration.buffer:
             self.world.measures.cover("buffer_full")
             self.world.after(integration.backoff.total_seconds(), lambda: self._enqueue(delivery))
@@ -128,6 +179,8 @@ class Middleware:
         integration = self.scenario.integration
         while True:
             delivery = yield self.queue.get()
+            while back_at := self._middleware_down():  # the broker hands nothing out
+                yield env.timeout(back_at - env.now)
             queued = env.now - delivery.queued_at
             while True:
                 answer, wait = yield from self._endpoint(delivery, queued)
@@ -176,6 +229,11 @@ class Middleware:
     def _request(self, delivery: Delivery, answered: simpy.Event):
         env = self.world.env
         yield env.timeout(self._delay(delivery.event.plant))
+        if self._middleware_down():  # no route to the ERP: the call fails at once
+            self.world.measures.cover("outage")
+            if not answered.triggered:
+                answered.succeed((DOWN, None))
+            return
         asked_at = env.now
         with self.server.request() as slot:
             self._peak = max(self._peak, len(self.server.queue))
@@ -190,8 +248,8 @@ class Middleware:
         """Serve one request: (answer, retry-after seconds or None)."""
         env = self.world.env
         now = env.now
-        outage_end = next((end for begin, end in self._outages if begin <= now < end), None)
-        if outage_end is not None and self.world.faults_on:
+        outage_end = self.world.down_until(ERP_DOWN)
+        if outage_end:
             self.world.measures.cover("outage")
             return DOWN, outage_end - now
         limited = self._rate_limited(now)

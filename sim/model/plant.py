@@ -131,7 +131,7 @@ class PlantModel:
             for size in (s for s in sizes if s > 0):
                 yield from self._wait_until_working(centre)
                 yield world.env.timeout(spec.run_time_per_unit.total_seconds() * size)
-                yield from self._wait_for_material(product, revision, seq, size)
+                yield from self._wait_for_material(order, product, revision, seq, size)
                 if not world.producing:
                     return good_total
                 scrap = 0
@@ -141,12 +141,12 @@ class PlantModel:
                 good_total += size - scrap
         return good_total
 
-    def _wait_for_material(self, product: str, revision: str, seq: int, units: int):
+    def _wait_for_material(self, order: str, product: str, revision: str, seq: int, units: int):
         """The floor cannot use parts that are not there: before it books a part it waits (the
         machine blocked) until the stores cover it, checking every half hour. Nothing yields
         between the last check and the backflush, so no other order takes the parts first."""
         world = self.world
-        reported = self.engineering.mes_revision(product, revision, counted=False)
+        reported = self.engineering.mes_revision(order, product, revision, seq, counted=False)
         lines = self._lines(product, reported, seq)
         waited = False
         while not all(self._can_cover(line, self._need(line, units)) for line in lines):
@@ -185,8 +185,9 @@ class PlantModel:
         world = self.world
         edge = world.scenario.edge_cases
         event = self._event("confirmation")
-        reported_revision = self.engineering.mes_revision(product, revision)
+        reported_revision = self.engineering.mes_revision(order, product, revision, seq)
         lots = self._backflush(event, self._lines(product, reported_revision, seq), good + scrap)
+        self.engineering.confirmed(order, seq)
         if lots and rng.random() < edge.missing_lot_rate:
             lots.pop(min(lots))
             world.measures.cover("missing_lot")
@@ -264,6 +265,7 @@ class PlantModel:
             return
         closed = self._event("close")
         del world.truth.open_orders[order]
+        self.engineering.closed(order)
         world.reporter(self.id, ERP).report(
             closed, WorkOrderClosed(work_order=order), f"CLO-{order}", f"ERP:{order}"
         )

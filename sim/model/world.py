@@ -3,6 +3,7 @@ measures, and the source systems that report events as messages."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,11 +17,12 @@ from sim.model.catalogue import Catalogue
 from sim.model.streams import Streams, sample_seconds
 from sim.model.truth import PhysicalEvent, Truth
 from sim.scenario.document import Reporting, Scenario
+from sim.scenario.sections import Outage, System
 
 if TYPE_CHECKING:
     from sim.run.measures import Measures
 
-__all__ = ["World", "Reporter"]
+__all__ = ["World", "Reporter", "Outages"]
 
 
 @dataclass
@@ -37,6 +39,17 @@ class World:
     faults_on: bool = True  # false in the heal phase
     unsent: int = 0  # messages reported but not yet handed to the middleware
     reporters: dict[tuple[str, SourceSystem], Reporter] = field(default_factory=dict)
+    outages: Outages = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outages = Outages(self.scenario.faults.outages)
+
+    def down_until(self, systems: tuple[System | None, ...], plant: str | None = None) -> float:
+        """When the outage of any of `systems` (at `plant`) that covers now ends; 0.0 when
+        none does, or in the heal phase."""
+        if not self.faults_on:
+            return 0.0
+        return self.outages.until(self.env.now, systems, plant)
 
     def at(self, seconds: float) -> datetime:
         return self.scenario.start + timedelta(seconds=seconds)
@@ -56,6 +69,28 @@ class World:
     def after(self, delay: float, action: Callable[[], Any]) -> None:
         """Run `action` `delay` seconds from now, without a process of its own."""
         self.env.timeout(max(delay, 0.0)).callbacks.append(lambda _event: action())
+
+
+class Outages:
+    """The scenario's outage windows, looked up by system and plant."""
+
+    def __init__(self, outages: tuple[Outage, ...]) -> None:
+        self._windows = [
+            (o.system, o.plant, o.at.total_seconds(), (o.at + o.duration).total_seconds())
+            for o in outages
+        ]
+
+    def until(self, now: float, systems: tuple[System | None, ...], plant: str | None) -> float:
+        """The end of the first listed window of `systems` (a plant's or all plants') that
+        covers `now`; 0.0 when none does. An overlapping window is found again at that end."""
+        return next(
+            (
+                end
+                for system, where, begin, end in self._windows
+                if begin <= now < end and system in systems and where in (None, plant)
+            ),
+            0.0,
+        )
 
 
 @dataclass(slots=True)
@@ -82,6 +117,10 @@ class Reporter:
         self._seqs: dict[str, int] = {}
         self._last_send = 0.0
         self.held: list[_Pending] = []
+        self.outbox: deque[_Pending] = deque()  # sent while down: goes out when it is back
+        # what, when down, keeps it from sending: itself and the middleware
+        self._systems = tuple(s for s in System if s in (source.value, System.MIDDLEWARE))
+        self._drain_due = 0.0
 
     def report(
         self,
@@ -113,7 +152,9 @@ class Reporter:
         self.world.after(send_at - now, lambda: self._send(pending))
 
     def flush(self) -> int:
-        """Send everything held back, spread over the burst window in the order it happened."""
+        """Send everything held back, spread over the burst window in the order it happened
+        (after whatever waits in the outbox, if the source is up)."""
+        self._drain()
         held, self.held = self.held, []
         spread = self.world.scenario.mes.burst_spread.total_seconds()
         offsets = sorted(self._rng.uniform(0, spread) for _ in held)
@@ -125,6 +166,28 @@ class Reporter:
         return len(held)
 
     def _send(self, pending: _Pending) -> None:
+        """Hand `pending` to the middleware; while this source or the middleware is down, or
+        older messages still wait, it waits in the outbox (order kept)."""
+        if self.outbox or self._blocked():
+            self.outbox.append(pending)
+            self.world.measures.cover("outage")
+        else:
+            self._emit(pending)
+
+    def _blocked(self) -> bool:
+        """Whether an outage keeps the source from sending now; if so, the outbox drains
+        when it ends."""
+        until = self.world.down_until(self._systems, self.plant)
+        if until and until != self._drain_due:
+            self._drain_due = until
+            self.world.after(until - self.world.env.now, self._drain)
+        return until > 0
+
+    def _drain(self) -> None:
+        while self.outbox and not self._blocked():
+            self._emit(self.outbox.popleft())
+
+    def _emit(self, pending: _Pending) -> None:
         world = self.world
         world.unsent -= 1
         now = world.env.now

@@ -20,23 +20,24 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sim.report.markdown import format_millis
+from sim.report.figures import (
+    PLOTS,
+    cdf_notice,
+    key_figures,
+    money_note,
+    plant_currencies,
+    verdict,
+    verdict_line,
+)
+from sim.report.plots import render_plots
+from sim.report.tables import Table, detail_tables, message_types_table
 from sim.report.trace import read_trace
-from sim.report.plots import PLOTS, render_plots
 from sim.scenario.document import Scenario, format_duration, load_scenario
 
 __all__ = ["METADATA_MARK", "message_types", "render_html", "run_metadata", "write_html_report"]
 
 METADATA_MARK = ("<!-- run-metadata -->", "<!-- /run-metadata -->")
-_PERCENTILES = (
-    ("p50", "p50"),
-    ("p90", "p90"),
-    ("p95", "p95"),
-    ("p99", "p99"),
-    ("p99_9", "p99.9"),
-    ("max", "max"),
-)
-_PARTS = ("report", "transport", "queue", "hold")
+_TILE_CSS = {True: "alarm", False: "ok", None: "info"}  # by Figure.alarm
 _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"  # no network, no script
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0 auto;max-width:72rem;
@@ -48,9 +49,19 @@ table{border-collapse:collapse;margin:.4rem 0 1rem}th,td{padding:.2rem .7rem;
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tr.part td{color:#5b6472;
  font-size:.92em}tr.part td:first-child{padding-left:1.8rem}tbody.wf{border-top:2px solid #cfd5df}
 .pass{color:#0a7d32;font-weight:600}.fail{color:#b3141b;font-weight:600}.muted{color:#8a93a2}
-.grid{display:flex;flex-wrap:wrap;gap:0 2.5rem}figure{margin:1rem 0 2rem}
+.grid{display:flex;flex-wrap:wrap;gap:0 2.5rem}.grid>div{max-width:34rem}figure{margin:1rem 0 2rem}
 figure img{max-width:100%;height:auto;border:1px solid #e6e9ef}figcaption{color:#5b6472}
 code{background:#f3f5f8;padding:0 .25rem;border-radius:3px}
+.verdict{border:2px solid #0a7d32;border-radius:6px;padding:.2rem 1rem;background:#f1faf4}
+.verdict.failed{border-color:#b3141b;background:#fdf2f2}.verdict.none{border-color:#8a93a2;
+ background:#f6f7f9}.verdict .headline{font-size:1.3rem;font-weight:700;margin:.5rem 0}
+.verdict table{background:#fff}tr.failed td{background:#fbe3e3}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:.6rem}
+.tile{border:1px solid #d8dde6;border-radius:6px;padding:.45rem .7rem}
+.tile .label{color:#5b6472;font-size:.9em}.tile .value{font-size:1.35rem;font-weight:600;
+ font-variant-numeric:tabular-nums}.tile .note{color:#5b6472;font-size:.85em}
+.tile.ok .value{color:#0a7d32}.tile.alarm{border:2px solid #b3141b;background:#fdf2f2}
+.tile.alarm .value{color:#b3141b}p.notice{border-left:3px solid #c98a00;padding-left:.6rem}
 """
 
 
@@ -85,7 +96,7 @@ def message_types(trace: Path) -> Counter[str] | None:
 
 
 def _git_commit() -> str | None:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # sim/report/html.py -> the checkout
     if not (root / ".git").exists():
         return None
     try:
@@ -132,100 +143,115 @@ def run_metadata(summary: dict[str, Any], scenario_text: str) -> list[tuple[str,
     ]
 
 
-def _assertions(summary: dict[str, Any]) -> str:
-    results = summary.get("assertions", [])
-    if not results:
-        return "<p class=muted>The scenario asserts nothing.</p>"
+def _verdict(summary: dict[str, Any]) -> str:
+    """The headline and every assertion, the failed ones first."""
+    failed, passed = verdict(summary)
+    css = "failed" if failed else "passed" if passed else "none"
+    errors = any(r.get("error") for r in failed + passed)  # an error column only when needed
     rows = "".join(
-        f"<tr><td class={'pass' if r['passed'] else 'fail'}>{'PASS' if r['passed'] else 'FAIL'}"
+        f"<tr{' class=failed' if not r['passed'] else ''}>"
+        f"<td class={'pass' if r['passed'] else 'fail'}>{'PASS' if r['passed'] else 'FAIL'}"
         f"</td><td><code>{_e(r['expr'])}</code></td><td class=n>{_e(r['value'])}</td>"
-        f"<td>{_e(r.get('error') or '')}</td></tr>"
-        for r in results
+        + (f"<td>{_e(r.get('error') or '')}</td>" if errors else "")
+        + "</tr>"
+        for r in failed + passed
     )
-    passed = sum(r["passed"] for r in results)
+    table = (
+        "<table><thead><tr><th>result</th><th>assertion</th><th class=n>value</th>"
+        + ("<th>error</th>" if errors else "")
+        + f"</tr></thead><tbody>{rows}</tbody></table>"
+        if rows
+        else ""
+    )
+    load = summary.get("load")
+    warning = ""
+    if load is not None:
+        from sim.load.report import fell_behind_text
+
+        text = fell_behind_text(load)
+        warning = f"<p class=fail>{_e(text)}</p>" if text else ""
     return (
-        f"<p><b>{passed} of {len(results)}</b> assertions hold.</p><table><thead><tr>"
-        f"<th>result</th><th>assertion</th><th class=n>value</th><th>error</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+        f'<section id="verdict" class="verdict {css}"><p class=headline>'
+        f"{_e(verdict_line(summary))}</p>{table}{warning}</section>"
     )
 
 
-def _key_figures(s: dict[str, Any]) -> list[list[Any]]:
-    dup, drift, ledger = s["duplicates"], s["drift"], s["ledger"]
-    books = "balanced" if ledger["balanced"] else "NOT balanced"
-    return [
-        ["physical events", s["events"]["truth"]],
-        ["messages sent", s["events"]["messages"]],
-        ["first-pass success rate", f"{s.get('first_pass_rate', 0) * 100:.1f} %"],
-        ["duplicates delivered", dup["delivered"]],
-        ["duplicates detected", dup["detected"]],
-        ["duplicates posted (must be 0)", dup["posted"]],
-        ["late postings", s["late_postings"]],
-        ["negative-stock exceptions", s["negative_stock_events"]],
-        ["ledger", f"{books}, {ledger['entries']} entries"],
-        ["drift, worst in flight", drift["max_value"]],
-        ["drift after healing", f"{drift['final_value']} ({drift['final_exceptions']} keys)"],
-        ["… explained by open dead letters", drift.get("final_explained_value", "–")],
-        ["… unexplained (must be 0)", drift["final_unexplained_value"]],
-    ]
-
-
-def _summary_tables(s: dict[str, Any], series, types: Counter[str] | None) -> str:
-    dead = s["dead_letters"]
-    key = _table(["figure", "value"], _key_figures(s), {1})
-    by_type = "<p class=muted>No trace in the run directory.</p>"
-    if types is not None:
-        total = sum(types.values())
-        ranked = sorted(types.items(), key=lambda item: (-item[1], item[0]))
-        rows = [[name, n, f"{n / total * 100:.1f} %"] for name, n in ranked]
-        by_type = _table(["message type", "sent", "share"], rows, {1, 2})
-    outcomes = _table(["core answer", "count"], sorted(s.get("outcomes", {}).items()), {1})
-    seen: Counter[str] = Counter()
-    for row in series:
-        seen.update(row["dead_letters_by_code"])
-    codes = sorted(set(seen) | set(dead["by_code"]))
-    dead_rows = [[c, seen.get(c, 0), dead["by_code"].get(c, 0)] for c in codes]
-    dead_html = (
-        f"<p>{dead['total']} in all, {dead['replayed']} replayed, "
-        f"{dead['remaining']} remaining.</p>"
-        + _table(["code", "rejected in sampled intervals", "open at the end"], dead_rows, {1, 2})
-    )
-    coverage = _table(["edge case", "times"], sorted(s.get("coverage", {}).items()), {1})
-    cell = "<div><h3>{}</h3>{}</div>"
+def _tiles(summary: dict[str, Any], currencies: tuple[str, ...]) -> str:
+    """The key figures as tiles, by group; a broken must is drawn as an alarm."""
+    groups = []
+    for title, figures in key_figures(summary, currencies):
+        tiles = "".join(
+            f'<div class="tile {_TILE_CSS[figure.alarm]}"><div class=label>{_e(figure.label)}'
+            f"</div><div class=value>{_e(figure.value)}</div>"
+            f"<div class=note>{_e(figure.note)}</div></div>"
+            for figure in figures
+        )
+        groups.append(f"<h3>{_e(title)}</h3><div class=tiles>{tiles}</div>")
     return (
-        "<div class=grid>"
-        + cell.format("Key figures", key)
-        + cell.format("Messages by type", by_type)
-        + cell.format("Outcomes", outcomes)
-        + cell.format("Dead letters by code", dead_html)
-        + cell.format("Edge cases exercised", coverage)
+        '<section id="key-figures"><h2>Key figures</h2>'
+        + "".join(groups)
+        + f"<p class=muted>{_e(money_note(currencies))}</p></section>"
+    )
+
+
+def _plots(plots: dict[str, bytes], latency: dict[str, Any]) -> str:
+    figures = []
+    for name, png in plots.items():
+        notice = cdf_notice(latency) if name == "latency_cdf" else ""
+        figures.append(
+            f'<figure id="plot-{_e(name)}"><img alt="{_e(PLOTS[name])}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+            f"<figcaption>{_e(PLOTS[name])} (plots/{_e(name)}.png)</figcaption>"
+            + (f"<p class=notice>{_e(notice)}</p>" if notice else "")
+            + "</figure>"
+        )
+    return '<section id="plots"><h2>Plots</h2>' + "".join(figures) + "</section>"
+
+
+def _detail_table(table: Table) -> str:
+    """A detail table under its title; a row in `table.parts` is indented under the row above,
+    and each top row starts a group."""
+    slug = table.title.lower().replace(" ", "-")
+    head = "".join(
+        f"<th{' class=n' if i in table.numeric else ''}>{_e(h)}</th>"
+        for i, h in enumerate(table.headers)
+    )
+    groups: list[list[str]] = []
+    for n, row in enumerate(table.rows):
+        cells = "".join(
+            f"<td{' class=n' if i in table.numeric else ''}>{_e(c)}</td>" for i, c in enumerate(row)
+        )
+        if n in table.parts:
+            groups[-1].append(f"<tr class=part>{cells}</tr>")
+        else:
+            groups.append([f"<tr>{cells}</tr>"])
+    tbody = "<tbody class=wf>" if table.parts else "<tbody>"
+    body = "".join(tbody + "".join(rows) + "</tbody>" for rows in groups)
+    if table.rows:
+        body = f"<table><thead><tr>{head}</tr></thead>{body}</table>"
+    elif not table.note:
+        body = "<p class=muted>none</p>"
+    note = f"<p class=muted>{_e(table.note)}</p>" if table.note else ""
+    return f'<div id="{_e(slug)}"><h3>{_e(table.title)}</h3>{body}{note}</div>'
+
+
+def _detail(
+    summary: dict[str, Any],
+    currencies: tuple[str, ...],
+    series: list[dict[str, Any]],
+    types: Counter[str] | None,
+) -> str:
+    """The latency table across the page, the smaller tables side by side, the load section."""
+    latency, *others = detail_tables(summary, currencies, series)
+    others.append(message_types_table(types))
+    return (
+        '<section id="detail"><h2>Detail</h2>'
+        + _detail_table(latency)
+        + "<div class=grid>"
+        + "".join(_detail_table(table) for table in others)
         + "</div>"
-    )
-
-
-def _latency(latency: dict[str, Any]) -> str:
-    head = "".join(f"<th class=n>{_e(label)}</th>" for _key, label in _PERCENTILES)
-    bodies = []
-    for workflow, figures in latency.items():
-
-        def row(name: str, f: dict[str, Any], css: str = "") -> str:
-            cells = "".join(
-                f"<td class=n>{_e(format_millis(f.get(k)))}</td>" for k, _ in _PERCENTILES
-            )
-            return f"<tr{css}><td>{_e(name)}</td><td class=n>{_e(f['count'])}</td>{cells}</tr>"
-
-        parts = figures.get("parts", {})
-        rows = [row(workflow, figures)]
-        rows += [row(part, parts[part], " class=part") for part in _PARTS if part in parts]
-        bodies.append("<tbody class=wf>" + "".join(rows) + "</tbody>")
-    if not bodies:
-        return "<p class=muted>Nothing was posted.</p>"
-    return (
-        f"<table><thead><tr><th>workflow / part</th><th class=n>count</th>{head}</tr></thead>"
-        + "".join(bodies)
-        + "</table><p class=muted>Occurred → committed in virtual time; "
-        "indented rows are its parts (reporting delay, transport, queue wait, hold). Values "
-        "are recorded at ≥ 1 ms, so 1 ms means none.</p>"
+        + _load(summary.get("load"))
+        + "</section>"
     )
 
 
@@ -238,7 +264,7 @@ def _load(load: dict[str, Any] | None) -> str:
     warning = fell_behind_text(load)
     items = "".join(f"<li>{_e(line)}</li>" for line in describe(load))
     return (
-        "<h2>Load test of a live target</h2>"
+        "<h3>Load test of a live target</h3>"
         + (f"<p class=fail>{_e(warning)}</p>" if warning else "")
         + f"<ul>{items}</ul>"
         + _table(HEADERS, latency_rows(load), numeric=set(range(1, len(HEADERS))))
@@ -255,20 +281,9 @@ def render_html(
     metadata: list[tuple[str, str]],
     series: list[dict[str, Any]],
 ) -> str:
-    """The whole page as text."""
-    figures = "".join(
-        f'<figure id="plot-{_e(name)}"><img alt="{_e(PLOTS[name])}" src="data:image/png;base64,'
-        f'{base64.b64encode(png).decode("ascii")}"><figcaption>{_e(PLOTS[name])} '
-        f"(plots/{_e(name)}.png)</figcaption></figure>"
-        for name, png in plots.items()
-    )
+    """The whole page as text: verdict, key figures, plots, then the detail."""
     title = f"{summary['scenario']} (seed {summary['seed']})"
-    failed = [r for r in summary.get("assertions", []) if not r["passed"]]
-    verdict = (
-        f"<span class=fail>{len(failed)} assertion(s) failed</span>"
-        if failed
-        else "<span class=pass>all assertions hold</span>"
-    )
+    currencies = plant_currencies(scenario)
     meta = _table(["field", "value"], [list(pair) for pair in metadata])
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -282,19 +297,14 @@ def render_html(
 <body>
 <h1>{_e(title)}</h1>
 <p>{_e(scenario.description)}</p>
-<p>{_e(scenario.start.isoformat())} + {_e(format_duration(scenario.horizon))} virtual time,
-then a heal phase of up to {_e(format_duration(scenario.measures.heal))};
-{_e(len(scenario.plants))} plant(s),
-{_e(scenario.integration.pattern.value)} integration. Verdict: {verdict}.</p>
-<h2>Assertions</h2>
-{_assertions(summary)}
-<h2>Summary</h2>
-{_summary_tables(summary, series, types)}
-<h2>Latency per workflow</h2>
-{_latency(summary["latency_ms"])}
-{_load(summary.get("load"))}
-<h2>Plots</h2>
-{figures}
+<p class=muted>{_e(scenario.start.isoformat())} + {_e(format_duration(scenario.horizon))}
+virtual time, then a heal phase of up to {_e(format_duration(scenario.measures.heal))};
+{_e(len(scenario.plants))} plant(s) in {_e(", ".join(currencies))},
+{_e(scenario.integration.pattern.value)} integration.</p>
+{_verdict(summary)}
+{_tiles(summary, currencies)}
+{_plots(plots, summary["latency_ms"])}
+{_detail(summary, currencies, series, types)}
 <h2>Run</h2>
 {METADATA_MARK[0]}{meta}{METADATA_MARK[1]}
 </body>

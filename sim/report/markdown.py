@@ -1,107 +1,87 @@
-"""report.md: a short human report of one run, from its summary."""
+"""report.md: the run report in Markdown, in the order of report.html: the verdict, the key
+figures, the plots (links into plots/), then the detail tables."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["render_markdown", "format_millis"]
+from sim.report.figures import PLOTS, cdf_notice, key_figures, money_note, verdict, verdict_line
+from sim.report.tables import Table, detail_tables
 
-_COLUMNS = ("p50", "p90", "p95", "p99", "p99_9", "max")
-_PARTS = ("report", "transport", "queue", "hold")
-
-
-def _latency_table(latency: dict[str, Any]) -> list[str]:
-    rows = [
-        "| workflow | count | p50 | p90 | p95 | p99 | p99.9 | max |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for workflow, figures in latency.items():
-        cells = [format_millis(figures.get(name)) for name in _COLUMNS]
-        rows.append(f"| {workflow} | {figures['count']} | " + " | ".join(cells) + " |")
-    return rows
+__all__ = ["render_markdown"]
 
 
-def _parts_table(latency: dict[str, Any]) -> list[str]:
-    """p50 / p99 of each latency part per workflow."""
-    rows = [
-        "| workflow | " + " | ".join(f"{part} p50 / p99" for part in _PARTS) + " |",
-        "|---|" + "---:|" * len(_PARTS),
-    ]
-    for workflow, figures in latency.items():
-        parts = figures.get("parts", {})
-        cells = [
-            f"{format_millis(parts[part]['p50'])} / {format_millis(parts[part]['p99'])}"
-            if part in parts
-            else "–"
-            for part in _PARTS
-        ]
-        rows.append(f"| {workflow} | " + " | ".join(cells) + " |")
-    return rows
+def _assertion(result: dict[str, Any]) -> str:
+    mark = "PASS" if result["passed"] else "**FAIL**"
+    error = f"; {result['error']}" if result.get("error") else ""
+    return f"- {mark} `{result['expr']}` (value {result['value']}{error})"
 
 
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
+def _key_figures(summary: dict[str, Any], currencies: tuple[str, ...]) -> list[str]:
+    lines = ["## Key figures", ""]
+    for title, figures in key_figures(summary, currencies):
+        lines += [f"### {title}", ""]
+        for figure in figures:
+            value = f"**{figure.value}**" if figure.alarm is not None else figure.value
+            flag = " — **FAIL**" if figure.alarm else ""
+            note = f" ({figure.note})" if figure.note else ""
+            lines.append(f"- {figure.label}: {value}{flag}{note}")
+        lines.append("")
+    return lines + [money_note(currencies), ""]
 
 
-def format_millis(millis: int | None) -> str:
-    """A latency for people: `850 ms`, `2.50 s`, `4.2 min`, `7.9 h`."""
-    if millis is None:
-        return "–"
-    if millis >= 3_600_000:
-        return f"{millis / 3_600_000:.1f} h"
-    if millis >= 60_000:
-        return f"{millis / 60_000:.1f} min"
-    return f"{millis / 1000:.2f} s" if millis >= 1000 else f"{millis} ms"
+def _plots(summary: dict[str, Any]) -> list[str]:
+    lines = ["## Plots", ""]
+    for name, caption in PLOTS.items():
+        lines += [f"![{caption}](plots/{name}.png)", ""]
+        if name == "latency_cdf" and cdf_notice(summary["latency_ms"]):
+            lines += [cdf_notice(summary["latency_ms"]), ""]
+    return lines
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
-    """A short human report of one run."""
-    duplicates, drift = summary["duplicates"], summary["drift"]
-    dead = summary["dead_letters"]
+def _table(table: Table) -> list[str]:
+    lines = [f"### {table.title}", ""]
+    if table.rows:
+        align = ["---:" if i in table.numeric else "---" for i in range(len(table.headers))]
+        lines += ["| " + " | ".join(table.headers) + " |", "|" + "|".join(align) + "|"]
+        for n, row in enumerate(table.rows):
+            cells = [f"↳ {row[0]}" if n in table.parts else row[0], *row[1:]]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    elif not table.note:
+        lines += ["none", ""]
+    return lines + ([table.note, ""] if table.note else [])
+
+
+def render_markdown(
+    summary: dict[str, Any],
+    currencies: tuple[str, ...] = (),
+    series: Sequence[dict[str, Any]] = (),
+) -> str:
+    """The run report; `currencies` are the plants' (drift is valued in them), `series` the
+    per-interval samples (dead letters rejected per interval)."""
+    failed, passed = verdict(summary)
     lines = [
         f"# {summary['scenario']} (seed {summary['seed']})",
         "",
-        f"{summary['events']['truth']} physical events, {summary['events']['messages']} messages; "
-        f"ledger {'balanced' if summary['ledger']['balanced'] else 'NOT balanced'} "
-        f"with {summary['ledger']['entries']} entries.",
+        "## Verdict",
         "",
-        "## Correctness",
+        f"**{verdict_line(summary)}**",
         "",
-        f"- duplicates: {duplicates['delivered']} delivered, {duplicates['detected']} detected, "
-        f"**{duplicates['posted']} posted**",
-        f"- drift after healing: {drift['final_value']} at standard cost "
-        f"({drift['final_explained_value']} explained by open dead letters, "
-        f"**{drift['final_unexplained_value']} unexplained**); "
-        f"worst in flight {drift['max_value']}",
-        f"- dead letters: {dead['total']} in all, {dead['replayed']} replayed, "
-        f"{dead['remaining']} remaining"
-        + (f" ({_counts(dead['by_code'])})" if dead["by_code"] else ""),
-        f"- late postings: {summary['late_postings']}; "
-        f"negative-stock events: {summary['negative_stock_events']}",
-        f"- core answers: {_counts(summary.get('outcomes', {}))}; first-pass success "
-        f"{summary.get('first_pass_rate', 0) * 100:.1f} %",
-        "",
-        "## Latency (occurred → committed, virtual time)",
-        "",
-        *_latency_table(summary["latency_ms"]),
-        "",
-        "Its parts (reporting delay, transport, queue wait, hold; 1 ms means none):",
-        "",
-        *_parts_table(summary["latency_ms"]),
-        "",
-        "## Edge cases exercised",
-        "",
-        _counts(summary["coverage"]),
-        "",
+        *(_assertion(result) for result in failed + passed),
+        *([""] if failed or passed else []),
     ]
+    if "load" in summary:
+        from sim.load.report import fell_behind_text
+
+        warning = fell_behind_text(summary["load"])
+        lines += [f"**{warning}**", ""] if warning else []
+    lines += _key_figures(summary, currencies) + _plots(summary) + ["## Detail", ""]
+    for table in detail_tables(summary, currencies, series):
+        lines += _table(table)
     if "load" in summary:
         from sim.load.report import load_lines
 
         lines += load_lines(summary["load"])
-    if summary["assertions"]:
-        lines += ["## Assertions", ""]
-        for result in summary["assertions"]:
-            mark = "PASS" if result["passed"] else "FAIL"
-            lines.append(f"- {mark} `{result['expr']}` (value {result['value']})")
-        lines.append("")
     return "\n".join(lines)

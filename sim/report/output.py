@@ -9,7 +9,9 @@ from typing import Any
 
 import yaml
 
+from sim.report.figures import plant_currencies
 from sim.report.markdown import render_markdown
+from sim.scenario.document import load_scenario
 
 __all__ = ["write_run", "write_scenario"]
 
@@ -24,11 +26,13 @@ def write_run(
     out: Path, summary: dict[str, Any], series: list[dict[str, Any]], histograms: dict
 ) -> None:
     """summary.json, series.json, histograms.json (HdrHistogram-encoded latency per workflow
-    and part), report.md, and report.html with plots/*.png into the run directory."""
+    and part), report.md, and report.html with plots/*.png into the run directory (where
+    `write_scenario` has put scenario.yaml: the reports read the plants' currencies there)."""
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "series.json").write_text(json.dumps(series, default=str) + "\n")
     (out / "histograms.json").write_text(json.dumps(histograms, indent=1) + "\n")
-    (out / "report.md").write_text(render_markdown(summary))
+    currencies = plant_currencies(load_scenario(out / "scenario.yaml"))
+    (out / "report.md").write_text(render_markdown(summary, currencies, series))
     from sim.report.html import write_html_report  # matplotlib: only when a report is written
 
     write_html_report(out)

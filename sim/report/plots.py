@@ -25,25 +25,29 @@ from hdrh.histogram import HdrHistogram
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from sim.model.calendar import ShiftCalendar
+from sim.report.figures import (
+    MIN_CDF_SAMPLES,
+    PLOTS,
+    format_millis,
+    format_money,
+    plant_currencies,
+)
 from sim.scenario.document import Scenario
 
 __all__ = ["PLOTS", "latency_cdf_points", "render_plots", "shift_boundaries"]
 
-# file stem -> caption, in report order
-PLOTS = {
-    "latency_cdf": "Latency CDF per workflow (occurred → committed, virtual time)",
-    "p99_over_time": "p99 latency per sample interval, with shift ends",
-    "traffic": "Arrivals, throughput and queue depth per sample interval",
-    "drift": "Reconciliation drift (value and exceptions); the heal phase is shaded",
-    "dead_letters": "Dead letters by code per sample interval",
-}
 _DPI = 100
 _SIZE = (10.0, 5.0)
 _TALL = (10.0, 6.5)
 _MAX_SHIFT_LINES = 400  # beyond that, lines would only grey the plot out
+# latency ticks (ms) at round values of the report's units (ms, s, min, h); the fine ones when
+# fewer than three coarse ones fall in the range
+_COARSE_TICKS = (1, 10, 100, 1e3, 1e4, 6e4, 6e5, 3.6e6, 3.6e7, 3.6e8)
+_FINE_TICKS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 3e4, 6e4, 1.2e5,
+               3e5, 6e5, 1.2e6, 1.8e6, 3.6e6, 7.2e6, 1.8e7, 3.6e7, 7.2e7, 1.8e8, 3.6e8)  # fmt: skip
 
 
 def shift_boundaries(scenario: Scenario, until: float) -> list[float]:
@@ -63,7 +67,7 @@ def shift_boundaries(scenario: Scenario, until: float) -> list[float]:
 
 
 def latency_cdf_points(encoded: str) -> tuple[list[float], list[float]]:
-    """(latency in seconds, cumulative fraction) at every recorded value of an encoded
+    """(latency in milliseconds, cumulative fraction) at every recorded value of an encoded
     HdrHistogram (values are milliseconds, at least 1); the last fraction is 1."""
     histogram = HdrHistogram.decode(encoded)
     total = histogram.get_total_count()
@@ -72,7 +76,7 @@ def latency_cdf_points(encoded: str) -> tuple[list[float], list[float]]:
     counts = numpy.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
     indices = numpy.flatnonzero(counts)  # the recorded iterator walks every bucket: slow
     xs = [
-        histogram.get_highest_equivalent_value(histogram.get_value_from_index(int(i))) / 1000
+        float(histogram.get_highest_equivalent_value(histogram.get_value_from_index(int(i))))
         for i in indices
     ]
     ys = (numpy.cumsum(counts[indices], dtype=numpy.float64) / total).tolist()
@@ -141,28 +145,50 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
         ax.legend(**kwargs)
 
 
+def _latency_axis(axis) -> None:
+    """A log axis of milliseconds labelled like the report's tables (`100 ms`, `1 min`)."""
+    low, high = axis.get_view_interval()
+    ticks = [tick for tick in _COARSE_TICKS if low <= tick <= high]
+    if len(ticks) < 3:
+        ticks = [tick for tick in _FINE_TICKS if low <= tick <= high]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_minor_locator(NullLocator())
+    axis.set_major_formatter(FuncFormatter(lambda ms, _pos: _round_millis(ms)))
+
+
+def _round_millis(millis: float) -> str:
+    """format_millis without the zeros of a round value: `1 s`, `10 min`."""
+    number, unit = format_millis(millis).split(" ")
+    return f"{float(number):g} {unit}"
+
+
 def _latency_cdf(histograms: dict[str, dict[str, str]], scenario: Scenario, _s, _t) -> Figure:
     figure, (ax,) = _figure((10.0, 5.5), right=0.72)
     colours = matplotlib.colormaps["tab20"].colors
-    drawn = 0
+    drawn, thin = 0, []
     for n, workflow in enumerate(sorted(histograms)):
         encoded = histograms[workflow]["total"]
-        xs, ys = latency_cdf_points(encoded)
-        if not xs:
-            continue
         count = HdrHistogram.decode(encoded).get_total_count()
+        if count < MIN_CDF_SAMPLES:
+            thin += [f"{workflow} (n={count})"] if count else []
+            continue
+        xs, ys = latency_cdf_points(encoded)
         ax.step([xs[0], *xs], [0.0, *ys], where="post", color=colours[(2 * n) % 20 + n // 10 % 2],
                 linestyle=("-", "--")[n // 10 % 2], label=f"{workflow} (n={count})")  # fmt: skip
         drawn += 1
     if drawn:
         ax.set_xscale("log")
+        _latency_axis(ax.xaxis)
         ax.axhline(0.99, color="0.4", linestyle=":", linewidth=0.9)
         ax.text(1.0, 0.99, " p99", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
         ax.legend(loc="upper left", bbox_to_anchor=(1.06, 1.0), fontsize=8, title="workflow")
     else:
-        _empty(ax, "no postings")
+        _empty(ax, "no workflow has enough postings for a CDF" if thin else "no postings")
+    if thin:
+        figure.text(0.745, 0.1, f"too few samples (< {MIN_CDF_SAMPLES}), not drawn:\n"
+                    + "\n".join(thin), fontsize=8, color="0.3", va="bottom")  # fmt: skip
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("latency, occurred → committed (s, log scale)")
+    ax.set_xlabel("latency, occurred → committed (log scale)")
     ax.set_ylabel("fraction of postings ≤ latency")
     ax.set_title(f"{scenario.name}: latency CDF per workflow")
     ax.grid(True, which="both", alpha=0.3)
@@ -171,15 +197,17 @@ def _latency_cdf(histograms: dict[str, dict[str, str]], scenario: Scenario, _s, 
 
 def _p99_over_time(_h, scenario: Scenario, series, time: _Time) -> Figure:
     figure, (ax,) = _figure()
-    points = [(time.x(row["t_s"]), row["p99_ms"] / 1000) for row in series if row["p99_ms"] > 0]
+    points = [(time.x(row["t_s"]), row["p99_ms"]) for row in series if row["p99_ms"] > 0]
     if points:
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", markersize=3, color="tab:blue", label="p99 of the interval")
         ax.set_yscale("log")
+        ax.set_ylim(min(ys) / 1.5, max(ys) * 1.5)
+        _latency_axis(ax.yaxis)
     else:
         _empty(ax, "no postings sampled")
     time.decorate(ax)
-    ax.set_ylabel("p99 latency (s, log scale)")
+    ax.set_ylabel("p99 latency (log scale)")
     ax.set_title(f"{scenario.name}: p99 latency over time (all workflows, per interval)")
     _legend(ax, loc="best", fontsize=8)
     return figure
@@ -216,22 +244,25 @@ def _drift(_h, scenario: Scenario, series, time: _Time, final: dict[str, Any]) -
              color="tab:red", label="value drift at the sample")  # fmt: skip
     bottom.plot(xs, [row["drift_exceptions"] for row in series], marker="o", markersize=3,
                 color="tab:orange", label="keys that differ at the sample")  # fmt: skip
+    currencies = plant_currencies(scenario)
     if final:
         at = time.x(time.heal_end)
         top.plot([at], [float(final["final_value"])], marker="D", color="black", linestyle="",
                  clip_on=False,
-                 label=f"after healing: {final['final_value']} "
-                       f"({final['final_unexplained_value']} unexplained)")  # fmt: skip
+                 label=f"after healing: {format_money(final['final_value'], currencies)} "
+                       f"({format_money(final['final_unexplained_value'], currencies)} "
+                       "unexplained)")  # fmt: skip
         bottom.plot([at], [final["final_exceptions"]], marker="D", color="black", linestyle="",
                     clip_on=False,
                     label=f"after healing: {final['final_exceptions']}")  # fmt: skip
     for ax in (top, bottom):
         time.decorate(ax)
     top.set_ylim(bottom=0)
+    top.yaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:,.0f}"))
     _counts(bottom)
     top.set_xlabel("")
-    currencies = "/".join(sorted({plant.currency for plant in scenario.plants}))
-    top.set_ylabel(f"|truth − book| at standard cost ({currencies})")
+    unit = currencies[0] if len(currencies) == 1 else " + ".join(currencies) + ", unconverted"
+    top.set_ylabel(f"|truth − book| at standard cost ({unit})")
     bottom.set_ylabel("reconciliation exceptions")
     top.set_title(f"{scenario.name}: reconciliation drift, truth vs book")
     _legend(top, loc="best", fontsize=8)

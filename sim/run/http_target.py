@@ -37,6 +37,7 @@ from sim.run.targets import (
     TargetUnavailable,
     by_location,
     finding_text,
+    first_codes,
     replay_rounds,
 )
 
@@ -149,8 +150,8 @@ class HttpTarget:
         return [outcome_from(o) for o in expired], replay_rounds(replay)
 
     def books(self) -> Books:
-        """Reconciliation (with the service's count of negative-stock exceptions), open dead
-        letters and stock."""
+        """Reconciliation (with the service's count of negative-stock exceptions), dead letters
+        (open ones, and every one by its first code) and stock."""
         result = self._call("GET", "/v1/reconciliation", self._read_key)
         every = self._call("GET", "/v1/dead-letters?status=any", self._read_key)["dead_letters"]
         letters = [letter for letter in every if letter["status"] == "open"]
@@ -167,6 +168,7 @@ class HttpTarget:
             negative_stock_events=int(result["stock_exceptions"]),
             dead_letters_total=len(every),
             dead_letters_replayed=sum(letter["status"] == "replayed" for letter in every),
+            dead_letters_by_first_code=first_codes(letter["history"] for letter in every),
         )
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Memory stays flat over the horizon: histograms, counters, sampled series, and per event only a
 small array slot for how often it was delivered and applied. Events are kept in full only
-while the core holds or has dead-lettered their message.
+from their report until the core first answers their message, and while the core holds or has
+dead-lettered it.
 """
 
 from __future__ import annotations
@@ -101,9 +102,10 @@ class Measures:
         self.interval_latency = _histogram()
         self._applied = array("H")
         self._deliveries = array("H")
-        # Held or dead-lettered messages: id -> [event, parked at, copies]. Several copies of one
-        # id park only with idempotency off, and each may later post.
+        # Held or dead-lettered messages: id -> [event, parked at, copies, last status]. Several
+        # copies of one id park only with idempotency off, and each may later post.
         self._parked: dict[str, list] = {}
+        self._unanswered: dict[int, PhysicalEvent] = {}  # reported, no message answered yet
         self._stream_max: dict[str, int] = {}
         self.series: list[dict[str, Any]] = []
         self._interval_counts: Counter[str] = Counter()
@@ -142,13 +144,15 @@ class Measures:
 
     def reported(self, event: PhysicalEvent) -> None:
         """A source has recorded `event` (its stock effects are final): into the trace, so a
-        rebuild knows every event, sent or not."""
+        rebuild knows every event, sent or not. Unanswered until a message of it is."""
+        self._unanswered[event.id] = event
         if self.trace is not None:
             self.trace.truth(event)
 
     def _delivered(self, envelope: Envelope, event: PhysicalEvent) -> None:
         index = event.id - 1
         self._deliveries[index] += 1
+        self._unanswered.pop(event.id, None)
         if self._deliveries[index] > 1:
             self.coverage["duplicate_delivered"] += 1
         if envelope.stream is not None and self._deliveries[index] == 1:  # copies are not reorders
@@ -191,7 +195,7 @@ class Measures:
         """A later outcome of a held or dead-lettered message (released, expired, replayed)."""
         parked = self._parked.get(outcome.message_id or "")
         if parked is not None:
-            event, parked_at, _copies = parked
+            event, parked_at, _copies, _status = parked
             if self.trace is not None:
                 self.trace.resolution(now, event.id, outcome)
             self._record(outcome, event, now, 0.0, parked_at)
@@ -206,7 +210,8 @@ class Measures:
                 self._unpark(key)
             self._apply(outcome, event, now, queued, parked_at)
         elif status is Status.HELD or status is Status.REJECTED:
-            parked = self._parked.setdefault(key, [event, now, 0])
+            parked = self._parked.setdefault(key, [event, now, 0, status])
+            parked[3] = status
             if parked_at is None:  # a delivery the core parked, not a parked one moving on
                 parked[2] += 1
             if status is Status.REJECTED:
@@ -287,6 +292,15 @@ class Measures:
 
     def applied(self, event: PhysicalEvent) -> int:
         return self._applied[event.id - 1]
+
+    def held(self) -> int:
+        """Messages whose last answer is HELD: still waiting in the core."""
+        return sum(parked[3] is Status.HELD for parked in self._parked.values())
+
+    def unanswered(self) -> list[PhysicalEvent]:
+        """Events reported whose messages the core has not answered (not one copy): at the end
+        of the heal phase, those it never received, their effects missing from the books."""
+        return list(self._unanswered.values())
 
     def parked_event(self, message_id: str | None) -> PhysicalEvent | None:
         parked = self._parked.get(message_id or "")

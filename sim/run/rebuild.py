@@ -75,6 +75,7 @@ class _Replay:
             self.truth[(plant, item, location)] += Decimal(qty)
         self.events[event.id] = event
         self.measures.happened(event)
+        self.measures.reported(event)  # a truth record is written when its source reports it
 
 
 def _books(catalogue: Catalogue, ledger: Path, start) -> Books:

@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
 from sim.report.output import write_run, write_scenario
 from sim.report.trace import Trace
+from sim.run.progress import ProgressDisplay
 from sim.run.runner import simulate
 from sim.scenario.assertions import AssertionResult, failure_lines, write_junit
 from sim.scenario.document import Scenario, load_scenario
@@ -99,25 +98,11 @@ def report_run(out: Path) -> RunOutcome:
 
 def _with_progress(scenario: Scenario, out: Path, trace: Trace):
     horizon = scenario.horizon.total_seconds()
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[days]} of {task.fields[total_days]} days"),
-        TextColumn("{task.fields[rate]} msg/s"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(
-            scenario.name, total=horizon, days="0.0", total_days=f"{horizon / 86400:.1f}", rate=0
-        )
+    with ProgressDisplay(f"twin run {scenario.name}", horizon) as shown:
 
         def advance(virtual_s: float, messages: int) -> None:
-            elapsed = bar.tasks[task].elapsed or 1e-9
-            bar.update(
-                task,
-                completed=virtual_s,
-                days=f"{virtual_s / 86400:.1f}",
-                rate=int(messages / elapsed),
-            )
+            rate = messages / max(shown.elapsed, 1e-9)
+            days = f"day {virtual_s / 86400:.1f} of {horizon / 86400:.1f}"
+            shown.update(virtual_s, f"{days}, {messages:,} messages ({rate:,.0f}/s)")
 
         return simulate(scenario, out, trace=trace, progress=advance)

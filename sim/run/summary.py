@@ -5,11 +5,11 @@ finished or is rebuilt from its trace."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
-from sim.model.truth import StockKey
+from sim.model.truth import PhysicalEvent, StockKey
 from sim.run.measures import Measures, drift
 from sim.run.targets import Books
 from sim.scenario.assertions import evaluate
@@ -20,18 +20,26 @@ __all__ = ["summarise"]
 Cost = Callable[[str, str], Decimal]  # (item, plant) -> standard cost
 
 
-def _explained(measures: Measures, open_dead_letters) -> dict[StockKey, Decimal]:
-    """Stock effects of events that never applied because a named dead letter holds them."""
-    explained: dict[StockKey, Decimal] = {}
-    seen: set[int] = set()
+def _effects(
+    events: Iterable[PhysicalEvent], book: dict[StockKey, Decimal] | None = None
+) -> dict[StockKey, Decimal]:
+    """The stock effects of `events` summed per key, added to `book` when one is given (the
+    books as if those events had posted)."""
+    effects = dict(book or {})
+    for event in events:
+        for key, qty in event.deltas.items():
+            effects[key] = effects.get(key, Decimal(0)) + qty
+    return effects
+
+
+def _held_back(measures: Measures, open_dead_letters) -> list[PhysicalEvent]:
+    """Events that never applied because a named dead letter holds them."""
+    held_back: dict[int, PhysicalEvent] = {}
     for message_id, _code in open_dead_letters:
         event = measures.parked_event(message_id)
-        if event is None or event.id in seen or measures.applied(event) > 0:
-            continue
-        seen.add(event.id)
-        for key, qty in event.deltas.items():
-            explained[key] = explained.get(key, Decimal(0)) + qty
-    return explained
+        if event is not None and measures.applied(event) == 0:
+            held_back[event.id] = event
+    return list(held_back.values())
 
 
 def _value(quantities: dict[StockKey, Decimal], cost: Cost) -> Decimal:
@@ -40,16 +48,18 @@ def _value(quantities: dict[StockKey, Decimal], cost: Cost) -> Decimal:
 
 
 def _drift(measures, truth, cost, books) -> dict[str, Any]:
+    """Final drift, and what of it open dead letters explain, what messages the heal phase
+    never delivered leave out, and what is left unexplained once both are added to the books."""
     final_value, final_exceptions = drift(truth, books.stock, cost)
-    explained = _explained(measures, books.open_dead_letters)
-    book_plus_explained = dict(books.stock)
-    for key, qty in explained.items():
-        book_plus_explained[key] = book_plus_explained.get(key, Decimal(0)) + qty
-    unexplained, _ = drift(truth, book_plus_explained, cost)
+    held_back = _held_back(measures, books.open_dead_letters)
+    unanswered = measures.unanswered()
+    unexplained, _ = drift(truth, _effects([*held_back, *unanswered], books.stock), cost)
     return {
         "max_value": str(max(measures.max_drift, final_value)),
         "final_value": str(final_value),
-        "final_explained_value": str(_value(explained, cost)),
+        "final_explained_value": str(_value(_effects(held_back), cost)),
+        "final_undelivered_value": str(_value(_effects(unanswered), cost)),
+        "final_undelivered_messages": len(unanswered),
         "final_unexplained_value": str(unexplained),
         "final_exceptions": final_exceptions,
     }
@@ -72,13 +82,18 @@ def summarise(
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "seed": scenario.seed,
-        "events": {"truth": measures.truth_events, "messages": measures.messages},
+        "events": {
+            "truth": measures.truth_events,
+            "messages": measures.messages,
+            "held_at_end": measures.held(),  # still waiting in the core: in no other figure
+        },
         "latency_ms": measures.latency_summary(),
         "duplicates": measures.duplicates(),
         "drift": _drift(measures, truth, cost, books),
         "dead_letters": {
             "total": books.dead_letters_total,
             "by_code": dict(sorted(by_code.items())),
+            "by_first_code": dict(sorted(books.dead_letters_by_first_code.items())),
             "replayed": books.dead_letters_replayed,
             "remaining": len(books.open_dead_letters),
         },

@@ -7,7 +7,8 @@ over `httpx.ASGITransport` in process) implements the same port.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +72,12 @@ def replay_rounds(replay: Callable[[], list[Outcome]], rounds: int = 3) -> list[
     return replayed
 
 
+def first_codes(histories: Iterable[Sequence[Mapping[str, str]]]) -> dict[str, int]:
+    """Dead letters per the code each first failed with, from their histories (oldest entry
+    first, as the store appends them)."""
+    return dict(Counter(history[0]["code"] for history in histories))
+
+
 def finding_text(check: str, subject: str, expected, actual) -> str:
     """One reconciliation finding as `Books.findings` lists it."""
     return f"{check} {subject}: expected {expected}, actual {actual}"
@@ -89,6 +96,10 @@ class Books:
     negative_stock_events: int = 0
     dead_letters_total: int = 0  # ever written, open or not
     dead_letters_replayed: int = 0  # resolved by a replay (by hand or when a wait ended)
+    # every dead letter ever written, counted by the code it first failed with (its history's
+    # first entry): a replay that fails again re-codes the letter, and `open_dead_letters`
+    # shows only the last code
+    dead_letters_by_first_code: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: a load run keeps what it read back from its target as books.json."""
@@ -97,15 +108,18 @@ class Books:
             "stock": [[*key, str(qty)] for key, qty in sorted(self.stock.items())],
             "open_dead_letters": [list(letter) for letter in self.open_dead_letters],
             "findings": list(self.findings),
+            "dead_letters_by_first_code": dict(sorted(self.dead_letters_by_first_code.items())),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Books:
+        """The books `to_dict` wrote (one written before first codes were kept has none)."""
         return cls(
             **{name: data[name] for name in _BOOK_FIGURES},
             stock={(p, i, loc): Decimal(qty) for p, i, loc, qty in data["stock"]},
             open_dead_letters=[(mid, code) for mid, code in data["open_dead_letters"]],
             findings=list(data["findings"]),
+            dead_letters_by_first_code=dict(data.get("dead_letters_by_first_code", {})),
         )
 
 
@@ -216,6 +230,7 @@ class InProcessTarget:
             negative_stock_events=self.core.store.stock_exception_count(),
             dead_letters_total=len(every),
             dead_letters_replayed=sum(letter.status == "replayed" for letter in every),
+            dead_letters_by_first_code=first_codes(letter.history for letter in every),
         )
 
     def close(self) -> None:

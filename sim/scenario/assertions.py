@@ -1,103 +1,145 @@
 """Scenario `assert:` lines, checked against a run's summary (the summary.json keys).
 
-One line is `PATH OP LITERAL`: PATH is dotted (`duplicates.posted`, `dead_letters.by_code.X`), OP
-one of `== != < <= > >=`, LITERAL a number, a duration (`250ms`, `15m`; milliseconds under
-`latency_ms`, seconds elsewhere) or `true`/`false`. `latency.` is short for `latency_ms.`, and
-`drift.final_unexplained`, `drift.final`, `drift.max` for their `_value` keys. Nothing is eval'd.
+A line compares values: `VALUE OP VALUE`, or a chain such as `0.25 <= VALUE <= 0.35` (each
+neighbouring pair must hold). OP is one of `== != < <= > >=`. A VALUE is arithmetic (`+ - * /`,
+the usual precedence, no parentheses) over summary keys and literals: a key is dotted
+(`duplicates.posted`, `dead_letters.by_code.X`), a literal a number or a duration (`250ms`, `15m`;
+milliseconds when the line reads `latency_ms` keys, seconds otherwise). `true`/`false` stand
+alone, compared with a key by `==` or `!=`. Keys may hold hyphens, so put spaces around a minus.
+`latency.` is short for `latency_ms.`, and `drift.final_unexplained`, `drift.final_undelivered`,
+`drift.final_explained`, `drift.final`, `drift.max` for their `_value` keys. Nothing is eval'd:
+a small recursive-descent parser reads the line, and `check_syntax` also refuses keys that the
+summary never has (`SUMMARY_KEYS`).
 """
 
 from __future__ import annotations
 
 import json
-import operator
-import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from integration import ConfigurationError
-from sim.scenario.sections import parse_duration
+from integration import ConfigurationError, ErrorCode, Status
+from sim.run.measures import EDGE_CASES, PARTS, PERCENTILES
+from sim.scenario.expressions import Unusable, holds, parse_line
 
-__all__ = ["AssertionResult", "check_syntax", "evaluate", "failure_lines", "write_junit"]
+__all__ = [
+    "ANY",
+    "SUMMARY_KEYS",
+    "AssertionResult",
+    "check_syntax",
+    "evaluate",
+    "failure_lines",
+    "write_junit",
+]
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq, "!=": operator.ne, "<=": operator.le,
-    ">=": operator.ge, "<": operator.lt, ">": operator.gt,
-}  # fmt: skip
-_LINE = re.compile(r"^\s*([\w-]+(?:\.[\w-]+)*)\s*(==|!=|<=|>=|<|>)\s*(\S+)\s*$")
-_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 # Sections that list only what happened; anything they do not name happened 0 times.
-_COUNTED = ("dead_letters.by_code.", "outcomes.")
-_ALIASES = {
-    "drift.final_unexplained": "drift.final_unexplained_value",
-    "drift.final": "drift.final_value",
-    "drift.max": "drift.max_value",
+_COUNTED = ("dead_letters.by_code.", "dead_letters.by_first_code.", "outcomes.")
+# The keys a summary has (sim/run/summary.py): a leaf is None, `*` stands for any one name (a
+# workflow), `#` for a list index, and ANY for a subtree of its own (the load driver's figures).
+ANY = "any"
+_FIGURES = dict.fromkeys(("count", *PERCENTILES, "max"))
+_CODES = dict.fromkeys(code.value for code in ErrorCode)
+SUMMARY_KEYS: dict[str, Any] = {
+    "scenario": None,
+    "seed": None,
+    "events": dict.fromkeys(("truth", "messages", "held_at_end")),
+    "latency_ms": {"*": {**_FIGURES, "parts": dict.fromkeys(PARTS, _FIGURES)}},
+    "duplicates": dict.fromkeys(("delivered", "detected", "posted")),
+    "drift": dict.fromkeys(
+        (
+            "max_value",
+            "final_value",
+            "final_explained_value",
+            "final_undelivered_value",
+            "final_undelivered_messages",
+            "final_unexplained_value",
+            "final_exceptions",
+        )
+    ),
+    "dead_letters": {
+        "total": None,
+        "by_code": _CODES,
+        "by_first_code": _CODES,
+        "replayed": None,
+        "remaining": None,
+    },
+    "ledger": dict.fromkeys(("balanced", "reconciled", "entries")),
+    "outcomes": dict.fromkeys(status.value for status in Status),
+    "first_pass_rate": None,
+    "late_postings": None,
+    "negative_stock_events": None,
+    "coverage": dict.fromkeys(EDGE_CASES),
+    "heal": dict.fromkeys(("unsent", "in_flight")),
+    "assertions": {"#": dict.fromkeys(("passed", "value"))},
+    "run": dict.fromkeys(("wall_s", "events_per_s", "messages_per_s", "peak_rss_mb")),
+    "load": ANY,
 }
 
 
 @dataclass(frozen=True)
 class AssertionResult:
-    """One checked line: whether it held, the summary value it saw, and why it could not be
-    checked (`error`) when that is the reason it failed."""
+    """One checked line: whether it held, the summary value it saw (of its first key), every
+    key's value when it reads more than one (`values`), and why it could not be checked
+    (`error`) when that is the reason it failed."""
 
     expr: str
     passed: bool
     value: Any
     error: str | None = None
+    values: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary.json form: `{expr, passed, value}`, plus `error` when there is one."""
+        """The summary.json form: `{expr, passed, value}`, plus `values` for a line that reads
+        several keys and `error` when there is one."""
         out = {"expr": self.expr, "passed": self.passed, "value": self.value}
+        if self.values is not None:
+            out["values"] = self.values
         if self.error is not None:
             out["error"] = self.error
         return out
 
 
-def _seconds(value: timedelta) -> Decimal:
-    return Decimal(value.days * 86400 + value.seconds) + Decimal(value.microseconds) / 10**6
-
-
-def _parse(expr: str) -> tuple[str, str, bool | Decimal]:
-    """(resolved path, operator, literal); ValueError says what is wrong with the line."""
-    match = _LINE.match(expr)
-    if match is None:
-        raise ValueError("expected PATH OP LITERAL, e.g. `duplicates.posted == 0`")
-    path, op, text = match.groups()
-    if path.startswith("latency."):
-        path = "latency_ms." + path.removeprefix("latency.")
-    path = _ALIASES.get(path, path)
-    literal: bool | Decimal
-    if text.lower() in ("true", "false"):
-        if op not in ("==", "!="):
-            raise ValueError(f"{op} cannot compare with a boolean")
-        literal = text.lower() == "true"
-    elif _NUMBER.match(text):
-        literal = Decimal(text)
-    else:
-        try:
-            seconds = _seconds(parse_duration(text))
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number, a duration or true/false") from None
-        literal = seconds * 1000 if path.startswith("latency_ms.") else seconds
-    return path, op, literal
+def _known(path: str) -> None:
+    """ValueError unless a summary can have `path` (`SUMMARY_KEYS`)."""
+    node: Any = SUMMARY_KEYS
+    walked: list[str] = []
+    for part in path.split("."):
+        if node is ANY:
+            return
+        if node is None:
+            raise ValueError(f"no summary key {path}: {'.'.join(walked)} is a figure")
+        if part in node:
+            node = node[part]
+        elif "*" in node:
+            node = node["*"]
+        elif "#" in node and part.isdigit():
+            node = node["#"]
+        else:
+            where = ".".join(walked) or "the summary"
+            raise ValueError(f"no summary key {path}: {where} has {', '.join(node)}")
+        walked.append(part)
+    if node is not None:
+        raise ValueError(f"{path} is a section, not a figure: it has {', '.join(node)}")
 
 
 def check_syntax(expressions: Iterable[str]) -> None:
-    """Raise `ConfigurationError` naming every malformed line (run when a scenario loads)."""
+    """Raise `ConfigurationError` naming every malformed line and every key no summary has
+    (run when a scenario loads)."""
     problems = []
     for number, expr in enumerate(expressions, start=1):
         try:
-            _parse(expr)
+            for key in parse_line(expr).keys:
+                _known(key)
         except ValueError as error:
             problems.append(f"  assert line {number} {expr!r}: {error}")
     if problems:
         raise ConfigurationError("bad assert lines:\n" + "\n".join(problems))
 
 
+# --- checking a line ---------------------------------------------------------------------------
 def _lookup(summary: Any, path: str) -> Any:
     node = summary
     for part in path.split("."):
@@ -110,36 +152,29 @@ def _lookup(summary: Any, path: str) -> Any:
     return node
 
 
-def _number(value: Any) -> Decimal:
-    """A summary value as a Decimal (floats via repr, so 0.3 stays 0.3); bools are not numbers."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise InvalidOperation
-    number = Decimal(repr(value) if isinstance(value, float) else value)
-    if number.is_nan():
-        raise InvalidOperation
-    return number
-
-
 def _check(expr: str, summary: Mapping[str, Any]) -> AssertionResult:
     try:
-        path, op, literal = _parse(expr)
+        line = parse_line(expr)
     except ValueError as error:
         return AssertionResult(expr, False, None, str(error))
+    seen: dict[str, Any] = {}
+    missing = None
+    for key in line.keys:
+        try:
+            seen[key] = _lookup(summary, key)
+        except KeyError:
+            if key.startswith(_COUNTED):
+                seen[key] = 0  # a code or status that never happened was counted zero times
+            elif missing is None:
+                missing = key
+    first, values = seen.get(line.keys[0]), (seen if len(line.keys) > 1 else None)
+    if missing is not None:
+        return AssertionResult(expr, False, first, f"no such key {missing}", values)
     try:
-        value = _lookup(summary, path)
-    except KeyError:
-        if not path.startswith(_COUNTED):
-            return AssertionResult(expr, False, None, f"no such key {path}")
-        value = 0  # a code or edge case that never happened was counted zero times
-    if isinstance(literal, bool):
-        if not isinstance(value, bool):
-            return AssertionResult(expr, False, value, f"{path} is not a boolean")
-        return AssertionResult(expr, _OPS[op](value, literal), value)
-    try:
-        number = _number(value)
-    except (InvalidOperation, ValueError, TypeError):
-        return AssertionResult(expr, False, value, f"{path} is not a number")
-    return AssertionResult(expr, _OPS[op](number, literal), value)
+        passed = holds(line, seen)
+    except Unusable as error:
+        return AssertionResult(expr, False, first, str(error), values)
+    return AssertionResult(expr, passed, first, None, values)
 
 
 def evaluate(expressions: Iterable[str], summary: Mapping[str, Any]) -> list[AssertionResult]:
@@ -148,13 +183,23 @@ def evaluate(expressions: Iterable[str], summary: Mapping[str, Any]) -> list[Ass
     return [_check(expr.strip(), summary) for expr in expressions]
 
 
+# --- reporting ---------------------------------------------------------------------------------
 def _show(value: Any) -> str:
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
 
 
+def _seen(result: Mapping[str, Any], value: str = "value", values: str = "") -> str:
+    """`value X`, or for a line on several keys `key X, other Y` (after `values`)."""
+    if result.get("values"):
+        pairs = ", ".join(f"{key} {_show(seen)}" for key, seen in result["values"].items())
+        return f"{values}{pairs}"
+    return f"{value} {_show(result['value'])}"
+
+
 def write_junit(path: str | Path, suite_name: str, results: Iterable[AssertionResult]) -> None:
-    """Write JUnit XML: one testcase per line, a `<failure message="value was X">` for each
-    that did not hold. Same results, same bytes (no timestamps or timings)."""
+    """Write JUnit XML: one testcase per line, a `<failure message="value was X">` (`values
+    were key X, other Y` for a line on several keys) for each that did not hold. Same results,
+    same bytes (no timestamps or timings)."""
     results = list(results)
     failures = sum(not result.passed for result in results)
     root = ET.Element("testsuites", tests=str(len(results)), failures=str(failures))
@@ -165,7 +210,7 @@ def write_junit(path: str | Path, suite_name: str, results: Iterable[AssertionRe
     for result in results:
         case = ET.SubElement(suite, "testcase", classname=suite_name, name=result.expr)
         if not result.passed:
-            message = f"value was {_show(result.value)}"
+            message = _seen(result.to_dict(), "value was", "values were ")
             if result.error:
                 message += f" ({result.error})"
             failure = ET.SubElement(case, "failure", message=message, type="AssertionFailed")
@@ -175,6 +220,6 @@ def write_junit(path: str | Path, suite_name: str, results: Iterable[AssertionRe
 
 
 def failure_lines(results: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The lines that did not hold, with the value seen: `expr (value v)`, from a summary's
-    `assertions`."""
-    return [f"{r['expr']} (value {r['value']})" for r in results if not r["passed"]]
+    """The lines that did not hold, with what they saw: `expr (value v)`, or `expr (a v, b w)`
+    for a line on several keys, from a summary's `assertions`."""
+    return [f"{r['expr']} ({_seen(r)})" for r in results if not r["passed"]]

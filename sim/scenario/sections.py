@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from integration import NegativeStockPolicy
+from integration import NegativeStockPolicy, OpenOrderPolicy
 
 __all__ = [
     "Spec",
@@ -40,6 +41,7 @@ __all__ = [
     "Reporting",
     "Mes",
     "EdgeCases",
+    "System",
     "Outage",
     "Faults",
     "Pattern",
@@ -90,9 +92,18 @@ class Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
+_PARAMETERS = {
+    "exponential": ("mean",),
+    "constant": ("mean",),
+    "lognormal": ("mean", "sd"),
+    "uniform": ("low", "high"),
+}
+
+
 class Distribution(Spec):
-    """A random duration: `exponential` (mean), `lognormal` (mean, sd), `uniform` (low, high)
-    or `constant` (mean)."""
+    """A random duration: `exponential` (mean), `lognormal` (mean, sd), `uniform` (low, high;
+    low 0 if left out) or `constant` (mean). Each kind's parameters must be written (so that
+    `{kind: lognormal, mean: 30s}` is not silently a constant) and no other kind's."""
 
     kind: Literal["exponential", "lognormal", "uniform", "constant"] = "exponential"
     mean: Duration = timedelta(0)
@@ -100,10 +111,27 @@ class Distribution(Spec):
     low: Duration = timedelta(0)
     high: Duration = timedelta(0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _parameters_written(cls, data: Any) -> Any:
+        kind = data.get("kind", "exponential") if isinstance(data, dict) else None
+        if not isinstance(kind, str):
+            return data  # not a mapping or no kind name: field validation says what is wrong
+        needed = [name for name in _PARAMETERS.get(kind, ()) if name != "low"]  # low: 0
+        if missing := [name for name in needed if name not in data]:
+            raise ValueError(f"{kind} needs {' and '.join(needed)}; {missing[0]} is missing")
+        return data
+
     @model_validator(mode="after")
     def _complete(self) -> Distribution:
+        takes = _PARAMETERS[self.kind]
+        unused = [name for name in ("mean", "sd", "low", "high") if name not in takes]
+        if stray := [name for name in unused if getattr(self, name) > timedelta(0)]:
+            raise ValueError(f"{self.kind} takes {' and '.join(takes)}, not {', '.join(stray)}")
         if self.kind == "uniform" and self.high < self.low:
             raise ValueError("uniform needs low <= high")
+        if self.kind == "lognormal" and self.mean > timedelta(0) >= self.sd:
+            raise ValueError("lognormal needs sd > 0 (for a fixed duration: kind: constant)")
         if self.kind == "lognormal" and self.mean <= timedelta(0) < self.sd:
             raise ValueError("lognormal needs a positive mean")
         return self
@@ -232,22 +260,91 @@ class EdgeCases(Spec):
     period_close: bool = True
     """FINANCE closes each month that ends within the horizon"""
     close_lag: Duration = Field(
-        timedelta(hours=2), description="FINANCE closes the month this long after midnight"
+        timedelta(hours=2),
+        description="FINANCE closes each plant's month this long after its local midnight",
+    )
+    eco_open_order_policy: OpenOrderPolicy = Field(
+        OpenOrderPolicy.KEEP,
+        description="keep: open orders finish on their revision; switch_at_next_operation: "
+        "they take the new one from their next operation",
     )
 
 
+class System(StrEnum):
+    """What an outage takes down: a source system, the ERP, or the pipes between them."""
+
+    ERP = "ERP"
+    MES = "MES"
+    WMS = "WMS"
+    PLM = "PLM"
+    FINANCE = "FINANCE"
+    MIDDLEWARE = "middleware"
+
+
+PLANT_SYSTEMS = (System.MES, System.WMS)  # the systems that run per plant
+
+
 class Outage(Spec):
+    """A window in which one system is down (README, Faults in the pipes). Without `system`,
+    the ERP endpoint answers 503 while the ERP keeps sending its own messages."""
+
     at: Duration
-    """when the ERP goes down, from the start"""
+    """when the system goes down, from the start"""
     duration: Duration
     """how long it stays down"""
+    system: System | None = Field(
+        None,
+        description="ERP, MES, WMS, PLM, FINANCE or middleware; none = the ERP endpoint only",
+    )
+    plant: str | None = Field(
+        None, pattern=r"^[A-Z0-9_-]{1,16}$", description="MES or WMS: only this plant's"
+    )
+
+    @model_validator(mode="after")
+    def _plant_system(self) -> Outage:
+        if self.plant is not None and self.system not in PLANT_SYSTEMS:
+            raise ValueError(
+                f"plant {self.plant} given for system {self.system}; only MES and WMS "
+                "outages name a plant"
+            )
+        return self
+
+
+# copies of a duplicated message (2 or more) -> a positive relative weight, in copies order
+CopiesWeights = Annotated[
+    dict[Annotated[int, Field(ge=2)], Annotated[float, Field(gt=0, allow_inf_nan=False)]],
+    Field(min_length=1),
+    AfterValidator(lambda weights: dict(sorted(weights.items()))),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "propertyNames": {"pattern": r"^([2-9]|[1-9][0-9]+)$"},
+            "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+            "minProperties": 1,
+        }
+    ),
+]
 
 
 class Faults(Spec):
     network_delay: Distribution = Distribution(kind="exponential", mean=timedelta(milliseconds=50))
     """transit time of each copy; its spread reorders messages"""
     duplicate_rate: Rate = 0.0
-    """the network delivers a second copy"""
+    """the network delivers the message more than once"""
+    duplicate_copies: CopiesWeights = Field(
+        {2: 1.0},
+        description="copies a duplicated message gets -> relative weight, e.g. "
+        "{2: 0.7, 3: 0.2, 5: 0.1}",
+    )
+    reorder_rate: Rate = Field(
+        0.0,
+        description="a message of a stream (a work order's, an item's) is held back until the "
+        "next one of its stream has gone: the stream arrives out of order",
+    )
+    reorder_hold: Duration = Field(
+        timedelta(hours=1),
+        description="the longest a held-back message waits for the next one of its stream",
+    )
     loss_rate: Rate = 0.0
     """a copy is lost and redelivered after `redelivery_after`"""
     redelivery_after: Duration = timedelta(seconds=30)
@@ -263,7 +360,7 @@ class Faults(Spec):
         0.5, description="MES retries sending a new message id, same idempotency key"
     )
     outages: tuple[Outage, ...] = ()
-    """windows in which the ERP answers 503"""
+    """windows in which a system (default: the ERP endpoint) is down"""
 
 
 class Pattern(StrEnum):

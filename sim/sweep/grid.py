@@ -18,16 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from integration import ConfigurationError
-from sim.scenario.document import Scenario, format_duration, load_scenario
+from sim.scenario.document import (
+    Scenario,
+    format_duration,
+    load_scenario,
+    read_document,
+    yaml_value,
+)
 
 __all__ = [
     "Replication",
     "SweepResult",
     "Task",
     "Variant",
+    "check_variants",
     "failures_text",
     "grid",
     "local_executor",
@@ -72,12 +77,10 @@ def parse_set(option: str) -> tuple[str, list[Any]]:
     key, sep, raw = option.partition("=")
     if not sep or not key.strip():
         raise ConfigurationError(f"--set {option!r} is not key=a,b,c")
-    values = []
-    for piece in split_top_level(raw):
-        try:
-            values.append(yaml.safe_load(piece) if piece else piece)
-        except yaml.YAMLError as error:
-            raise ConfigurationError(f"--set {key}: {piece!r} is not YAML: {error}") from error
+    try:
+        values = [yaml_value(piece) for piece in split_top_level(raw)]
+    except ValueError as error:
+        raise ConfigurationError(f"--set {key}: {error}") from error
     return key.strip(), values
 
 
@@ -183,17 +186,12 @@ def plan(
     seed: int | None = None,
 ) -> tuple[dict[str, Any], SweepResult]:
     """The scenario document and the empty result: the file's `sweep:` section, with `--set`
-    value lists added (or replacing the same key) and the options given."""
-    if isinstance(path, dict):
-        document = json.loads(json.dumps(path, default=str))
-    else:
-        try:
-            document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigurationError(f"cannot read {path}: {error}") from error
+    value lists added (or replacing the same key) and the options given. Every variant is
+    validated first: a `ConfigurationError` names each invalid one before anything runs."""
+    scenario = load_scenario(path, [f"seed={seed}"] if seed is not None else [])
+    document, _ = read_document(path)
     if seed is not None:
         document["seed"] = seed
-    scenario = load_scenario(document)
     section = scenario.sweep
     parameters = dict(section.parameters)
     for option in sets:
@@ -203,13 +201,30 @@ def plan(
         raise ConfigurationError("sweep: seed is not a parameter (replication r uses seed + r)")
     if section.warmup:
         document.setdefault("measures", {})["warmup"] = format_duration(section.warmup)
+    variants = grid(parameters)
+    check_variants(document, variants)
     result = SweepResult(
-        scenario,
-        grid(parameters),
-        replications or section.replications,
-        tuple(metrics) or section.metrics,
+        scenario, variants, replications or section.replications, tuple(metrics) or section.metrics
     )
     return document, result
+
+
+def check_variants(document: dict[str, Any], variants: Sequence[Variant], shown: int = 10) -> None:
+    """Load every variant of `document`; a `ConfigurationError` naming each invalid variant
+    (the first `shown` of them) and its problems, or nothing."""
+    problems = []
+    for variant in variants:
+        try:
+            load_scenario(document, variant.overrides())
+        except ConfigurationError as error:
+            detail = str(error).replace("\n", "\n  ")
+            problems.append(f"variant {variant.name} ({variant.label}):\n  {detail}")
+    if problems:
+        more = len(problems) - shown
+        raise ConfigurationError(
+            f"{len(problems)} of {len(variants)} sweep variants are invalid; nothing ran:\n"
+            + "\n".join(problems[:shown] + [f"... and {more} more"] * (more > 0))
+        )
 
 
 def local_executor(workers: int) -> ProcessPoolExecutor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import json
 import math
@@ -30,19 +31,53 @@ __all__ = [
     "write_report",
 ]
 
-# t(0.975, df) for df = 1..30; beyond, the normal 1.96
-_T975 = (
-    *(12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228),
-    *(2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086),
-    *(2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042),
-)
+
+def _beta_fraction(a: float, b: float, x: float) -> float:
+    """The continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 1000):
+        even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        for numerator in (even, odd):
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return result
 
 
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), for a, b > 0 and 0 <= x <= 1."""
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    front = math.exp(log_front + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):  # where the fraction converges quickly
+        return front * _beta_fraction(a, b, x) / a
+    return 1 - front * _beta_fraction(b, a, 1 - x) / b
+
+
+@functools.cache
 def t_quantile(df: int) -> float:
-    """The two-sided 95 % Student t quantile, t(0.975, df)."""
+    """The two-sided 95 % Student t quantile, t(0.975, df): the t whose two tails hold 5 %,
+    P(|T| > t) = I_{df/(df+t²)}(df/2, 1/2) = 0.05, found by bisection on x = df/(df+t²)."""
     if df < 1:
         raise ValueError("a confidence interval needs at least two values")
-    return _T975[df - 1] if df <= len(_T975) else 1.96
+    low, high = 0.0, 1.0  # the tails grow with x
+    for _ in range(200):
+        middle = (low + high) / 2
+        if _incomplete_beta(df / 2, 0.5, middle) < 0.05:
+            low = middle
+        else:
+            high = middle
+    x = (low + high) / 2
+    return math.sqrt(df * (1 - x) / x)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """`twin sweep` end to end: plan the grid, pick the executor (a local process pool, or a Dask
-cluster's `concurrent.futures` executor when a scheduler address is given), run every
-replication under a progress bar over finished replications, and write the sweep report."""
+cluster's `concurrent.futures` executor when a scheduler address is given), check every
+variant, run every replication with progress over finished ones, and write the sweep report."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,9 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from integration import ConfigurationError
+from sim.run.progress import ProgressDisplay
 from sim.sweep.grid import Replication, SweepResult, failures_text, local_executor, plan, run_sweep
 
 __all__ = ["SweepOutcome", "executor_for", "sweep_scenario"]
@@ -96,24 +95,19 @@ def sweep_scenario(
 
 
 @contextmanager
-def _bar(name: str, total: int, shown: bool) -> Iterator[Any]:
+def _bar(name: str, total: int, shown: bool) -> Iterator[Callable[[Replication], None] | None]:
+    """Progress over finished replications (`sim.run.progress`), or None when not shown."""
     if not shown:
         yield None
         return
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("replications, {task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(f"sweep {name}", total=total, failed=0)
-        failed = 0
+    done = failed = 0
+    with ProgressDisplay(f"twin sweep {name}", total) as display:
 
         def advance(replication: Replication) -> None:
-            nonlocal failed
+            nonlocal done, failed
+            done += 1
             failed += replication.error is not None
-            bar.update(task, advance=1, failed=failed)
+            display.update(done, f"{done} of {total} replications, {failed} failed")
 
+        display.update(0, f"0 of {total} replications, 0 failed")
         yield advance

@@ -27,6 +27,7 @@ from integration import (
     BomStatus,
     ConfigurationError,
     Core,
+    CoreSettings,
     DeadLetter,
     DeadLetterFilter,
     ErrorCode,
@@ -713,6 +714,18 @@ def test_period_already_closed(started: Started) -> None:
     )
 
 
+@covers(ErrorCode.PERIOD_NOT_ENDED)
+def test_period_not_ended(started: Started) -> None:
+    core, env, _clock = started  # 2 March 2026, by the message and by the core's clock
+    before = books(core)
+    envelope = env(PeriodClosed(plant="P1", period="2026-03"))
+    outcome = core.submit(envelope)
+    assert_rejected(
+        core, outcome, ErrorCode.PERIOD_NOT_ENDED, before, message_id=envelope.message_id
+    )
+    assert [problem.field for problem in outcome.problems] == ["occurred_at", "period"]
+
+
 @covers(ErrorCode.BACKFLUSH_SHORTAGE)
 def test_backflush_shortage(make_core: Callable[..., Started]) -> None:
     core, env, _clock = make_core(negative_stock=NegativeStockPolicy.BLOCK)
@@ -920,6 +933,14 @@ def test_settings_with_a_location_in_an_unknown_plant() -> None:
     # at construction as a pydantic ValidationError, not a ConfigurationError.
     with pytest.raises(pydantic.ValidationError, match="unknown plant P9"):
         settings(locations=(*LOCATIONS, Location(id="X", plant="P9")))
+
+
+def test_settings_with_a_plant_in_an_unknown_time_zone() -> None:
+    # Periods are months in the plant's zone: a zone the database lacks is refused up front.
+    with pytest.raises(pydantic.ValidationError, match="unknown IANA time zone 'Mars/Base'"):
+        CoreSettings.model_validate(
+            {"plants": [{"id": "P9", "currency": "EUR", "timezone": "Mars/Base"}]}
+        )
 
 
 @covers(ErrorCode.NOT_FOUND)

@@ -3,7 +3,7 @@ letters, replay, periods and restart."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,6 +25,10 @@ from integration import (
     open_store,
 )
 from tests.builders import START, D, confirm, new_core, release, settings
+
+# March ends at midnight local time: 22:00 UTC in Berlin (P1, CEST), 05:00 UTC in Chicago (P2).
+APRIL_IN_BERLIN = datetime(2026, 3, 31, 22, tzinfo=UTC)
+APRIL_IN_CHICAGO = datetime(2026, 4, 1, 5, tzinfo=UTC)
 
 
 def posted_rows(core, message_id):
@@ -166,9 +170,10 @@ def test_a_replay_that_still_fails_counts_another_attempt():
 
 
 def test_a_late_event_after_period_close_posts_to_the_next_open_period():
-    core, env, _ = new_core()
+    core, env, clock = new_core()
     core.submit(release(env))
-    closed = core.submit(env(PeriodClosed(plant="P1", period="2026-03")))
+    clock.set(APRIL_IN_BERLIN)
+    closed = core.submit(env(PeriodClosed(plant="P1", period="2026-03"), occurred_at=clock.now()))
     assert closed.status is Status.POSTED
     late = core.submit(
         env(
@@ -182,6 +187,84 @@ def test_a_late_event_after_period_close_posts_to_the_next_open_period():
     ).fetchone()
     assert row == ("2026-04", "2026-03", 1)
     assert core.store.late_entry_count() == 1
+
+
+def close(env, plant, at):
+    return env(PeriodClosed(plant=plant, period="2026-03"), occurred_at=at)
+
+
+def test_a_close_is_refused_until_the_period_has_ended_in_the_plants_time_zone():
+    """A minute before 05:00 UTC on 1 April it is April in Berlin, still March in Chicago."""
+    core, env, clock = new_core()
+    clock.set(APRIL_IN_CHICAGO - timedelta(minutes=1))
+    berlin = core.submit(close(env, "P1", clock.now()))
+    chicago = core.submit(close(env, "P2", clock.now()))
+    assert berlin.status is Status.POSTED
+    assert (chicago.status, chicago.code) == (Status.REJECTED, ErrorCode.PERIOD_NOT_ENDED)
+    assert [p.field for p in chicago.problems] == ["occurred_at", "period"]
+    assert "2026-04-01T00:00:00-05:00" in chicago.problems[0].message
+    clock.set(APRIL_IN_CHICAGO)
+    assert core.submit(close(env, "P2", clock.now())).status is Status.POSTED
+
+
+def test_a_close_that_arrives_before_the_period_ended_posts_when_replayed_after_it():
+    core, env, clock = new_core()
+    core.submit(release(env))
+    clock.set(APRIL_IN_BERLIN - timedelta(hours=1))
+    early = core.submit(close(env, "P1", APRIL_IN_BERLIN))  # dated right, arrived early
+    assert (early.status, early.code) == (Status.REJECTED, ErrorCode.PERIOD_NOT_ENDED)
+    assert [p.field for p in early.problems] == ["period"]
+    receipt = FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG")
+    in_march = core.submit(env(receipt, occurred_at=START))
+    assert in_march.status is Status.POSTED and not in_march.late  # March is still open
+    assert [o.code for o in core.replay()] == [ErrorCode.PERIOD_NOT_ENDED]
+    clock.set(APRIL_IN_BERLIN)
+    assert [o.status for o in core.replay()] == [Status.POSTED]
+    assert core.submit(env(receipt, occurred_at=START)).late
+
+
+def test_a_close_dated_before_the_period_ended_stays_refused_on_replay():
+    core, env, clock = new_core()
+    wrong = core.submit(close(env, "P1", APRIL_IN_BERLIN - timedelta(seconds=1)))
+    assert wrong.code is ErrorCode.PERIOD_NOT_ENDED
+    clock.set(APRIL_IN_BERLIN + timedelta(days=1))
+    (replayed,) = core.replay()
+    assert (replayed.status, replayed.code) == (Status.REJECTED, ErrorCode.PERIOD_NOT_ENDED)
+    assert [p.field for p in replayed.problems] == ["occurred_at"]
+
+
+def test_a_close_of_a_period_outside_the_calendar_is_invalid():
+    core, env, _clock = new_core()
+    outcome = core.submit(env(PeriodClosed(plant="P1", period="9999-12")))
+    assert (outcome.status, outcome.code) == (Status.REJECTED, ErrorCode.SCHEMA_INVALID)
+    assert outcome.problems[0].field == "period"
+
+
+def test_a_posting_goes_to_the_period_of_its_plants_time_zone():
+    """At 04:30 UTC on 1 April a receipt in Chicago is March's, one in Berlin April's."""
+    core, env, _clock = new_core()
+    item = Item(
+        id="RAW-Z", base_uom="EA", type=ItemType.RAW, standard_costs={"P1": D(1), "P2": D(1)}
+    )
+    assert core.submit(env(ItemCreated(item=item))).status is Status.POSTED
+    at = APRIL_IN_CHICAGO - timedelta(minutes=30)
+    periods = {}
+    for plant in ("P1", "P2"):
+        receipt = GoodsReceived(
+            plant=plant,
+            item="RAW-Z",
+            qty=D(1),
+            uom="EA",
+            location="STORES",
+            purchase_order="PO-1",
+            supplier="SUP-1",
+            unit_price=D(1),
+        )
+        outcome = core.submit(env(receipt, occurred_at=at))
+        periods[plant] = core.store.connection.execute(
+            "SELECT period, late FROM journal_entry WHERE entry_id = ?", outcome.entry_ids
+        ).fetchone()
+    assert periods == {"P1": ("2026-04", 0), "P2": ("2026-03", 0)}
 
 
 def test_a_reopened_file_ledger_rebuilds_state_and_holds(tmp_path):

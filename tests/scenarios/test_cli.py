@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -121,6 +122,44 @@ def test_a_bad_override_in_a_real_process_has_no_traceback(small_file, tmp_path)
     assert done.returncode == 2
     assert "faults.duplicate_rate" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_an_unknown_override_is_blamed_with_the_nearest_key(small_file, tmp_path):
+    result = CliRunner().invoke(
+        twin, ["run", str(small_file), "--quiet", "--set", "duplicate_rate=0.1"]
+    )
+    assert result.exit_code == 2, result.output
+    assert (
+        "Error: --set duplicate_rate=0.1: duplicate_rate: unknown key; "
+        "did you mean faults.duplicate_rate?"
+    ) in result.stderr
+    assert "is not a valid scenario" not in result.stderr
+
+
+def test_a_file_that_is_not_yaml_is_named_with_the_line(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nplants:\n  - id: A\n   work_centres: []\n")
+    result = CliRunner().invoke(twin, ["run", str(broken), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert f"Error: {broken}:4:4: invalid YAML: expected <block end>" in result.stderr
+    assert "<unicode string>" not in result.stderr
+
+
+def test_version_is_the_installed_packages():
+    result = CliRunner().invoke(twin, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"twin, version {importlib.metadata.version('mfg-twin')}\n"
+
+
+def test_without_a_terminal_a_run_prints_progress_lines(small_file, tmp_path):
+    result = CliRunner().invoke(twin, ["run", str(small_file), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("twin run small: ")]
+    shares = [line.split(": ")[1].split(",")[0] for line in lines]
+    assert shares == [f"{n}%" for n in range(10, 101, 10)]  # every tenth of the horizon
+    assert lines[4].startswith("twin run small: 50%, day 0.5 of 1.0, ")
+    assert " messages (" in lines[4] and " elapsed, ETA " in lines[4]
+    assert "small seed 3:" in result.stdout and "twin run" not in result.stdout
 
 
 def test_a_bad_assert_line_is_a_usage_error(small_file, tmp_path):

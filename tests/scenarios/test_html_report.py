@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import struct
 import zlib
@@ -114,8 +115,9 @@ def test_report_html_parses_and_holds_the_tables_and_one_image_per_plot(runs):
         for name, value in attributes.items():
             assert "http://" not in (value or "") and "https://" not in (value or ""), name
     words = " ".join(page.text)
-    for heading in ("Assertions", "Messages by type", "Outcomes", "Dead letters by code",
-                    "Edge cases exercised", "Latency per workflow", "Run"):  # fmt: skip
+    for heading in ("Key figures", "Plots", "Detail", "Messages by type", "Core answers",
+                    "Dead letters by code", "Edge cases exercised", "Latency per workflow",
+                    "Run"):  # fmt: skip
         assert heading in words
     for workflow in summary["latency_ms"]:
         assert workflow in words
@@ -168,6 +170,8 @@ def test_a_rebuilt_run_without_timings_says_so():
     rows = dict(run_metadata({"seed": 4, "run": {}}, "name: x\n"))
     assert rows["seed"] == "4" and rows["wall time"] == rows["messages/s"] != ""
     assert "not recorded" in rows["wall time"] and len(rows["scenario sha256"]) == 64
+    if (Path(__file__).resolve().parents[2] / ".git").exists():  # this checkout's commit
+        assert re.fullmatch(r"[0-9a-f]{40}( \(uncommitted changes\))?", rows["git commit"])
 
 
 def test_plot_inputs_shift_ends_and_cdf_points(runs):

@@ -5,7 +5,13 @@ timeouts, a full buffer. Each happens, and none of them costs exactly-once."""
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
+from datetime import datetime
 
+import pytest
+
+from integration import ConfigurationError
 from tests.scenarios import harness
 
 
@@ -136,4 +142,78 @@ def test_a_full_buffer_refuses_and_the_sender_retries():
     assert summary["coverage"]["buffer_full"] > 0
     assert max(sample["queue_depth"] for sample in run.series) <= buffer
     assert summary["outcomes"]["POSTED"] == harness.summary()["outcomes"]["POSTED"]
+    _safe(summary)
+
+
+def _copies_per_message(*overrides: str) -> Counter[str]:
+    """How often the core received each message id."""
+    _run, target, _trace = harness.recorded(overrides)
+    return Counter(envelope.message_id for _at, envelope, _outcome in target.submitted)
+
+
+DUPLICATED = "faults.duplicate_rate=0.3"
+
+
+def test_a_duplicated_message_gets_as_many_copies_as_the_distribution_draws():
+    twice = harness.summary(DUPLICATED)
+    thrice = harness.summary(DUPLICATED, "faults.duplicate_copies={3: 1}")
+    # The same messages are duplicated (their own stream), each now with two extra copies.
+    assert thrice["duplicates"]["delivered"] == 2 * twice["duplicates"]["delivered"] > 0
+    _safe(thrice)
+    mixed = harness.summary(DUPLICATED, "faults.duplicate_copies={2: 0.5, 5: 0.5}")
+    _safe(mixed)
+
+
+def test_the_number_of_copies_is_drawn_apart_from_whether_a_message_is_duplicated():
+    default = _copies_per_message(DUPLICATED)
+    mixed = _copies_per_message(DUPLICATED, "faults.duplicate_copies={2: 0.5, 5: 0.5}")
+    assert sorted(Counter(mixed.values())) == [1, 2, 5]
+    duplicated = {message_id for message_id, copies in default.items() if copies > 1}
+    assert {message_id for message_id, copies in mixed.items() if copies > 1} == duplicated
+
+
+@pytest.mark.parametrize(
+    ("copies", "problem"),
+    [
+        ("{1: 1}", "duplicate_copies.1.[key]: Input should be greater than or equal to 2"),
+        ("{2: 0}", "duplicate_copies.2: Input should be greater than 0"),
+        ("{}", "should have at least 1 item"),
+    ],
+)
+def test_duplicate_copies_are_two_or_more_with_positive_weights(copies, problem):
+    with pytest.raises(ConfigurationError, match=re.escape(problem)):
+        harness.scenario([f"faults.duplicate_copies={copies}"])
+
+
+# One consumer and no network spread: without the reorder fault, every stream arrives in order.
+IN_ORDER = ("integration.consumers=1", "faults.network_delay={kind: constant, mean: 0s}")
+
+
+def _overtaken(*overrides: str) -> list[float]:
+    """For each message the core received after a later one of its stream: the seconds
+    between the two."""
+    _run, target, _trace = harness.recorded(overrides)
+    latest: dict[str, tuple[int, datetime]] = {}
+    gaps = []
+    for at, envelope, _outcome in target.submitted:
+        if envelope.stream is None:
+            continue
+        seq, seen_at = latest.get(envelope.stream, (0, at))
+        if envelope.source_seq < seq:
+            gaps.append((at - seen_at).total_seconds())
+        else:
+            latest[envelope.stream] = (envelope.source_seq, at)
+    return gaps
+
+
+def test_the_reorder_fault_holds_a_message_back_behind_the_next_one_of_its_stream():
+    assert _overtaken(*IN_ORDER) == []
+    gaps = _overtaken(*IN_ORDER, "faults.reorder_rate=0.2")
+    assert len(gaps) > 10
+    assert max(gaps) < 60  # each went out right behind the one that overtook it
+    calm = harness.summary(*IN_ORDER)
+    summary = harness.summary(*IN_ORDER, "faults.reorder_rate=0.2")
+    assert summary["coverage"]["reorder"] > calm["coverage"]["reorder"] == 0
+    assert summary["outcomes"]["POSTED"] == calm["outcomes"]["POSTED"]
+    assert summary["heal"] == {"unsent": 0, "in_flight": 0}
     _safe(summary)

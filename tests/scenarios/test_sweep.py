@@ -146,11 +146,10 @@ def test_confidence_intervals_match_a_hand_computation():
     e = estimate([1.0, 2.0, 3.0, 4.0])
     s = math.sqrt(((1.5**2) * 2 + (0.5**2) * 2) / 3)  # sample sd = 1.2910
     assert e.n == 4 and e.mean == 2.5
-    assert e.half_width == pytest.approx(3.182 * s / 2)
+    assert e.half_width == pytest.approx(3.182446 * s / 2)  # t(0.975, 3) = 3.182446
     assert (e.low, e.high) == pytest.approx(
-        (2.5 - 2.0540, 2.5 + 2.0540), abs=1e-4
-    )  # 3.182 x 1.2910 / 2
-    assert t_quantile(1) == 12.706 and t_quantile(30) == 2.042 and t_quantile(31) == 1.96
+        (2.5 - 2.0543, 2.5 + 2.0543), abs=1e-4
+    )  # 3.1824 x 1.2910 / 2
     assert estimate([5.0]).half_width is None and estimate([]).mean is None
     summary = {"events": {"messages": 480}, "drift": {"max_value": "12.50"}}
     assert metric_value(summary, "throughput.messages_per_h", 86400) == 20
@@ -158,31 +157,99 @@ def test_confidence_intervals_match_a_hand_computation():
     assert metric_value(summary, "latency_ms.confirmation.p99", 86400) is None
 
 
-def test_a_failed_replication_is_reported_with_its_seed_and_the_rest_goes_on(small_file, tmp_path):
-    result = runner_sweep(small_file, tmp_path, "integration.consumers=2,0")
-    assert result.exit_code == 0, result.output
+@pytest.mark.parametrize(
+    ("df", "quantile"),
+    [(1, 12.706), (2, 4.303), (3, 3.182), (10, 2.228), (30, 2.042), (31, 2.040), (100, 1.984),
+     (1000, 1.962), (10**6, 1.960)],
+)  # fmt: skip
+def test_the_t_quantile_matches_the_tables(df, quantile):
+    assert round(t_quantile(df), 3) == quantile
+
+
+def test_the_t_quantile_needs_one_degree_of_freedom():
+    with pytest.raises(ValueError, match="at least two values"):
+        t_quantile(0)
+
+
+def test_a_failed_replication_is_reported_with_its_seed_and_the_sweep_exits_1(small_file, tmp_path):
+    # a store in a folder that does not exist: a valid scenario that fails when it runs
+    missing = f"sqlite:///{tmp_path / 'no-such-folder' / 'ledger.db'}"
+    out = tmp_path / "sweep"
+    result = runner_sweep(small_file, out, f"store.url=run,{missing}", quiet=False)
+    assert result.exit_code == 1, result.output
     assert "2 of 4 finished" in result.stdout
     failed = [line for line in result.stderr.splitlines() if line.startswith("FAILED")]
     assert len(failed) == 2
-    assert "seed 3: ConfigurationError" in failed[0] and "seed 4: ConfigurationError" in failed[1]
-    assert "integration.consumers" in failed[0]
-    md = (tmp_path / "sweep.md").read_text()
-    assert "seed 3: ConfigurationError" in md
-    assert json.loads((tmp_path / "replications" / "v01-integration.consumers=0" / "seed4.json")
-                      .read_text())["seed"] == 4  # fmt: skip
+    for line, seed in zip(failed, (3, 4), strict=True):
+        assert line.startswith("FAILED v01-store.url=sqlite")
+        assert f" seed {seed}: ConfigurationError: cannot open SQLite database" in line
+    # the other variant finished, after which the sweep was written whole
+    assert "twin sweep small: 100%, 4 of 4 replications, 2 failed" in result.stderr
+    md = (out / "sweep.md").read_text()
+    assert "seed 3: ConfigurationError: cannot open SQLite database" in md
     for name in ("sweep.csv", "sweep.html", "plots/comparison.png"):
-        assert (tmp_path / name).exists()
-    runs = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("runs/*/*"))
-    assert runs == [
-        "runs/v00-integration.consumers=2/seed3",
-        "runs/v00-integration.consumers=2/seed4",
-    ]
-    assert (tmp_path / "runs/v00-integration.consumers=2/seed3/summary.json").exists()
+        assert (out / name).exists()
+    finished = sorted(p.relative_to(out).as_posix() for p in out.glob("runs/*/*/summary.json"))
+    assert finished == ["runs/v00-store.url=run/seed3/summary.json",
+                        "runs/v00-store.url=run/seed4/summary.json"]  # fmt: skip
 
 
-def runner_sweep(small_file: Path, out: Path, *sets: str):
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (
+            ["faults.nosuch=0,1"],
+            [
+                "Error: 2 of 2 sweep variants are invalid; nothing ran:",
+                "variant v00-faults.nosuch=0 (faults.nosuch=0):",
+                "  --set faults.nosuch=0: faults.nosuch: unknown key",
+                "variant v01-faults.nosuch=1 (faults.nosuch=1):",
+                "  --set faults.nosuch=1: faults.nosuch: unknown key",
+            ],
+        ),
+        (
+            ["faults.duplicate_rat=0,0.1"],
+            [
+                (
+                    "  --set faults.duplicate_rat=0: faults.duplicate_rat: unknown key; "
+                    "did you mean faults.duplicate_rate?"
+                )
+            ],
+        ),
+        (
+            ["integration.consumers=1,2", "faults.duplicate_rate=0,-1"],
+            [
+                "Error: 2 of 4 sweep variants are invalid; nothing ran:",
+                (
+                    "variant v01-integration.consumers=1__faults.duplicat (integration.consumers=1, "
+                    "faults.duplicate_rate=-1):"
+                ),
+                (
+                    "  --set faults.duplicate_rate=-1: faults.duplicate_rate: "
+                    "Input should be greater than or equal to 0"
+                ),
+                (
+                    "variant v03-integration.consumers=2__faults.duplicat (integration.consumers=2, "
+                    "faults.duplicate_rate=-1):"
+                ),
+            ],
+        ),
+    ],
+)
+def test_every_variant_is_checked_before_anything_runs(small_file, tmp_path, sets, expected):
+    out = tmp_path / "sweep"
+    result = runner_sweep(small_file, out, *sets)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    first = lines.index(expected[0])
+    assert lines[first : first + len(expected)] == expected
+    assert "Traceback" not in result.output
+    assert not out.exists()  # no replication ran: none left a run directory, nor a summary
+
+
+def runner_sweep(small_file: Path, out: Path, *sets: str, quiet: bool = True):
     args = ["sweep", str(small_file), "--replications", "2", "--workers", "2", "--out", str(out)]
-    args += [f"--set={s}" for s in sets] + ["--keep-runs", "--quiet"]
+    args += [f"--set={s}" for s in sets] + ["--keep-runs"] + ["--quiet"] * quiet
     return CliRunner().invoke(twin, args)
 
 

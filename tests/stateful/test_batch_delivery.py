@@ -19,11 +19,11 @@ from hypothesis import strategies as st
 
 from integration import Core, Status
 from integration.store import postgres_batch
-from tests.builders import new_core
 from tests.integration.pg import PG_URL, fresh_schema
 from tests.stateful.test_delivery_properties import (
     Delivery,
     MessageSet,
+    core_after_march,
     draw_schedule,
     ledger,
     message_sets,
@@ -86,7 +86,7 @@ def test_batches_into_postgres_converge_to_the_in_order_ledger(
     note(f"batches: {[[(d.event, d.resend) for d in batch] for batch in cut]}")
     reference = reference_ledger(mset)
     with fresh_schema() as schema, patch.object(postgres_batch, "_CHUNK", chunk):
-        core, _envelopes, _clock = new_core(f"{PG_URL}?schema={schema}")
+        core, _clock = core_after_march(f"{PG_URL}?schema={schema}")
         try:
             posted = deliver_in_batches(core, mset, cut)
             assert ledger(core) == ledger(reference)

@@ -22,7 +22,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,9 @@ from tests.stateful.test_delivery_properties import FORMS, message_sets, wire
 
 HOLD_TIMEOUT = timedelta(hours=1)
 PERIODS = ("2026-03", "2026-04")  # closable in any order; every planned message is in March
+# Both periods have ended in P1's zone (Berlin): closes are dated from here, and the clock
+# starts here, or the core refuses them (PERIOD_NOT_ENDED).
+CLOSES_FROM = datetime(2026, 5, 1, tzinfo=UTC)
 COUNTED = ("inbox", "journal_entry", "journal_line", "stock_move", "dead_letter")
 CRASH_TRIGGER = (
     "CREATE TEMP TRIGGER injected_crash BEFORE INSERT ON main.stock_move"
@@ -82,6 +85,7 @@ class CoreMachine(RuleBasedStateMachine):
         self.directory = Path(tempfile.mkdtemp(prefix="core-machine-"))
         self.path = str(self.directory / "ledger.db")
         self.core, _envelopes, self.clock = new_core(self.path)
+        self.clock.set(CLOSES_FROM)
         self.plan: list[Envelope] = []
         self.pending: list[Envelope] = []  # planned and not yet delivered, in plan order
         self.sent: list[Envelope] = []  # delivered at least once (under this message_id)
@@ -90,12 +94,20 @@ class CoreMachine(RuleBasedStateMachine):
         self.serial = 0
 
     # --- helpers -------------------------------------------------------------------------
-    def _fresh(self, message: Any, *, prefix: str, source: SourceSystem | None = None) -> Envelope:
+    def _fresh(
+        self,
+        message: Any,
+        *,
+        prefix: str,
+        source: SourceSystem | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Envelope:
         self.serial += 1
         envelopes = Envelopes(START + timedelta(minutes=self.serial))
         return envelopes(
             message,
             source=source,
+            occurred_at=occurred_at,
             message_id=f"{prefix}-{self.serial}",
             key=f"{prefix}-key-{self.serial}",
         )
@@ -284,7 +296,9 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(period=st.sampled_from(PERIODS))
     def close_a_period(self, period: str) -> None:
-        envelope = self._fresh(PeriodClosed(plant="P1", period=period), prefix="close")
+        envelope = self._fresh(
+            PeriodClosed(plant="P1", period=period), prefix="close", occurred_at=CLOSES_FROM
+        )
         outcome = self.core.submit(envelope)
         self.sent.append(envelope)
         if period in {closed for closed, _watermark in self.closed}:

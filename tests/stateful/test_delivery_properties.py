@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import given, note
@@ -41,6 +41,7 @@ from integration import (
     Envelope,
     FinishedGoodsReceived,
     GoodsReceived,
+    ManualClock,
     MaterialIssued,
     OperationCompleted,
     Outcome,
@@ -54,6 +55,9 @@ from tests.builders import START, D, Envelopes, new_core
 
 HOLD_TIMEOUT = timedelta(hours=1)  # CoreSettings' default, which new_core() keeps
 CLOSED_PERIOD = "2026-03"  # START is 2026-03-02; every generated message occurs in March
+# March has ended in P1's zone (Berlin): the close is dated from here, and the cores' clocks
+# start here, or the core refuses the close (PERIOD_NOT_ENDED).
+CLOSE_AT = datetime(2026, 4, 1, tzinfo=UTC)
 
 # (item, uom, lot) that may be received or issued. RAW-B2 is issued but never received: see the
 # module docstring. RAW-B in grams exercises the item's own UoM conversion.
@@ -221,7 +225,8 @@ def message_sets(
             events.append(Event(make(WorkOrderClosed(work_order=order)), closes=order))
     if period_close and draw(st.booleans()):
         position = draw(st.integers(0, len(events)))
-        events.insert(position, Event(make(PeriodClosed(plant="P1", period=CLOSED_PERIOD))))
+        close = make(PeriodClosed(plant="P1", period=CLOSED_PERIOD), occurred_at=CLOSE_AT)
+        events.insert(position, Event(close))
     return MessageSet(tuple(events))
 
 
@@ -306,9 +311,16 @@ class Delivered:
     close_watermark: int | None  # max entry_id when the period close was posted
 
 
+def core_after_march(path: str = ":memory:") -> tuple[Core, ManualClock]:
+    """`new_core()` with its clock at CLOSE_AT, so that the close of March may post."""
+    core, _envelopes, clock = new_core(path)
+    clock.set(CLOSE_AT)
+    return core, clock
+
+
 def reference_ledger(mset: MessageSet) -> Core:
     """In-order, exactly-once delivery into a fresh core; every event must post."""
-    core, _envelopes, _clock = new_core()
+    core, _clock = core_after_march()
     for event in mset.events:
         outcome = core.submit(event.envelope)
         assert outcome.status is Status.POSTED, (event.envelope.message, outcome)
@@ -316,7 +328,7 @@ def reference_ledger(mset: MessageSet) -> Core:
 
 
 def deliver(mset: MessageSet, schedule: list[Delivery], *, check_each_step: bool) -> Delivered:
-    core, _envelopes, clock = new_core()
+    core, clock = core_after_march()
     message_keys = {e.envelope.message_id: e.key for e in mset.events}
     by_key = {e.key: e for e in mset.events}
     posted: Counter = Counter()

@@ -7,7 +7,13 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from integration import ConfigurationError
-from sim.scenario.assertions import AssertionResult, check_syntax, evaluate, write_junit
+from sim.scenario.assertions import (
+    AssertionResult,
+    check_syntax,
+    evaluate,
+    failure_lines,
+    write_junit,
+)
 
 SUMMARY = {
     "scenario": "baseline",
@@ -190,16 +196,23 @@ def test_good_lines_pass_the_syntax_check():
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ("duplicates.posted = 0", "PATH OP LITERAL"),
-        ("duplicates.posted =< 0", "PATH OP LITERAL"),
-        ("duplicates.posted => 0", "PATH OP LITERAL"),
-        ("duplicates.posted 0", "PATH OP LITERAL"),
-        ("== 0", "PATH OP LITERAL"),
-        ("duplicates..posted == 0", "PATH OP LITERAL"),
-        ("duplicates.posted == zero", "not a number"),
-        ("latency.confirmation.p99 < 15 minutes", "PATH OP LITERAL"),
-        ("latency.confirmation.p99 < 15min", "not a number"),
-        ("ledger.balanced < true", "boolean"),
+        ("duplicates.posted = 0", "unexpected '='"),
+        ("duplicates.posted =< 0", "unexpected '='"),
+        ("duplicates.posted => 0", "unexpected '='"),
+        ("duplicates.posted 0", "unexpected '0': expected VALUE OP VALUE"),
+        ("duplicates.posted", "no comparison"),
+        ("== 0", "expected a number, a duration or a key, not '=='"),
+        ("duplicates.posted ==", "expected a number, a duration or a key, not the end"),
+        ("duplicates..posted == 0", "unexpected '.'"),
+        ("duplicates.posted == zero", "no summary key zero: the summary has scenario, seed"),
+        ("latency.confirmation.p99 < 15 minutes", "unexpected 'minutes'"),
+        ("latency.confirmation.p99 < 15min", "'15min' is not a number or a duration"),
+        ("ledger.balanced < true", "< cannot compare with a boolean"),
+        ("ledger.balanced == 1 + true", "true/false cannot take part in arithmetic"),
+        ("true != 1 * ledger.balanced", "true/false can only be compared with a key"),
+        ("1 < 2", "names no summary key"),
+        ("duplicates.posted * 2 <", "not the end"),
+        ("duplicates.posted ( 2", "unexpected '('"),
     ],
 )
 def test_syntax_errors_name_the_line(line, reason):
@@ -212,7 +225,7 @@ def test_syntax_errors_name_the_line(line, reason):
 
 def test_every_bad_line_is_named():
     with pytest.raises(ConfigurationError) as caught:
-        check_syntax(["a = 1", "b == 1", "c ~ 2"])
+        check_syntax(["a = 1", "seed == 1", "c ~ 2"])
     text = str(caught.value)
     assert "line 1 'a = 1'" in text and "line 3 'c ~ 2'" in text and "line 2" not in text
 
@@ -249,3 +262,125 @@ def test_junit_xml_is_deterministic_and_handles_an_empty_list(tmp_path):
     write_junit(tmp_path / "empty.xml", "s", [])
     suite = ET.parse(tmp_path / "empty.xml").getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures")) == ("0", "0")
+
+
+# --- relational lines: keys on both sides, arithmetic, chains ----------------------------------
+@pytest.mark.parametrize(
+    ("expr", "passed"),
+    [
+        ("duplicates.detected == duplicates.delivered", True),
+        ("duplicates.detected != duplicates.delivered", False),
+        ("duplicates.posted < duplicates.delivered", True),
+        ("duplicates.delivered <= 1.05 * duplicates.detected", True),
+        ("duplicates.delivered <= 0.95 * duplicates.detected", False),
+        ("duplicates.delivered == duplicates.detected + 0", True),
+        ("duplicates.delivered - 1 == duplicates.detected - 1", True),
+        ("duplicates.delivered > duplicates.detected - 1", True),
+        ("duplicates.delivered + 2 * duplicates.detected == 12", True),  # * before +
+        ("duplicates.delivered / dead_letters.total > 1.3", True),  # 4 / 3
+        ("duplicates.delivered / dead_letters.total > 1.34", False),
+        ("0.25 <= coverage.partial_completion <= 0.35", True),
+        ("0.25 <= coverage.partial_completion <= 0.29", False),
+        ("0.31 <= coverage.partial_completion <= 0.35", False),
+        ("0 <= duplicates.posted < duplicates.detected <= duplicates.delivered", True),
+        ("-duplicates.delivered == -4", True),
+        ("drift.final * 100 == 1250", True),  # "12.50" read exactly
+        ("ledger.balanced == ledger.balanced", True),
+        ("ledger.balanced != ledger.balanced", False),
+    ],
+)
+def test_relational_lines(expr, passed):
+    result = one(expr)
+    assert result.error is None, result.error
+    assert result.passed is passed
+
+
+def test_a_line_on_several_keys_reports_each_value():
+    result = one("duplicates.detected >= 0.9 * duplicates.delivered")
+    assert result.value == 4  # the first key's value, as for a line on one key
+    assert result.values == {"duplicates.detected": 4, "duplicates.delivered": 4}
+    assert result.to_dict()["values"] == result.values
+    assert "values" not in one("duplicates.posted == 0").to_dict()
+    assert one("duplicates.posted <= duplicates.posted * 2").values is None  # one key, twice
+
+
+def test_durations_follow_the_keys_of_the_line():
+    assert one("latency.confirmation.p99 == latency.confirmation.p50 * 5000").passed
+    assert one("latency.confirmation.p99 <= 2 * latency.confirmation.p50 + 15m").passed
+    assert not one("latency.confirmation.p99 <= latency.confirmation.p50 + 14m").passed
+    assert one("run.wall_s < duplicates.delivered * 30s").passed  # seconds: 95.5 < 120
+    mixed = one("latency.confirmation.p99 < run.wall_s + 1s")
+    assert not mixed.passed and "ambiguous" in mixed.error
+
+
+def test_relational_lines_that_cannot_be_decided_fail_with_a_reason():
+    zero = one("duplicates.delivered / duplicates.posted < 1")
+    assert not zero.passed and zero.error == "division by zero (duplicates.posted is 0)"
+    text = one("scenario == duplicates.delivered")
+    assert not text.passed and text.error == "scenario is not a number"
+    flag = one("ledger.balanced < duplicates.delivered")
+    assert not flag.passed and flag.error == "ledger.balanced is not a number"
+    missing = one("duplicates.delivered == duplicates.lost")
+    assert missing.error == "no such key duplicates.lost" and missing.value == 4
+    assert missing.values == {"duplicates.delivered": 4}
+
+
+def test_first_codes_count_zero_when_absent():
+    assert one("dead_letters.by_first_code.LOT_REQUIRED == 0").passed
+    summary = {"dead_letters": {"by_first_code": {"REVISION_MISMATCH": 2}, "total": 2}}
+    assert one("dead_letters.by_first_code.REVISION_MISMATCH == dead_letters.total", summary).passed
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("drift.final_unexplaned == 0", "no summary key drift.final_unexplaned: drift has"),
+        ("duplicates == 0", "duplicates is a section, not a figure: it has delivered"),
+        ("seed.value == 0", "no summary key seed.value: seed is a figure"),
+        ("coverage.reordr == 0", "no summary key coverage.reordr: coverage has"),
+        ("dead_letters.by_code.LOT_MISSING > 0", "no summary key dead_letters.by_code.LOT_MISSING"),
+        ("dead_letters.by_first_code.NOPE > 0", "dead_letters.by_first_code has"),
+        ("outcomes.PARKED == 0", "outcomes has POSTED, DUPLICATE, HELD, REJECTED"),
+        ("latency.confirmation.p98 < 1s", "no summary key latency_ms.confirmation.p98"),
+        ("duplicates.detected == duplicates.delivered-1", "duplicates.delivered-1"),
+        ("assertions.x.passed == true", "no summary key assertions.x.passed"),
+    ],
+)
+def test_keys_no_summary_has_are_refused_when_the_scenario_loads(line, reason):
+    with pytest.raises(ConfigurationError) as caught:
+        check_syntax([line])
+    assert reason in str(caught.value)
+
+
+def test_keys_a_summary_has_pass_the_syntax_check():
+    check_syntax(
+        [
+            "events.held_at_end == 0",
+            "drift.final_undelivered == drift.final_undelivered_value",
+            "drift.final_undelivered_messages <= heal.unsent + heal.in_flight",
+            "drift.final_explained <= drift.final",
+            "dead_letters.by_first_code.REVISION_MISMATCH >= dead_letters.by_code.REVISION_MISMATCH",
+            "latency.any_workflow.parts.hold.p99_9 < 1h",
+            "load.sends.late_share < 0.01",  # the load driver's own figures
+            "assertions.0.passed == true",
+            "outcomes.HELD == 0",
+            "0 <= first_pass_rate <= 1",
+        ]
+    )
+
+
+def test_failure_lines_and_junit_show_each_key_of_a_relational_line(tmp_path):
+    results = evaluate(["duplicates.posted >= duplicates.delivered", "seed == 8"], SUMMARY)
+    lines = failure_lines([result.to_dict() for result in results])
+    assert lines == [
+        "duplicates.posted >= duplicates.delivered (duplicates.posted 0, duplicates.delivered 4)",
+        "seed == 8 (value 7)",
+    ]
+    write_junit(tmp_path / "junit.xml", "s", results)
+    failures = ET.parse(tmp_path / "junit.xml").getroot().iter("failure")
+    messages = [failure.get("message") for failure in failures]
+    assert messages == [
+        "values were duplicates.posted 0, duplicates.delivered 4",
+        "value was 7",
+    ]
+    assert AssertionResult(**results[0].to_dict()) == results[0]  # summary.json round trip

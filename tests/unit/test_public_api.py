@@ -55,6 +55,8 @@ PUBLIC = {
     "QualityHold",
     "Message",
     "MESSAGE_TYPES",
+    "period_of",
+    "period_end",
     "Account",
     "LedgerStore",
     "SqliteStore",

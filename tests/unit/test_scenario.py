@@ -165,26 +165,97 @@ def test_an_override_cannot_descend_into_a_list_item_that_is_a_value(path):
 
 
 @pytest.mark.parametrize(
-    ("extra", "field"),
+    ("extra", "expected"),
     [
-        ("colour: blue\n", "colour"),
-        ("faults:\n  duplicate_rat: 0.1\n", "faults.duplicate_rat"),
+        ("colour: blue\n", "colour: unknown key\n"),
+        ("fault:\n  loss_rate: 0.1\n", "fault: unknown key; did you mean faults?"),
+        (
+            "faults:\n  duplicate_rat: 0.1\n",
+            "faults.duplicate_rat: unknown key; did you mean faults.duplicate_rate?",
+        ),
+        (
+            "plants:\n  - id: A\n    work_centres: [{id: W, capacty: 2}]\n",
+            (
+                "plants.0.work_centres.0.capacty: unknown key; "
+                "did you mean plants.0.work_centres.0.capacity?"
+            ),
+        ),
     ],
 )
-def test_unknown_fields_are_rejected_by_name(tmp_path, extra, field):
+def test_unknown_keys_in_the_file_are_named_with_the_nearest_key(tmp_path, extra, expected):
     faults = "faults:\n  network_delay: {kind: lognormal, mean: 80ms, sd: 40ms}\n"
     text = MINIMAL.replace(faults, "")
+    if extra.startswith("plants:"):
+        text = text[: text.index("plants:")]
     file = tmp_path / "typo.yaml"
     file.write_text(text + extra, encoding="utf-8")
     with pytest.raises(ConfigurationError) as caught:
         load_scenario(file)
-    assert f"{field}: Extra inputs are not permitted" in str(caught.value)
+    message = str(caught.value) + "\n"
+    assert message.startswith(f"{file} is not a valid scenario:\n")
+    assert f"  {expected}" in message
 
 
-def test_unknown_field_from_an_override_is_rejected_by_name(path):
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("nosuch=1", "--set nosuch=1: nosuch: unknown key"),
+        ("faults.nosuch=1", "--set faults.nosuch=1: faults.nosuch: unknown key"),
+        (
+            "duplicate_rate=0.1",
+            (
+                "--set duplicate_rate=0.1: duplicate_rate: unknown key; "
+                "did you mean faults.duplicate_rate?"
+            ),
+        ),
+        (
+            "integration.duplicate_rate=0.1",
+            (
+                "--set integration.duplicate_rate=0.1: integration.duplicate_rate: unknown key; "
+                "did you mean faults.duplicate_rate?"
+            ),
+        ),
+        (
+            "plants.1.work_centres.0.capacty=3",
+            (
+                "--set plants.1.work_centres.0.capacty=3: plants.1.work_centres.0.capacty: "
+                "unknown key; did you mean plants.1.work_centres.0.capacity?"
+            ),
+        ),
+        (
+            "faults.duplicate_rate=2",
+            (
+                "--set faults.duplicate_rate=2: faults.duplicate_rate: "
+                "Input should be less than or equal to 1"
+            ),
+        ),
+    ],
+)
+def test_a_bad_override_is_blamed_not_the_file(path, override, expected):
     with pytest.raises(ConfigurationError) as caught:
-        load_scenario(path, ["integration.retries=3"])
-    assert "integration.retries:" in str(caught.value)
+        load_scenario(path, ["seed=4", override])
+    assert str(caught.value) == expected  # one line, nothing said against the file
+
+
+def test_a_problem_of_the_file_and_one_of_an_override_are_told_apart(path):
+    path.write_text(path.read_text() + "colour: blue\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as caught:
+        load_scenario(path, ["integration.consumers=0"])
+    assert str(caught.value).splitlines() == [
+        (
+            "--set integration.consumers=0: integration.consumers: "
+            "Input should be greater than or equal to 1"
+        ),
+        f"{path} with its --set overrides is not a valid scenario:",
+        "  colour: unknown key",
+    ]
+
+
+def test_a_bad_list_item_is_not_echoed_as_an_empty_list(path):
+    with pytest.raises(ConfigurationError) as caught:
+        load_scenario(path, ["plants=[{id: lyon, work_centres: [{id: W}]}]"])
+    (line,) = str(caught.value).splitlines()  # not also "plants: Tuple should have at least 1"
+    assert line.startswith("--set plants=[{id: lyon, work_centres: [{id: W}]}]: plants.0.id: ")
 
 
 def test_duplicate_plant_ids_are_rejected(path):
@@ -200,9 +271,62 @@ def test_files_that_are_not_scenarios(tmp_path):
     with pytest.raises(ConfigurationError, match="not a YAML mapping"):
         load_scenario(listing)
     broken = tmp_path / "broken.yaml"
-    broken.write_text("name: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ConfigurationError, match="cannot read"):
+    broken.write_text("name: x\nplants: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigurationError) as caught:
         load_scenario(broken)
+    assert str(caught.value) == (
+        f"{broken}:3:1: invalid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence at line 2, column 9)"
+    )
+
+
+def test_an_override_that_is_not_yaml_names_the_override_not_a_unicode_string(path):
+    with pytest.raises(ConfigurationError) as caught:
+        load_scenario(path, ["faults.network_delay={kind: constant, mean: 1s"])
+    message = str(caught.value)
+    assert message.startswith("--set faults.network_delay={kind: constant, mean: 1s: ")
+    assert "is not YAML" in message and "<unicode string>" not in message
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("{kind: lognormal, mean: 30s}", "lognormal needs mean and sd; sd is missing"),
+        ("{kind: lognormal, mean: 30s, sd: 0s}", "lognormal needs sd > 0"),
+        ("{kind: lognormal, mean: 0s, sd: 5s}", "lognormal needs a positive mean"),
+        ("{kind: exponential}", "exponential needs mean; mean is missing"),
+        ("{kind: constant}", "constant needs mean; mean is missing"),
+        ("{kind: uniform, low: 1s}", "uniform needs high; high is missing"),
+        ("{kind: uniform, low: 5s, high: 1s}", "uniform needs low <= high"),
+        ("{kind: exponential, mean: 30s, sd: 10s}", "exponential takes mean, not sd"),
+        ("{kind: constant, mean: 1s, high: 2s}", "constant takes mean, not high"),
+        ("{kind: uniform, mean: 3s, high: 5s}", "uniform takes low and high, not mean"),
+    ],
+)
+def test_a_distribution_must_have_its_own_parameters_and_no_others(path, value, problem):
+    with pytest.raises(ConfigurationError) as caught:
+        load_scenario(path, [f"integration.service_time={value}"])
+    assert f"integration.service_time: {problem}" in str(caught.value)
+
+
+def test_setting_only_the_kind_of_a_default_distribution_is_an_error(path):
+    # the override makes a fresh section: the default mean is not kept, so nothing is meant
+    with pytest.raises(ConfigurationError, match="lognormal needs mean and sd; mean is missing"):
+        load_scenario(path, ["integration.service_time.kind=lognormal"])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "{kind: uniform, high: 5s}",  # low 0
+        "{kind: constant, mean: 0s}",
+        "{kind: exponential, mean: 0s}",  # no delay at all, as a sweep's first value may be
+        "{mean: 30s}",  # exponential
+        "{kind: lognormal, mean: 30s, sd: 60s}",
+    ],
+)
+def test_complete_distributions_load(path, value):
+    load_scenario(path, [f"integration.service_time={value}"])
 
 
 @pytest.mark.parametrize(

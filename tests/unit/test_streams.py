@@ -133,10 +133,10 @@ def test_sample_seconds_shapes():
 @pytest.mark.parametrize(
     "dist",
     [
-        Distribution(kind="exponential"),
-        Distribution(kind="lognormal"),
-        Distribution(kind="constant"),
-        Distribution(kind="uniform"),
+        Distribution(kind="exponential", mean=timedelta(0)),
+        Distribution(kind="lognormal", mean=timedelta(0), sd=timedelta(0)),
+        Distribution(kind="constant", mean=timedelta(0)),
+        Distribution(kind="uniform", high=timedelta(0)),
     ],
 )
 def test_zero_durations_are_zero(dist):
