@@ -32,6 +32,7 @@ from sim.report.figures import (
 from sim.report.plots import render_plots
 from sim.report.tables import Table, detail_tables, message_types_table
 from sim.report.trace import read_trace
+from sim.scenario.assertions import seen_values
 from sim.scenario.document import Scenario, format_duration, load_scenario
 
 __all__ = ["METADATA_MARK", "message_types", "render_html", "run_metadata", "write_html_report"]
@@ -151,13 +152,13 @@ def _verdict(summary: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr{' class=failed' if not r['passed'] else ''}>"
         f"<td class={'pass' if r['passed'] else 'fail'}>{'PASS' if r['passed'] else 'FAIL'}"
-        f"</td><td><code>{_e(r['expr'])}</code></td><td class=n>{_e(r['value'])}</td>"
+        f"</td><td><code>{_e(r['expr'])}</code></td><td class=n>{_e(seen_values(r))}</td>"
         + (f"<td>{_e(r.get('error') or '')}</td>" if errors else "")
         + "</tr>"
         for r in failed + passed
     )
     table = (
-        "<table><thead><tr><th>result</th><th>assertion</th><th class=n>value</th>"
+        "<table><thead><tr><th>result</th><th>assertion</th><th class=n>seen</th>"
         + ("<th>error</th>" if errors else "")
         + f"</tr></thead><tbody>{rows}</tbody></table>"
         if rows

@@ -8,6 +8,7 @@ from typing import Any
 
 from sim.report.figures import PLOTS, cdf_notice, key_figures, money_note, verdict, verdict_line
 from sim.report.tables import Table, detail_tables
+from sim.scenario.assertions import seen_values
 
 __all__ = ["render_markdown"]
 
@@ -15,7 +16,7 @@ __all__ = ["render_markdown"]
 def _assertion(result: dict[str, Any]) -> str:
     mark = "PASS" if result["passed"] else "**FAIL**"
     error = f"; {result['error']}" if result.get("error") else ""
-    return f"- {mark} `{result['expr']}` (value {result['value']}{error})"
+    return f"- {mark} `{result['expr']}` (seen {seen_values(result)}{error})"
 
 
 def _key_figures(summary: dict[str, Any], currencies: tuple[str, ...]) -> list[str]:

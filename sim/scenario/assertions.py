@@ -32,6 +32,7 @@ __all__ = [
     "check_syntax",
     "evaluate",
     "failure_lines",
+    "seen_values",
     "write_junit",
 ]
 
@@ -188,12 +189,16 @@ def _show(value: Any) -> str:
     return json.dumps(value) if value is None or isinstance(value, bool) else str(value)
 
 
+def seen_values(result: Mapping[str, Any]) -> str:
+    """What a line saw: its value `X`, or for a line on several keys `key X, other Y`."""
+    if result.get("values"):
+        return ", ".join(f"{key} {_show(seen)}" for key, seen in result["values"].items())
+    return _show(result["value"])
+
+
 def _seen(result: Mapping[str, Any], value: str = "value", values: str = "") -> str:
     """`value X`, or for a line on several keys `key X, other Y` (after `values`)."""
-    if result.get("values"):
-        pairs = ", ".join(f"{key} {_show(seen)}" for key, seen in result["values"].items())
-        return f"{values}{pairs}"
-    return f"{value} {_show(result['value'])}"
+    return f"{values if result.get('values') else value + ' '}{seen_values(result)}"
 
 
 def write_junit(path: str | Path, suite_name: str, results: Iterable[AssertionResult]) -> None:

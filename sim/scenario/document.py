@@ -19,8 +19,6 @@ from sim.scenario.sections import (
     DEFAULT_METRICS,
     Calendar,
     Demand,
-    Distribution,
-    Duration,
     EdgeCases,
     Faults,
     Integration,
@@ -30,12 +28,10 @@ from sim.scenario.sections import (
     PlantSpec,
     Products,
     Reporting,
-    Spec,
     Store,
     Sweep,
-    format_duration,
-    parse_duration,
 )
+from sim.scenario.values import Distribution, Duration, Spec, format_duration, parse_duration
 
 __all__ = [
     "DEFAULT_METRICS",

@@ -11,7 +11,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sim.scenario.sections import parse_duration
+from sim.scenario.values import parse_duration
 
 __all__ = ["Line", "Unusable", "holds", "parse_line"]
 

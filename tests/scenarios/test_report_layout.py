@@ -27,6 +27,7 @@ from tests.scenarios import harness
 
 FAILING = "duplicates.posted > 0"  # never true for a correct core: the failed assertion
 HOLDING = "ledger.balanced == true"
+RELATIONAL = "duplicates.detected == duplicates.delivered"  # holds: both sides shown
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def run_dir(tmp_path_factory) -> Path:
     second = copy.deepcopy(doc["plants"][0]) | {"id": "BASEL", "currency": "CHF"}
     doc["plants"].append(second)
     doc["horizon"] = "12h"
-    doc["assert"] = [HOLDING, FAILING]
+    doc["assert"] = [HOLDING, FAILING, RELATIONAL]
     base = tmp_path_factory.mktemp("layout")
     source = harness.write_scenario(base / "two.yaml", doc)
     overrides = ["faults.loss_rate=0.02", "mes.reporting=batched"]
@@ -62,11 +63,19 @@ def test_the_page_leads_with_the_verdict_then_key_figures_then_plots_then_detail
 def test_failed_assertions_come_first_under_a_failed_headline(run_dir):
     page = (run_dir / "report.html").read_text(encoding="utf-8")
     verdict = page[page.index('id="verdict"') : page.index('id="key-figures"')]
-    assert "verdict failed" in page and "FAILED: 1 of 2 assertions fail" in verdict
+    assert "verdict failed" in page and "FAILED: 1 of 3 assertions fail" in verdict
     assert verdict.index(FAILING.replace(">", "&gt;")) < verdict.index(HOLDING)
     text = (run_dir / "report.md").read_text()
-    assert "**FAILED: 1 of 2 assertions fail**" in text
+    assert "**FAILED: 1 of 3 assertions fail**" in text
     assert text.index(f"**FAIL** `{FAILING}`") < text.index(f"PASS `{HOLDING}`")
+
+
+def test_a_line_on_two_keys_shows_what_it_saw_of_each(run_dir):
+    duplicates = _summary(run_dir)["duplicates"]
+    seen = f"duplicates.detected {duplicates['detected']}, "
+    seen += f"duplicates.delivered {duplicates['delivered']}"
+    assert f"PASS `{RELATIONAL}` (seen {seen})" in (run_dir / "report.md").read_text()
+    assert f"<td class=n>{seen}</td>" in (run_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_edge_cases_never_exercised_are_one_line_not_a_row_each(run_dir):

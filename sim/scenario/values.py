@@ -1,0 +1,105 @@
+"""The value types scenario sections are written in: durations (`250ms`, `30s`, `15m`, `8h`,
+`2d`, or a number of seconds), rates, and random durations (`Distribution`)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+__all__ = ["Spec", "Duration", "Rate", "parse_duration", "format_duration", "Distribution"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`90s`, `15m`, `1.5h`, `2d`, a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; durations are zero or more")
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration like 250ms, 30s, 15m, 8h or 2d")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit in ("w", "d", "h", "m", "s"):
+        if seconds >= _UNITS[unit] and (seconds / _UNITS[unit]).is_integer():
+            return f"{int(seconds / _UNITS[unit])}{unit}"
+    millis = Decimal(value // timedelta(microseconds=1)) / 1000
+    return f"{millis.normalize():f}ms"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": ["string", "number"], "pattern": _DURATION.pattern}),
+]
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+_PARAMETERS = {
+    "exponential": ("mean",),
+    "constant": ("mean",),
+    "lognormal": ("mean", "sd"),
+    "uniform": ("low", "high"),
+}
+
+
+class Distribution(Spec):
+    """A random duration: `exponential` (mean), `lognormal` (mean, sd), `uniform` (low, high;
+    low 0 if left out) or `constant` (mean). Each kind's parameters must be written (so that
+    `{kind: lognormal, mean: 30s}` is not silently a constant) and no other kind's."""
+
+    kind: Literal["exponential", "lognormal", "uniform", "constant"] = "exponential"
+    mean: Duration = timedelta(0)
+    sd: Duration = timedelta(0)
+    low: Duration = timedelta(0)
+    high: Duration = timedelta(0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parameters_written(cls, data: Any) -> Any:
+        kind = data.get("kind", "exponential") if isinstance(data, dict) else None
+        if not isinstance(kind, str):
+            return data  # not a mapping or no kind name: field validation says what is wrong
+        needed = [name for name in _PARAMETERS.get(kind, ()) if name != "low"]  # low: 0
+        if missing := [name for name in needed if name not in data]:
+            raise ValueError(f"{kind} needs {' and '.join(needed)}; {missing[0]} is missing")
+        return data
+
+    @model_validator(mode="after")
+    def _complete(self) -> Distribution:
+        takes = _PARAMETERS[self.kind]
+        unused = [name for name in ("mean", "sd", "low", "high") if name not in takes]
+        if stray := [name for name in unused if getattr(self, name) > timedelta(0)]:
+            raise ValueError(f"{self.kind} takes {' and '.join(takes)}, not {', '.join(stray)}")
+        if self.kind == "uniform" and self.high < self.low:
+            raise ValueError("uniform needs low <= high")
+        if self.kind == "lognormal" and self.mean > timedelta(0) >= self.sd:
+            raise ValueError("lognormal needs sd > 0 (for a fixed duration: kind: constant)")
+        if self.kind == "lognormal" and self.mean <= timedelta(0) < self.sd:
+            raise ValueError("lognormal needs a positive mean")
+        return self
