@@ -57,7 +57,9 @@ class Drift:
     final_value: Decimal
     final_explained_value: Decimal
     final_unexplained_value: Decimal
+    final_undelivered_value: Decimal  # messages the heal phase never delivered: not unexplained
     final_exceptions: int
+    final_undelivered_messages: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class DeadLetters:
     remaining: int
     replayed: int
     by_code: Mapping[str, int]  # open dead letters per code; unknown codes count 0
+    by_first_code: Mapping[str, int]  # every dead letter per the code it first failed with
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class TwinResult:
     drift: Drift
     dead_letters: DeadLetters
     coverage: Mapping[str, int]  # how often each edge case happened; unknown names count 0
+    held_at_end: int  # messages the core still held when the run ended
     assertions: tuple[Any, ...]  # sim.scenario.assertions.AssertionResult, one per `assert:` line
 
     @classmethod
@@ -101,16 +105,22 @@ class TwinResult:
         from sim.scenario.assertions import AssertionResult
 
         drift, dead, dup = summary["drift"], summary["dead_letters"], summary["duplicates"]
-        values = ("max_value", "final_value", "final_explained_value", "final_unexplained_value")
+        values = (
+            "max_value", "final_value", "final_explained_value", "final_unexplained_value",
+            "final_undelivered_value",
+        )  # fmt: skip
+        counts = (drift["final_exceptions"], drift["final_undelivered_messages"])
         return cls(
             out=out,
             summary=summary,
             duplicates=Duplicates(dup["delivered"], dup["detected"], dup["posted"]),
-            drift=Drift(*(Decimal(drift[key]) for key in values), drift["final_exceptions"]),
+            drift=Drift(*(Decimal(drift[key]) for key in values), *counts),
             dead_letters=DeadLetters(
-                dead["total"], dead["remaining"], dead["replayed"], _counts(dead["by_code"])
-            ),
+                dead["total"], dead["remaining"], dead["replayed"], _counts(dead["by_code"]),
+                _counts(dead["by_first_code"]),
+            ),  # fmt: skip
             coverage=_counts(summary["coverage"]),
+            held_at_end=summary["events"]["held_at_end"],
             assertions=tuple(AssertionResult(**result) for result in summary["assertions"]),
         )
 

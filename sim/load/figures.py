@@ -1,4 +1,4 @@
-"""What a load run measures about itself, apart from the business measures of `sim.run.measures`:
+"""What a load run measures about itself, apart from the business measures of `sim.model.measures`:
 latency from the intended send time (corrected for coordinated omission) and from the actual
 send (uncorrected), late sends, retries, refusals, achieved rate and event-loop lag."""
 

@@ -19,11 +19,11 @@ from decimal import Decimal
 
 from integration import Envelope
 from sim.model.catalogue import Catalogue
+from sim.model.measures import Measures
 from sim.model.middleware import Delivery, Middleware
 from sim.model.streams import Streams
 from sim.model.truth import PhysicalEvent, StockKey
 from sim.model.world import World
-from sim.run.measures import Measures
 from sim.run.runner import Progress, advance, build_world
 from sim.run.targets import NullTarget
 from sim.scenario.document import Scenario

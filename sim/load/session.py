@@ -19,14 +19,14 @@ from sim.load.driver import Driver, RetryPolicy, Timeline
 from sim.load.figures import LoadFigures
 from sim.load.http11 import Http11Client
 from sim.load.schedule import Schedule, Send, make_schedule
+from sim.model.measures import Measures, drift
+from sim.model.target import Books, TargetError
 from sim.report.output import write_run
 from sim.report.trace import Trace
 from sim.run.http_target import HttpTarget
-from sim.run.measures import Measures, drift
 from sim.run.runner import run_figures
 from sim.run.session import RunOutcome, prepare_run_dir
 from sim.run.summary import summarise
-from sim.run.targets import Books, TargetError
 from sim.scenario.assertions import AssertionResult, write_junit
 from sim.scenario.document import Scenario, load_scenario
 

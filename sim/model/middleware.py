@@ -11,9 +11,9 @@ import simpy
 
 from integration import Envelope
 from sim.model.streams import sample_seconds
+from sim.model.target import Target, TargetUnavailable
 from sim.model.truth import PhysicalEvent
 from sim.model.world import World
-from sim.run.targets import Target, TargetUnavailable
 from sim.scenario.document import Pattern
 from sim.scenario.sections import System
 

@@ -20,7 +20,7 @@ from sim.scenario.document import Reporting, Scenario
 from sim.scenario.sections import Outage, System
 
 if TYPE_CHECKING:
-    from sim.run.measures import Measures
+    from sim.model.measures import Measures
 
 __all__ = ["World", "Reporter", "Outages"]
 

@@ -167,7 +167,7 @@ def _verdict(summary: dict[str, Any]) -> str:
     load = summary.get("load")
     warning = ""
     if load is not None:
-        from sim.load.report import fell_behind_text
+        from sim.report.load import fell_behind_text
 
         text = fell_behind_text(load)
         warning = f"<p class=fail>{_e(text)}</p>" if text else ""
@@ -260,7 +260,7 @@ def _load(load: dict[str, Any] | None) -> str:
     """A load run's driver figures (nothing for a simulated run)."""
     if load is None:
         return ""
-    from sim.load.report import HEADERS, describe, fell_behind_text, latency_rows
+    from sim.report.load import HEADERS, describe, fell_behind_text, latency_rows
 
     warning = fell_behind_text(load)
     items = "".join(f"<li>{_e(line)}</li>" for line in describe(load))

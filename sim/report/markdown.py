@@ -74,7 +74,7 @@ def render_markdown(
         *([""] if failed or passed else []),
     ]
     if "load" in summary:
-        from sim.load.report import fell_behind_text
+        from sim.report.load import fell_behind_text
 
         warning = fell_behind_text(summary["load"])
         lines += [f"**{warning}**", ""] if warning else []
@@ -82,7 +82,7 @@ def render_markdown(
     for table in detail_tables(summary, currencies, series):
         lines += _table(table)
     if "load" in summary:
-        from sim.load.report import load_lines
+        from sim.report.load import load_lines
 
         lines += load_lines(summary["load"])
     return "\n".join(lines)

@@ -30,16 +30,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
+from sim.model.target import Books, TargetRefused, TargetUnavailable
 from sim.model.truth import StockKey
-from sim.run.targets import (
-    Books,
-    TargetRefused,
-    TargetUnavailable,
-    by_location,
-    finding_text,
-    first_codes,
-    replay_rounds,
-)
+from sim.run.targets import by_location, finding_text, first_codes, replay_rounds
 
 if TYPE_CHECKING:
     import httpx

@@ -14,13 +14,14 @@ from typing import Any, NamedTuple
 
 from integration import ConfigurationError, ErrorCode, Outcome, Status
 from sim.model.catalogue import Catalogue
+from sim.model.measures import Measures
 from sim.model.streams import Streams
+from sim.model.target import Books
 from sim.model.truth import PhysicalEvent, StockKey
 from sim.report.trace import read_trace
-from sim.run.measures import Measures
 from sim.run.runner import Run
 from sim.run.summary import summarise
-from sim.run.targets import Books, InProcessTarget
+from sim.run.targets import InProcessTarget
 from sim.scenario.document import load_scenario
 
 __all__ = ["rebuild"]

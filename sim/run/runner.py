@@ -16,15 +16,16 @@ import simpy
 
 from sim.model.calendar import ShiftCalendar
 from sim.model.catalogue import Catalogue
+from sim.model.measures import Measures, drift
 from sim.model.middleware import Middleware
 from sim.model.office import Engineering, Finance
 from sim.model.plant import PlantModel
 from sim.model.streams import Streams
+from sim.model.target import Target
 from sim.model.truth import Truth
 from sim.model.world import World
-from sim.run.measures import Measures, drift
 from sim.run.summary import summarise
-from sim.run.targets import InProcessTarget, Target
+from sim.run.targets import InProcessTarget
 from sim.scenario.document import Scenario
 
 __all__ = ["Run", "simulate", "build_world", "advance", "run_figures"]

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from sim.model.measures import Measures, drift
+from sim.model.target import Books
 from sim.model.truth import PhysicalEvent, StockKey
-from sim.run.measures import Measures, drift
-from sim.run.targets import Books
 from sim.scenario.assertions import evaluate
 from sim.scenario.document import Scenario
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from integration import ConfigurationError, ErrorCode, Status
-from sim.run.measures import EDGE_CASES, PARTS, PERCENTILES
 from sim.scenario.expressions import Unusable, holds, parse_line
+from sim.scenario.vocabulary import EDGE_CASES, PARTS, PERCENTILES
 
 __all__ = [
     "ANY",

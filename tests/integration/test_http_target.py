@@ -25,8 +25,8 @@ from integration.service import ApiKey, ApiKeys, create_app
 from sim import HttpTarget, InProcessTarget, load_scenario, simulate
 from sim.model.catalogue import Catalogue
 from sim.model.streams import Streams
+from sim.model.target import TargetRefused, TargetUnavailable
 from sim.run.http_target import outcome_from
-from sim.run.targets import TargetRefused, TargetUnavailable
 from tests.builders import Envelopes, confirm, master_data, release, settings
 from tests.integration.served import KEYS, OPS_KEY, Served
 

@@ -185,7 +185,7 @@ def test_the_heap_is_frozen_while_sending_and_thawed_after(sends, monkeypatch):
 def books_for(sends):
     from sim.load.driver import Timeline
     from sim.load.session import _Books
-    from sim.run.measures import Measures
+    from sim.model.measures import Measures
 
     measures = Measures()
     for send in sends:

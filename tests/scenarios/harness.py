@@ -18,8 +18,9 @@ import yaml
 from integration import Envelope, Outcome
 from sim.model.catalogue import Catalogue
 from sim.model.streams import Streams
+from sim.model.target import Books
 from sim.run.runner import Run, simulate
-from sim.run.targets import Books, InProcessTarget
+from sim.run.targets import InProcessTarget
 from sim.scenario.document import Scenario, load_scenario
 
 HOUR = 3600.0

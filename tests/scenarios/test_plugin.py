@@ -50,6 +50,11 @@ def test_the_core_refuses_every_duplicate(twin):
     assert result.coverage["duplicate_delivered"] > 0
     assert result.coverage["an_edge_case_that_never_happened"] == 0
     assert result.dead_letters.by_code["NO_SUCH_CODE"] == 0
+    assert result.dead_letters.by_first_code["NO_SUCH_CODE"] == 0
+    assert result.drift.final_undelivered_value == Decimal(
+        result.summary["drift"]["final_undelivered_value"]
+    )
+    assert result.drift.final_undelivered_messages == 0 == result.held_at_end
     assert [a.expr for a in result.assertions][0] == "duplicates.posted == 0"
     assert (result.out / "summary.json").is_file()
     assert (result.out / "ledger.db").is_file()

@@ -1,5 +1,6 @@
-"""The twin's modules form no import circle: every import counts, lazy ones and those made only
-for type checking included, so the folders of `sim/` can be read from the bottom up."""
+"""The twin's modules form no import circle, and its folders are layers that import only those
+below them: every import counts, lazy ones and those made only for type checking included, so
+`sim/` can be read from the bottom up."""
 
 import ast
 from pathlib import Path
@@ -59,6 +60,37 @@ def test_no_module_of_sim_is_part_of_an_import_circle():
     graph = import_graph()
     assert len(graph) > 30 and "sim.model.world" in graph  # the walk sees the whole package
     assert find_circle(graph) is None, " -> ".join(find_circle(graph) or [])
+
+
+LAYERS = ("scenario", "model", "report", "run", "load", "sweep")  # bottom up
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports from a folder of `sim/` into one above it in `LAYERS`."""
+    return [
+        f"{module} -> {imported}"
+        for module, imports in sorted(graph.items())
+        for imported in sorted(imports)
+        if _layer(module)
+        and _layer(imported)
+        and LAYERS.index(_layer(imported)) > LAYERS.index(_layer(module))
+    ]
+
+
+def test_each_folder_of_sim_imports_only_the_folders_below_it():
+    graph = import_graph()
+    assert {_layer(module) for module in graph} >= set(LAYERS)
+    assert upward_imports(graph) == []
+
+
+def test_an_upward_import_is_seen():
+    graph = {"sim.model.world": {"sim.run.runner"}, "sim.run.runner": {"sim.model.world"}}
+    assert upward_imports(graph) == ["sim.model.world -> sim.run.runner"]
 
 
 def test_the_circle_finder_sees_a_circle_of_any_length():
