@@ -42,7 +42,7 @@ class World:
     outages: Outages = field(init=False)
 
     def __post_init__(self) -> None:
-        self.outages = Outages(self.scenario.faults.outages)
+        self.outages = Outages(self.scenario.faults.outages, self.scenario.horizon)
 
     def down_until(self, systems: tuple[System | None, ...], plant: str | None = None) -> float:
         """When the outage of any of `systems` (at `plant`) that covers now ends; 0.0 when
@@ -72,11 +72,18 @@ class World:
 
 
 class Outages:
-    """The scenario's outage windows, looked up by system and plant."""
+    """The scenario's outage windows, looked up by system and plant. Outages are faults, so a
+    window ends at the horizon at the latest: the heal phase has none, and nothing that waits
+    for a window's end (a consumer told Retry-After) sleeps into it."""
 
-    def __init__(self, outages: tuple[Outage, ...]) -> None:
+    def __init__(self, outages: tuple[Outage, ...], horizon: timedelta) -> None:
         self._windows = [
-            (o.system, o.plant, o.at.total_seconds(), (o.at + o.duration).total_seconds())
+            (
+                o.system,
+                o.plant,
+                o.at.total_seconds(),
+                min(o.at + o.duration, horizon).total_seconds(),
+            )
             for o in outages
         ]
 

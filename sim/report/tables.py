@@ -11,18 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sim.report.figures import format_millis, format_money, money_note
+from sim.scenario.vocabulary import PARTS, PERCENTILES
 
 __all__ = ["Table", "detail_tables", "edge_case_table", "latency_table", "message_types_table"]
 
-_PERCENTILES = (
-    ("p50", "p50"),
-    ("p90", "p90"),
-    ("p95", "p95"),
-    ("p99", "p99"),
-    ("p99_9", "p99.9"),
-    ("max", "max"),
-)
-_PARTS = ("report", "transport", "queue", "hold")
+# (summary key, column heading): the percentiles the measures keep, and the max
+_PERCENTILES = (*((name, name.replace("_", ".")) for name in PERCENTILES), ("max", "max"))
 _FLOOR_MS = 1  # latencies are recorded at 1 ms at least: a part whose max is 1 ms never took time
 
 
@@ -46,7 +40,7 @@ def latency_table(latency: dict[str, Any]) -> Table:
     idle: Counter[str] = Counter()
     for workflow, figures in latency.items():
         rows.append([workflow, f"{figures['count']:,}", *_percentiles(figures)])
-        for part in _PARTS:
+        for part in PARTS:
             part_figures = figures.get("parts", {}).get(part)
             if part_figures is None:
                 continue

@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from pydantic.json_schema import GenerateJsonSchema
 
 from integration import ConfigurationError
+from sim.scenario.assertions import check_syntax
 from sim.scenario.sections import (
     DEFAULT_METRICS,
     Calendar,
@@ -266,8 +267,6 @@ def load_scenario(source: str | Path | dict[str, Any], overrides: Sequence[str] 
         scenario = Scenario.model_validate(document)
     except ValidationError as error:
         raise _invalid(error, origin, overrides) from error
-    from sim.scenario.assertions import check_syntax  # assertions read durations from this module
-
     check_syntax(scenario.assertions)
     return scenario
 

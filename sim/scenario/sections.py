@@ -9,14 +9,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    Field,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, ValidationError, WithJsonSchema, model_validator
 
-from integration import NegativeStockPolicy, OpenOrderPolicy
+from integration import NegativeStockPolicy, OpenOrderPolicy, Plant
 from sim.scenario.values import Distribution, Duration, Rate, Spec
 
 __all__ = [
@@ -65,13 +60,22 @@ class WorkCentreSpec(Spec):
     """mean time to repair"""
 
 
+def _plant_zone(name: str) -> str:
+    """A time zone the core accepts for a plant (`integration.Plant` knows which)."""
+    try:
+        Plant(id="ZONE", currency="EUR", timezone=name)
+    except ValidationError:
+        raise ValueError(f"unknown IANA time zone {name!r}") from None
+    return name
+
+
 class PlantSpec(Spec):
     id: str = Field(pattern=r"^[A-Z0-9_-]{1,16}$")
     """plant id"""
     currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     """ISO 4217 currency of its books"""
-    timezone: str = "UTC"
-    """IANA time zone"""
+    timezone: Annotated[str, AfterValidator(_plant_zone)] = "UTC"
+    """IANA time zone (its months are the plant's accounting periods)"""
     work_centres: tuple[WorkCentreSpec, ...] = Field(min_length=1)
     clock_skew: Duration = Field(
         timedelta(0), description="how far this plant's MES clock is ahead"

@@ -1,7 +1,9 @@
 """The ECO open-order policy (README, Engineering changes): every EcoReleased carries the
 scenario's `edge_cases.eco_open_order_policy`, and the twin's floor follows it, so under
 `switch_at_next_operation` open orders backflush the new revision from their next operation in
-the books and on the floor alike."""
+the books and on the floor alike. The floor switches when the ECO is released, the core when it
+posts it: a confirmation still on its way then is dead-lettered REVISION_MISMATCH (explained
+drift), so the exact-agreement test keeps the network fast."""
 
 from __future__ import annotations
 

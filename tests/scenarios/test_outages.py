@@ -130,10 +130,27 @@ def test_a_middleware_outage_keeps_the_brokers_backlog_until_it_is_back():
         f"integration.service_time={{kind: constant, mean: {service}s}}",
     )
     run, trace = _recorded(*slow, _outage(system="middleware"))
-    assert next(row["queue_depth"] for row in run.series if row["t_s"] == DOWN_FROM) > 0
+    calm = simulate(harness.scenario(slow))
+
+    def depth(result: Run, hour: int) -> int:  # the most waiting since the sample before
+        return next(row["queue_depth"] for row in result.series if row["t_s"] == hour * HOUR)
+
+    # Down: nothing is published into the queue and the one consumer takes at most one more
+    # message, so the queue neither fills nor drains; back: what the publishers held arrives.
+    assert depth(run, 5) - depth(run, 6) <= 1 and depth(run, 6) > 0
+    assert depth(run, 6) < depth(calm, 6) and depth(run, 7) > 2 * depth(calm, 7)
     # The call in progress when it went down ends; then the consumer gets nothing more.
     assert not _answered_in_window(trace, grace=service)
     assert run.summary["duplicates"]["posted"] == 0
+
+
+@pytest.mark.parametrize("system", ["ERP", "middleware", "MES"])
+def test_an_outage_ends_at_the_horizon_so_the_heal_phase_delivers_everything(system):
+    crossing = f"faults.outages=[{{at: 22h, duration: 10h, system: {system}}}]"
+    run = simulate(harness.scenario([crossing, harness.REORDERING, "measures.heal=2h"]))
+    assert run.summary["heal"] == {"unsent": 0, "in_flight": 0}
+    assert run.summary["drift"]["final_undelivered_messages"] == 0
+    _safe(run)
 
 
 def test_a_middleware_outage_under_the_sync_pattern_fails_calls_in_flight():

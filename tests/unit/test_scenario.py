@@ -263,6 +263,12 @@ def test_duplicate_plant_ids_are_rejected(path):
         load_scenario(path, ["plants.1.id=LYON"])
 
 
+def test_an_unknown_plant_time_zone_is_refused_when_the_scenario_loads(path):
+    with pytest.raises(ConfigurationError, match=r"plants.0.timezone.*unknown IANA time zone"):
+        load_scenario(path, ["plants.0.timezone=Europe/Pari"])
+    assert load_scenario(path, ["plants.0.timezone=Europe/Paris"]).plants[0].timezone
+
+
 def test_files_that_are_not_scenarios(tmp_path):
     with pytest.raises(ConfigurationError, match="cannot read"):
         load_scenario(tmp_path / "absent.yaml")
