@@ -229,7 +229,7 @@ def _flow(s: dict[str, Any], currencies: tuple[str, ...]) -> list[Figure]:
         Figure(
             "worst drift in flight",
             format_money(drift["max_value"], currencies),
-            "at a sample, before healing",
+            "the largest at any sample, or at the end",
         ),
     ]
 
