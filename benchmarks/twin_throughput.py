@@ -25,9 +25,8 @@ TARGETS = {"wall_s_max": 120, "peak_rss_mb_max": 1536, "rss_ratio_max": 2.0}
 
 
 def _variant(name: str, overrides: list[str]) -> dict:
-    from sim.run.runner import simulate
-    from sim.run.targets import NullTarget
-    from sim.scenario.document import load_scenario
+    # the public API only: a baseline revision beside this checkout may lay sim/ out otherwise
+    from sim import NullTarget, load_scenario, simulate
 
     scenario = load_scenario(SCENARIO, overrides)
     with tempfile.TemporaryDirectory() as out:
