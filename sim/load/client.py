@@ -1,12 +1,14 @@
-"""How the load driver talks HTTP: one small async port, two adapters.
+"""How the load driver talks HTTP: one small async port and its adapters.
 
 `Client.post(path, key, body)` sends one request and answers a `Reply` (status, JSON body,
 Retry-After) or raises `RequestFailed` (no answer: a timeout or a broken connection). Retry
 policy lives above this port (`sim.load.driver`), so it is the same for every adapter.
 
-* `AiohttpClient` is the default: against a trivial FastAPI endpoint on this 2-core machine,
-  aiohttp sends about twice as many requests per second as httpx with its aiohttp transport,
-  and many times more than httpx's default transport (README, "Load testing a live target").
+* `Http11Client` (`sim.load.http11`) is the default for `http://` targets: about half of
+  aiohttp's CPU per request (README, "Load testing a live target").
+* `AiohttpClient` serves `https://` targets and `--client aiohttp`: against a trivial FastAPI
+  endpoint on this 2-core machine, aiohttp sends about twice as many requests per second as
+  httpx with its aiohttp transport, and many times more than httpx's default transport.
 * `HttpxClient` wraps any `httpx.AsyncClient`, so respx can force failures at the client
   boundary in tests, and a team can bring its own transport (proxies, mTLS).
 """

@@ -214,7 +214,8 @@ def drive_scenario(
 ) -> tuple[dict[str, Any], Measures, Books]:
     """The load run of `scenario` against `options.target`: (summary, measures, books).
     `announce` hears what is about to be driven, once the schedule is made. `client` sends
-    the messages (default: aiohttp; e.g. an `HttpxClient` with a transport of your own)."""
+    the messages (default: `options.client`, the HTTP/1.1 client for `http://` targets; e.g.
+    an `HttpxClient` with a transport of your own)."""
     import httpx
 
     started = time.perf_counter()
