@@ -35,6 +35,7 @@ class Load:
     slots: list[list[bytes]]  # request bodies per slot
     messages_per_body: list[list[int]]
     batch: bool
+    slot_headers: list[dict[str, str]] | None = None  # per slot, over `headers`
 
 
 @dataclass
@@ -67,6 +68,18 @@ def single_load(workload: Workload, concurrency: int) -> Load:
         [[1] * len(indexes) for indexes in owned],
         batch=False,
     )
+
+
+def receipts_load(workload: Workload, concurrency: int, senders: list[SourceSystem]) -> Load:
+    """One `POST /v1/messages` per receipt of `build_receipts`, `concurrency` in flight, each
+    under its sender's key (`senders[n]`, as the workload was built)."""
+    load = single_load(workload, concurrency)
+    owned = slots(workload, concurrency)
+    for indexes in owned:
+        if len({senders[i] for i in indexes}) != 1:
+            raise ValueError("each in-flight slot must hold one sender's receipts")
+    load.slot_headers = [bearer(senders[indexes[0]]) for indexes in owned]
+    return load
 
 
 def batch_load(workload: Workload, size: int, in_flight: int = BATCH_IN_FLIGHT) -> Load:
@@ -116,11 +129,11 @@ async def _drive_aiohttp(base: str, load: Load) -> tuple[float, list[float], lis
         connector=connector, timeout=timeout, headers=load.headers
     ) as session:
 
-        async def slot(bodies: list[bytes], counts: list[int]) -> None:
+        async def slot(bodies: list[bytes], counts: list[int], headers: dict | None) -> None:
             clock = time.perf_counter
             for body, expected in zip(bodies, counts, strict=True):
                 began = clock()
-                async with session.post(url, data=body) as answer:
+                async with session.post(url, data=body, headers=headers) as answer:
                     content = await answer.read()
                     status = answer.status
                 latencies.append(clock() - began)
@@ -131,9 +144,7 @@ async def _drive_aiohttp(base: str, load: Load) -> tuple[float, list[float], lis
         # one connection per slot, opened before the clock starts
         await asyncio.gather(*(session.get(base + "/healthz") for _ in load.slots))
         start = time.perf_counter()
-        await asyncio.gather(
-            *(slot(b, c) for b, c in zip(load.slots, load.messages_per_body, strict=True))
-        )
+        await asyncio.gather(*(slot(*each) for each in _slots_of(load)))
         wall = time.perf_counter() - start
     return wall, latencies, failures
 
@@ -150,11 +161,11 @@ async def _drive_httpx(base: str, load: Load) -> tuple[float, list[float], list[
         base_url=base, limits=limits, timeout=600, headers=load.headers
     ) as client:
 
-        async def slot(bodies: list[bytes], counts: list[int]) -> None:
+        async def slot(bodies: list[bytes], counts: list[int], headers: dict | None) -> None:
             clock = time.perf_counter
             for body, expected in zip(bodies, counts, strict=True):
                 began = clock()
-                answer = await client.post(load.path, content=body)
+                answer = await client.post(load.path, content=body, headers=headers)
                 latencies.append(clock() - began)
                 problem = _check(load, answer.status_code, answer.content, expected)
                 if problem:
@@ -162,11 +173,15 @@ async def _drive_httpx(base: str, load: Load) -> tuple[float, list[float], list[
 
         await asyncio.gather(*(client.get("/healthz") for _ in load.slots))
         start = time.perf_counter()
-        await asyncio.gather(
-            *(slot(b, c) for b, c in zip(load.slots, load.messages_per_body, strict=True))
-        )
+        await asyncio.gather(*(slot(*each) for each in _slots_of(load)))
         wall = time.perf_counter() - start
     return wall, latencies, failures
+
+
+def _slots_of(load: Load) -> zip:
+    """Each slot's bodies, messages per body and headers (None: the load's)."""
+    headers = load.slot_headers or [None] * len(load.slots)
+    return zip(load.slots, load.messages_per_body, headers, strict=True)
 
 
 DRIVERS = {"aiohttp": _drive_aiohttp, "httpx": _drive_httpx}

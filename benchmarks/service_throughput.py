@@ -15,6 +15,12 @@ uvloop + httptools, one process) over a fresh ledger:
 * batch: `POST /v1/messages/batch` with `--batch-sizes` messages per request, 2 requests in
   flight (each slot again owning whole work orders), so the server always has the next batch
   waiting. Every outcome must be POSTED.
+* senders: purchase receipts as single requests on PostgreSQL, all from the WMS, then the same
+  number with the in-flight slots alternating between the WMS and the ERP keys (both may send
+  receipts), so consecutive requests come from different senders; the interleaved rate is
+  reported against the one-sender rate of the same run (`ratios.interleaved_vs_one_sender`,
+  target >= 0.9: group commits take every pending message whatever its sender).
+  `--senders-only` runs just these two.
 * both against SQLite (a WAL file in a temporary directory) and PostgreSQL (a fresh schema
   `?schema=bench_…`, dropped afterwards).
 * the workload: master data (items, BOM + routing), purchase receipts that put the stock on
@@ -73,6 +79,7 @@ import sys
 import tempfile
 import time
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 
 from checkout import ROOT, source_revision
@@ -91,6 +98,7 @@ from service_load import (
     client_event_loop,
     drive,
     rate_of,
+    receipts_load,
     single_load,
     summary,
 )
@@ -113,7 +121,9 @@ from service_report import (
     versions,
 )
 from service_run import ServiceRuns
-from workload import build_workload
+from workload import build_receipts, build_workload
+
+from integration import SourceSystem
 
 DEFAULT_PG_URL = os.environ.get("MFG_TWIN_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PROBE_MESSAGES = 2_400  # bodies per client in the client choice (httpx is slow)
@@ -246,6 +256,29 @@ def measure_all(
         report["async_commit_diagnostic"] = async_commit_diagnostic(runs, single, batches, rows)
 
 
+def measure_senders(runs: ServiceRuns, messages: int, report: dict) -> None:
+    """Receipts on PostgreSQL from one sender, then from two interleaved (see the module
+    docstring), each on a fresh ledger."""
+    alone = [SourceSystem.WMS] * messages
+    slot_sender = (SourceSystem.WMS, SourceSystem.ERP)
+    mixed = [slot_sender[n % runs.concurrency % 2] for n in range(messages)]
+    for name, senders in (("one_sender", alone), ("interleaved", mixed)):
+        workload = build_receipts(messages, senders)
+        load = receipts_load(workload, runs.concurrency, senders)
+        report[f"postgres_receipts_{name}"] = replace(runs, workload=workload).measure(
+            runs.postgres(f"senders_{name}"), load, None
+        )
+    one, two = (
+        report[f"postgres_receipts_{name}"]["events_per_s"]
+        for name in ("one_sender", "interleaved")
+    )
+    report["interleaved_vs_one_sender"] = {
+        "ratio": round(two / one, 3),
+        "target": 0.9,
+        "met": two / one >= 0.9,
+    }
+
+
 def _interrupted(signum, _frame) -> None:
     raise SystemExit(128 + signum)
 
@@ -278,6 +311,11 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         "--compare-only",
         action="store_true",
         help="with --compare-with: only the trivial baseline and the side-by-side runs",
+    )
+    parser.add_argument(
+        "--senders-only",
+        action="store_true",
+        help="only the trivial baseline and the one-sender and interleaved receipt runs",
     )
     parser.add_argument(
         "--py-spy",
@@ -332,15 +370,17 @@ def main(argv: list[str] | None = None) -> int:
                     batches,
                     report["trivial"]["requests_per_s"],
                 )
-            if not args.compare_only:
+            if not (args.compare_only or args.senders_only):
                 measure_all(runs, single, batches, sizes, spy_dir, args, report)
+            if not args.compare_only:
+                measure_senders(runs, n, report)
     finally:
         stop_all_children()
         for name in schemas:
             with suppress(Exception):  # best effort; the schema name is unique
                 drop_schema(pg_url, name)
 
-    if not args.compare_only:
+    if not (args.compare_only or args.senders_only):
         report["ratios"] = ratios(report, sizes)
         report["target"] = targets(report, sizes)
         report["single_budget"] = single_budget(report)

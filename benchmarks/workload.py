@@ -134,6 +134,33 @@ def build_workload(messages: int) -> Workload:
     return Workload(setup, timed, kinds, owners, work_orders)
 
 
+def build_receipts(messages: int, senders: list[SourceSystem]) -> Workload:
+    """Purchase receipts of the issued item into stores as the timed part (setup: the master
+    data), message `n` sent by `senders[n]` (the WMS and the ERP may both send receipts).
+    Each receipt is its own "work order", so the in-flight slots take them round robin."""
+    envelope = _Envelopes()
+    plm = [envelope(message, SourceSystem.PLM) for message in _master_data()]
+    item, uom, _q, _s, price = ISSUED
+    timed = [
+        envelope(
+            GoodsReceived(
+                plant=PLANT,
+                item=item,
+                qty=D(1),
+                uom=uom,
+                location="STORES",
+                purchase_order=f"PO-R{n}",
+                supplier="SUP-2",
+                unit_price=price,
+            ),
+            senders[n],
+        )
+        for n in range(messages)
+    ]
+    kinds = ["GoodsReceived"] * messages
+    return Workload([(SourceSystem.PLM, plm)], timed, kinds, list(range(messages)), messages)
+
+
 def mix_shape(workload: Workload) -> dict:
     """The figures of the mix both benchmarks report (after their own `by_type`)."""
     return {

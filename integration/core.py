@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from decimal import Decimal
@@ -69,11 +70,22 @@ class Core:
         return self._pipeline.submit(payload, sender)
 
     def submit_many(
-        self, payloads: list[Envelope | bytes | str | dict[str, Any]], sender: Sender | None = None
+        self,
+        payloads: list[Envelope | bytes | str | dict[str, Any]],
+        sender: Sender | Sequence[Sender | None] | None = None,
     ) -> list[Outcome]:
         """Submit a batch in one store transaction: an outcome per message, as `submit` gives
-        (one message's rejection does not affect the others). Much faster on PostgreSQL."""
-        return self._pipeline.submit_many(payloads, sender)
+        (one message's rejection does not affect the others). Much faster on PostgreSQL.
+
+        `sender` is one sender for every message, or a sequence of one per message: several
+        channels' messages share the transaction, each authorised as its own sender."""
+        if sender is None or isinstance(sender, Sender):
+            senders = [sender] * len(payloads)
+        else:
+            senders = list(sender)
+            if len(senders) != len(payloads):
+                raise ValueError("submit_many needs one sender per payload")
+        return self._pipeline.submit_many(payloads, senders)
 
     def transaction(self) -> AbstractContextManager[None]:
         """Run every call inside in one store transaction, committed when the block ends.
@@ -109,10 +121,12 @@ class Core:
         with self._pipeline.caught_up():
             return len(self._pipeline.holds)
 
-    def outcome(self, message_id: str) -> Outcome:
-        record = self.store.inbox_record(message_id)
+    def outcome(self, message_id: str, source: str | None = None) -> Outcome:
+        """The recorded outcome of the message `source` sent with this id (a message id is
+        unique per source system); without `source`, of the first received with it."""
+        record = self.store.inbox_record(message_id, None if source is None else str(source))
         if record is None:
-            raise NotFound(f"no message {message_id}")
+            raise NotFound(f"no message {message_id}" + (f" from {source}" if source else ""))
         return outcome_of_record(record)
 
     def dead_letters(self, selection: DeadLetterFilter | None = None) -> list[DeadLetter]:

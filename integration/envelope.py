@@ -8,12 +8,14 @@ import reprlib
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AwareDatetime, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticSerializationError
 
 from integration.errors import ErrorCode, Problem
-from integration.master import Code, Frozen
+from integration.master import Code, Frozen, Seq, Text, Timestamp
 from integration.messages import Message
 from integration.money import LEDGER_LIMIT
+from integration.text import TEXT, encode_raw, is_storable, shown
 
 __all__ = [
     "SourceSystem",
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+Identifier = Annotated[Text, Field(min_length=1, max_length=128)]
 
 
 class SourceSystem(StrEnum):
@@ -48,12 +50,12 @@ class Envelope(Frozen):
 
     message_id: Identifier
     idempotency_key: Identifier
-    correlation_id: str = Field(default="", max_length=128)
+    correlation_id: Annotated[Text, Field(max_length=128)] = ""
     source_system: SourceSystem
     stream: Code | None = None
-    source_seq: int | None = Field(default=None, ge=1)
-    occurred_at: AwareDatetime
-    sent_at: AwareDatetime
+    source_seq: Seq | None = None
+    occurred_at: Timestamp
+    sent_at: Timestamp
     schema_version: Literal[1] = SCHEMA_VERSION
     message: Message
 
@@ -84,18 +86,27 @@ class BusinessIds(NamedTuple):
 
 
 class ParsedPayload(NamedTuple):
-    """The result of reading a raw payload: an envelope, or the problems that stopped it."""
+    """The result of reading a raw payload: an envelope, or the problems that stopped it.
+
+    `raw` is the payload as stored: its text, or (`raw_encoding` "base64") the base64 of its
+    exact bytes when they are not UTF-8 text without NUL (see `integration.text`)."""
 
     raw: str
     envelope: Envelope | None
     problems: tuple[Problem, ...] = ()
+    raw_encoding: str = TEXT
 
 
-_QUANTITY_ERRORS = {"finite_number", "greater_than", "greater_than_equal"}
+_QUANTITY_ERRORS = {
+    "finite_number",
+    "greater_than",
+    "greater_than_equal",
+    "quantity_below_precision",
+}
 
 
 def _problem_from_error(error: Any) -> Problem:
-    field = ".".join(str(part) for part in error["loc"])
+    field = shown(".".join(str(part) for part in error["loc"]))
     kind = error["type"]
     if kind == "json_invalid":
         code = ErrorCode.MALFORMED_PAYLOAD
@@ -107,39 +118,97 @@ def _problem_from_error(error: Any) -> Problem:
         code = ErrorCode.INVALID_QUANTITY
     else:
         code = ErrorCode.SCHEMA_INVALID
-    return Problem(code, error["msg"], field)
+    return Problem(code, shown(error["msg"]), field)
 
 
-def _problems_from(error: ValidationError) -> tuple[Problem, ...]:
-    return tuple(_problem_from_error(e) for e in error.errors(include_url=False))
+def _problems_from(error: ValidationError, text: str) -> tuple[Problem, ...]:
+    errors = error.errors(include_url=False)
+    if any(e["type"] == "json_invalid" for e in errors):
+        unpaired = _unpaired_surrogate(text)
+        if unpaired is not None:
+            return (unpaired,)
+    return tuple(_problem_from_error(e) for e in errors)
+
+
+def _unpaired_surrogate(text: str) -> Problem | None:
+    """The field holding an escaped unpaired surrogate ("\\ud800"), which the JSON reader
+    refuses as a whole; None when the text is unreadable for another reason."""
+    try:
+        data = json.loads(text)
+        path = _unstorable_path(data)
+    except (ValueError, RecursionError):
+        return None
+    if path is None:
+        return None
+    field = shown(".".join(_as_pydantic_names(data, path)))
+    return Problem(ErrorCode.SCHEMA_INVALID, "text may not hold an unpaired surrogate", field)
+
+
+def _as_pydantic_names(data: Any, path: tuple[str, ...]) -> tuple[str, ...]:
+    """A path in the message body named as pydantic names it: after the message's type."""
+    message = data.get("message") if isinstance(data, dict) else None
+    if path[:1] == ("message",) and len(path) > 1 and isinstance(message, dict):
+        tag = message.get("type")
+        if isinstance(tag, str):
+            return ("message", tag, *path[1:])
+    return path
+
+
+def _unstorable_path(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The path of the first string (value or key) in decoded JSON that no store can hold."""
+    if isinstance(value, str):
+        return None if is_storable(value) else path
+    if isinstance(value, dict):
+        children = [((key,), key) for key in value] + [((k,), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        children = [((str(n),), v) for n, v in enumerate(value)]
+    else:
+        return None
+    for step, child in children:
+        found = _unstorable_path(child, path + step)
+        if found is not None:
+            return found
+    return None
 
 
 def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPayload:
     """Read an envelope from JSON text, bytes, a dict or an envelope; never raises.
 
-    `raw` is what the inbox and dead letters keep: the text as received (a dict as JSON, or
-    as a bounded rendering when it is too deep to be JSON). NUL characters are refused: no
-    ledger column may hold them.
+    `raw` is what the inbox and dead letters keep: the payload exactly as received (a dict as
+    JSON, or as a bounded rendering when it is too deep to be JSON), base64 when its bytes
+    are not storable text. Text that is not UTF-8 or holds a NUL character is not JSON an
+    envelope can come from (MALFORMED_PAYLOAD); a field holding NUL or an unpaired surrogate
+    is refused with its path (SCHEMA_INVALID).
     """
     if isinstance(payload, Envelope):
-        text = payload.model_dump_json()
-        if "\\u0000" not in text:
+        text = _envelope_text(payload)
+        if text is not None:
             return ParsedPayload(raw=text, envelope=payload)
-    elif isinstance(payload, dict):
-        text = _dict_text(payload)
-    else:
-        text = payload.decode("utf-8", errors="replace") if isinstance(payload, bytes) else payload
-    if "\x00" in text or "\\u0000" in text:
-        problem = Problem(ErrorCode.MALFORMED_PAYLOAD, "NUL characters are not accepted")
-        return ParsedPayload(raw=text.replace("\x00", "\ufffd"), envelope=None, problems=(problem,))
+        payload = payload.model_dump()  # built unvalidated: read again, to refuse it
+    raw, encoding = encode_raw(_dict_text(payload) if isinstance(payload, dict) else payload)
+    if encoding != TEXT:
+        problem = Problem(
+            ErrorCode.MALFORMED_PAYLOAD, "the payload is not UTF-8 text without NUL characters"
+        )
+        return ParsedPayload(raw, None, (problem,), encoding)
     try:
-        envelope = Envelope.__pydantic_validator__.validate_json(text)  # model_validate_json
+        envelope = Envelope.__pydantic_validator__.validate_json(raw)  # model_validate_json
     except ValidationError as error:
-        return ParsedPayload(raw=text, envelope=None, problems=_problems_from(error))
+        return ParsedPayload(raw=raw, envelope=None, problems=_problems_from(error, raw))
     except (ValueError, TypeError, RecursionError) as error:
-        problem = Problem(ErrorCode.MALFORMED_PAYLOAD, f"unreadable payload: {error}")
-        return ParsedPayload(raw=text, envelope=None, problems=(problem,))
-    return ParsedPayload(raw=text, envelope=envelope)
+        problem = Problem(ErrorCode.MALFORMED_PAYLOAD, shown(f"unreadable payload: {error}"))
+        return ParsedPayload(raw=raw, envelope=None, problems=(problem,))
+    return ParsedPayload(raw=raw, envelope=envelope)
+
+
+def _envelope_text(envelope: Envelope) -> str | None:
+    """An envelope's JSON; None when it holds text no store can hold (NUL, a lone
+    surrogate), which only an envelope built without validation can."""
+    try:
+        text = envelope.model_dump_json()
+    except PydanticSerializationError:
+        return None
+    return None if "\\u0000" in text else text
 
 
 _BOUNDED_REPR = reprlib.Repr()

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
-from integration.money import LEDGER_LIMIT
+from integration.money import LEDGER_LIMIT, quantity
+from integration.text import plain_text
 
 __all__ = [
     "Frozen",
+    "Text",
+    "Code",
+    "Seq",
+    "Timestamp",
+    "EARLIEST",
+    "LATEST",
+    "INT64_MAX",
     "Qty",
     "PositiveQty",
+    "Ratio",
     "Money",
     "ItemType",
     "LocationKind",
@@ -37,12 +48,68 @@ __all__ = [
     "Routing",
 ]
 
+# Text is what every store can hold: no NUL, no unpaired surrogate (SCHEMA_INVALID otherwise).
+Text = Annotated[str, AfterValidator(plain_text)]
+Code = Annotated[Text, Field(min_length=1, max_length=64)]
+
+# Integers a store's BIGINT holds; JSON integers only (no "5", no 5.0).
+INT64_MAX = 2**63 - 1
+Seq = Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)]
+
+# Business times: ISO-8601 text with a zone (no Unix numbers), inside a window that stays a
+# valid date after conversion to any plant's zone.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _in_window(moment: datetime) -> datetime:
+    if not EARLIEST <= moment < LATEST:
+        raise PydanticCustomError(
+            "datetime_out_of_range",
+            "Input should be at or after 1900-01-01T00:00:00Z and before 9000-01-01T00:00:00Z",
+        )
+    return moment
+
+
+Timestamp = Annotated[AwareDatetime, Field(strict=True), AfterValidator(_in_window)]
+
+# Decimal text is a JSON number's form ("12.5", "1e-3"): no padding, sign or other spelling.
+# Infinities and NaN get through to `allow_inf_nan`, which refuses them with its own error.
+_DECIMAL_TEXT = re.compile(
+    r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?|[+-]?(?i:inf|infinity|s?nan)"
+)
+
+
+def _decimal_text(value: Any) -> Any:
+    if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "decimal_parsing", "Input should be a number or decimal text without padding"
+        )
+    return value
+
+
+def _not_below_precision(value: Decimal) -> Decimal:
+    """A quantity that is not zero but rounds to zero at the ledger's six places would post
+    nothing: refused as INVALID_QUANTITY, as zero is where zero is not allowed."""
+    if value and not quantity(value):
+        raise PydanticCustomError(
+            "quantity_below_precision", "Input should not round to 0 at six decimal places"
+        )
+    return value
+
+
+_STRICT = BeforeValidator(_decimal_text)  # after the bounds, so they stay decimal constraints
+_PRECISION = AfterValidator(_not_below_precision)
+
 # Quantities and amounts are finite and at most the ledger's range: a larger value is refused
 # when the payload is read (AMOUNT_OUT_OF_RANGE), before any arithmetic on it.
-Qty = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
-PositiveQty = Annotated[Decimal, Field(gt=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
-Money = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False)]
-Code = Annotated[str, Field(min_length=1, max_length=64)]
+Qty = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False), _STRICT, _PRECISION]
+PositiveQty = Annotated[
+    Decimal, Field(gt=0, le=LEDGER_LIMIT, allow_inf_nan=False), _STRICT, _PRECISION
+]
+# A ratio (quantity per unit, conversion factor) may be finer than the ledger's precision.
+Ratio = Annotated[Decimal, Field(gt=0, le=LEDGER_LIMIT, allow_inf_nan=False), _STRICT]
+Money = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False), _STRICT]
 
 
 def _known_zone(name: str) -> str:
@@ -89,13 +156,13 @@ class UomConversion(Frozen):
 
     from_uom: Code
     to_uom: Code
-    factor: PositiveQty
+    factor: Ratio
     item: Code | None = None
 
 
 class Item(Frozen):
     id: Code
-    description: str = ""
+    description: Text = ""
     base_uom: Code
     type: ItemType
     lot_controlled: bool = False
@@ -117,19 +184,19 @@ class Location(Frozen):
 
 class Alternate(Frozen):
     item: Code
-    priority: int = Field(ge=1)
-    qty_per: PositiveQty | None = None
+    priority: Seq
+    qty_per: Ratio | None = None
 
 
 class BomLine(Frozen):
     component: Code
-    qty_per: PositiveQty
+    qty_per: Ratio
     uom: Code
-    scrap_factor: Annotated[Decimal, Field(ge=0, lt=1, allow_inf_nan=False)] = Decimal(0)
+    scrap_factor: Annotated[Decimal, Field(ge=0, lt=1, allow_inf_nan=False), _STRICT] = Decimal(0)
     phantom: bool = False
     alternates: tuple[Alternate, ...] = ()
     backflush: bool = True
-    operation_seq: int = Field(default=10, ge=1)
+    operation_seq: Seq = 10
 
 
 class OverlaySubstitute(Frozen):
@@ -141,7 +208,7 @@ class OverlaySubstitute(Frozen):
 class OverlayQuantity(Frozen):
     kind: Literal["quantity"] = "quantity"
     component: Code
-    qty_per: PositiveQty
+    qty_per: Ratio
 
 
 class OverlayAdd(Frozen):
@@ -172,8 +239,8 @@ class BomRevision(Frozen):
     item: Code
     revision: Code
     status: BomStatus = BomStatus.RELEASED
-    effective_from: AwareDatetime
-    effective_to: AwareDatetime | None = None
+    effective_from: Timestamp
+    effective_to: Timestamp | None = None
     plants: tuple[Code, ...]
     lines: tuple[BomLine, ...]
     overlays: tuple[PlantOverlay, ...] = ()
@@ -185,7 +252,7 @@ class BomRevision(Frozen):
 
 
 class Operation(Frozen):
-    seq: int = Field(ge=1)
+    seq: Seq
     work_centre: Code
     setup_hours: Qty = Decimal(0)
     run_hours_per_unit: Qty = Decimal(0)

@@ -6,7 +6,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal, get_args
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from integration.master import (
     BomRevision,
@@ -17,6 +17,9 @@ from integration.master import (
     PositiveQty,
     Qty,
     Routing,
+    Seq,
+    Text,
+    Timestamp,
 )
 
 __all__ = [
@@ -44,7 +47,7 @@ __all__ = [
     "MESSAGE_TYPES",
 ]
 
-Lot = Annotated[str, Field(min_length=1, max_length=64)]
+Lot = Annotated[Text, Field(min_length=1, max_length=64)]
 Period = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
 
 
@@ -72,7 +75,7 @@ class EcoReleased(Frozen):
     item: Code
     from_revision: Code
     to_revision: Code
-    effective_from: AwareDatetime
+    effective_from: Timestamp
     open_order_policy: OpenOrderPolicy = OpenOrderPolicy.KEEP
     new_standard_costs: dict[Code, Money] = Field(default_factory=dict)
 
@@ -102,7 +105,7 @@ class OperationCompleted(Frozen):
 
     type: Literal["OperationCompleted"] = "OperationCompleted"
     work_order: Code
-    operation_seq: int = Field(ge=1)
+    operation_seq: Seq
     good_qty: Qty
     scrap_qty: Qty = Decimal(0)
     uom: Code
@@ -117,10 +120,10 @@ class OperationCompleted(Frozen):
 class ScrapDeclared(Frozen):
     type: Literal["ScrapDeclared"] = "ScrapDeclared"
     work_order: Code
-    operation_seq: int = Field(ge=1)
+    operation_seq: Seq
     qty: PositiveQty
     uom: Code
-    reason: str = ""
+    reason: Text = ""
 
 
 class ByProductReported(Frozen):
@@ -173,7 +176,7 @@ class AsnReceived(Frozen):
     plant: Code
     supplier: Code
     asn: Code
-    expected_at: AwareDatetime
+    expected_at: Timestamp
     lines: tuple[AsnLine, ...] = Field(min_length=1)
 
 
@@ -229,7 +232,7 @@ class MachineEvent(Frozen):
     plant: Code
     work_centre: Code
     state: Code
-    reason: str = ""
+    reason: Text = ""
 
 
 class QualityHold(Frozen):

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 
+from pydantic import ValidationError
+
 from integration.envelope import (
     Envelope,
     ParsedPayload,
@@ -21,12 +23,19 @@ from integration.envelope import (
 from integration.errors import ConfigurationError, MessageRejected, Problem, StoreError
 from integration.holds import HeldMessage, HoldIndex
 from integration.outcome import Outcome, Status
-from integration.records import Attempt, outcome_of_record
+from integration.records import Attempt, identity_of, outcome_of_record
 from integration.rules import decide
 from integration.sequencing import is_satisfied
 from integration.state import BookState
 from integration.steps import PARKED, Steps
-from integration.store.base import Commit, DeadLetter, DeadLetterFilter, InboxRecord, InboxStatus
+from integration.store.base import (
+    Commit,
+    DeadLetter,
+    DeadLetterFilter,
+    Identity,
+    InboxRecord,
+    InboxStatus,
+)
 from integration.validation import Sender
 
 __all__ = ["Pipeline"]
@@ -43,17 +52,16 @@ class Pipeline(Steps):
             self._expire_holds()
             return self._submit(parsed, sender)
 
-    def submit_many(self, payloads, sender: Sender | None = None) -> list[Outcome]:
-        """Submit several messages in one store transaction: each has its own outcome, and a
-        failure (of the store, or anything else that escapes) rolls the whole batch back; the
-        books, already ahead of the store, are then rebuilt from it."""
+    def submit_many(self, payloads, senders: list[Sender | None]) -> list[Outcome]:
+        """Submit several messages, each with its sender, in one store transaction: each has
+        its own outcome, and a failure (of the store, or anything else that escapes) rolls the
+        whole batch back; the books, already ahead of the store, are then rebuilt from it."""
         parsed = [parse_payload(payload) for payload in payloads]
-        expected = [
-            (p.envelope.message_id, p.envelope.idempotency_key) for p in parsed if p.envelope
-        ]
+        expected = [identity_of(p.envelope) for p in parsed if p.envelope]
         with self._one_transaction(expected):
             self._expire_holds()
-            return [self._submit(one, sender) for one in parsed]
+            pairs = zip(parsed, senders, strict=True)
+            return [self._submit(one, sender) for one, sender in pairs]
 
     def transaction(self) -> AbstractContextManager[None]:
         """Every entry point this thread calls inside runs in this one store transaction,
@@ -77,7 +85,7 @@ class Pipeline(Steps):
             yield
 
     @contextmanager
-    def _one_transaction(self, expected: list[tuple[str, str]]) -> Iterator[None]:
+    def _one_transaction(self, expected: list[Identity]) -> Iterator[None]:
         """One store transaction, marked as this thread's; inside one, part of it. A batch
         holds the writer lock itself, so the books catch up inside it."""
         if self._in_transaction():
@@ -97,7 +105,9 @@ class Pipeline(Steps):
 
     def _submit(self, parsed: ParsedPayload, sender: Sender | None) -> Outcome:
         if parsed.envelope is None:
-            return self._dead_letter_unreadable(parsed.raw, parsed.problems)
+            return self._dead_letter_unreadable(
+                parsed.raw, parsed.problems, raw_encoding=parsed.raw_encoding
+            )
         return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now(), sender=sender))
 
     def _forget(self) -> None:
@@ -137,10 +147,10 @@ class Pipeline(Steps):
         if version == self._data_version:
             return
         for record in self.store.posted_after(self._applied_seq):
-            envelope = Envelope.model_validate_json(record.envelope_json)
-            try:
+            try:  # a ledger posted by an older, looser build may hold what reading now refuses
+                envelope = Envelope.model_validate_json(record.envelope_json)
                 decide(self.state, envelope).apply_to(self.state)
-            except MessageRejected as error:
+            except (MessageRejected, ValidationError) as error:
                 raise ConfigurationError(
                     f"cannot rebuild from {record.message_id}: the ledger was written under "
                     f"other settings ({error})"
@@ -154,11 +164,14 @@ class Pipeline(Steps):
         self._resume(self.store.held())
 
     def _attempt_from(self, dead_letter: DeadLetter) -> Attempt | Outcome:
-        parsed = parse_payload(dead_letter.raw)
+        parsed = parse_payload(dead_letter.raw_bytes())
         if parsed.envelope is None:
-            return self._dead_letter_unreadable(parsed.raw, parsed.problems, dead_letter.id)
-        record = self.store.inbox_record(parsed.envelope.message_id)
-        if record is not None and record.payload_hash != payload_hash(parsed.envelope):
+            return self._dead_letter_unreadable(
+                parsed.raw, parsed.problems, dead_letter.id, parsed.raw_encoding
+            )
+        env = parsed.envelope
+        record = self.store.inbox_record(env.message_id, str(env.source_system))
+        if record is not None and record.payload_hash != payload_hash(env):
             record = None  # the dead letter's message id was taken by another payload
         if record is not None and record.status is InboxStatus.POSTED:
             self._write(Commit(resolved_dead_letter=dead_letter.id, resolution="resolved"))

@@ -19,14 +19,17 @@ from integration.store.base import (
     DeadLetter,
     DeadLetterWrite,
     EntryWrite,
+    Identity,
     InboxRecord,
     InboxStatus,
     InboxWrite,
 )
+from integration.text import TEXT, is_storable
 from integration.validation import Sender
 
 __all__ = [
     "Attempt",
+    "identity_of",
     "outcome_of_record",
     "message_ids",
     "entry_write",
@@ -46,6 +49,11 @@ class Attempt(NamedTuple):
     seq_consumed: bool = False  # its sequence number was used by an earlier terminal outcome
     dead_letter: DeadLetter | None = None  # set when replaying
     sender: Sender | None = None  # who an authenticated channel says sent it
+
+
+def identity_of(env: Envelope) -> Identity:
+    """What the inbox keeps unique of a message: its id in its source, its key in its type."""
+    return Identity(str(env.source_system), env.message_id, env.message.type, env.idempotency_key)
 
 
 def outcome_of_record(record: InboxRecord) -> Outcome:
@@ -148,17 +156,24 @@ def dead_letter_write(
 
 
 def unreadable_dead_letter(
-    raw: str, problems: tuple[Problem, ...], at: datetime, dead_letter_id: int | None
+    raw: str,
+    problems: tuple[Problem, ...],
+    at: datetime,
+    dead_letter_id: int | None,
+    raw_encoding: str = TEXT,
 ) -> DeadLetterWrite:
-    """A dead letter for a payload that is no envelope: whatever identifiers can be read."""
-    data = _loads_object(raw)
+    """A dead letter for a payload that is no envelope (`raw` as `parse_payload` stored it):
+    whatever identifiers can be read and stored."""
+    data = _loads_object(raw) if raw_encoding == TEXT else {}
     message = data.get("message") if isinstance(data.get("message"), dict) else {}
+    ids = business_ids(message)
     return DeadLetterWrite(
         code=problems[0].code,
         problems=tuple(problems),
         raw=raw,
+        raw_encoding=raw_encoding,
         at=at,
-        ids=business_ids(message),
+        ids=BusinessIds(*(_text(value, 64) for value in ids)),
         message_id=_text(data.get("message_id")),
         idempotency_key=_text(data.get("idempotency_key")),
         message_type=_text(message.get("type")),
@@ -175,5 +190,6 @@ def _loads_object(raw: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _text(value: object) -> str | None:
-    return value[:128] if isinstance(value, str) else None
+def _text(value: object, limit: int = 128) -> str | None:
+    """An identifier read from an unreadable payload, if a store can hold it (bounded)."""
+    return value[:limit] if isinstance(value, str) and is_storable(value[:limit]) else None

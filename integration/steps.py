@@ -21,6 +21,7 @@ from integration.records import (
     Attempt,
     dead_letter_write,
     entry_write,
+    identity_of,
     inbox_write,
     outcome_of_record,
     unreadable_dead_letter,
@@ -45,6 +46,7 @@ from integration.store.base import (
     InboxWrite,
     LedgerStore,
 )
+from integration.text import TEXT
 from integration.validation import authorise
 
 __all__ = ["Steps", "PARKED"]
@@ -170,7 +172,7 @@ class Steps:
     def _find(self, env: Envelope) -> InboxRecord | None:
         if not self.settings.idempotency:
             return None
-        return self.store.find_inbox(env.message_id, env.idempotency_key)
+        return self.store.find_inbox(identity_of(env))
 
     def _commit(self, attempt: Attempt, commit: Commit) -> Committed | Outcome:
         """Commit, or — when the inbox already holds the message — answer as a duplicate."""
@@ -180,11 +182,14 @@ class Steps:
             return self._duplicate(attempt, self._find(attempt.envelope))
 
     def _duplicate(self, attempt: Attempt, found: InboxRecord) -> Outcome:
+        """The answer to a message whose id or key the inbox holds: a DUPLICATE of the same
+        event (same key, or another id for it), or a conflict (the id reused for another
+        event, or the key for another payload)."""
         env = attempt.envelope
-        same_ids = (
-            found.message_id != env.message_id or found.idempotency_key == env.idempotency_key
-        )
-        if found.payload_hash != payload_hash(env) or not same_ids:
+        identity = identity_of(env)
+        same_id = (found.source_system, found.message_id) == identity[:2]
+        same_key = (found.message_type, found.idempotency_key) == identity[2:]
+        if found.payload_hash != payload_hash(env) or (same_id and not same_key):
             problem = Problem(
                 ErrorCode.IDEMPOTENCY_CONFLICT,
                 f"{found.message_id}/{found.idempotency_key} was first seen with "
@@ -259,8 +264,12 @@ class Steps:
             dead_letter_id=committed.dead_letter_id or dead_letter.id,
         )
 
-    def _dead_letter_unreadable(self, raw: str, problems, dead_letter_id=None) -> Outcome:
-        write = unreadable_dead_letter(raw, problems, self.clock.now(), dead_letter_id)
+    def _dead_letter_unreadable(
+        self, raw: str, problems, dead_letter_id=None, raw_encoding: str = TEXT
+    ) -> Outcome:
+        write = unreadable_dead_letter(
+            raw, problems, self.clock.now(), dead_letter_id, raw_encoding
+        )
         committed = self._write(Commit(dead_letter=write))
         return Outcome(
             Status.REJECTED,

@@ -10,6 +10,7 @@ from decimal import Decimal
 from integration.envelope import Envelope, SourceSystem
 from integration.errors import ErrorCode, MessageRejected, Problem
 from integration.master import BomRevision, BomStatus, Item, Location, Operation
+from integration.money import QTY_PLACES, quantity
 from integration.settings import CoreSettings
 from integration.state import BookState, WorkOrderState
 
@@ -56,8 +57,13 @@ class Checks:
             self.fail(ErrorCode.UNKNOWN_LOCATION, f"unknown location {location} in {plant}", field)
         return found
 
-    def base_qty(self, item: Item | None, qty: Decimal, uom: str, field: str = "uom") -> Decimal:
-        """`qty` in the item's base UoM; zero (and a problem) when it cannot be converted."""
+    def base_qty(
+        self, item: Item | None, qty: Decimal, uom: str, field: str = "uom", *, ratio=False
+    ) -> Decimal:
+        """`qty` in the item's base UoM; zero (and a problem) when it cannot be converted.
+
+        A quantity (not a `ratio` such as a BOM line's quantity per unit) that is not zero
+        but converts to less than the ledger's precision is refused: it would post nothing."""
         if item is None:
             return qty
         converted = self.state.to_base(item.id, qty, uom)
@@ -68,6 +74,12 @@ class Checks:
                 field,
             )
             return Decimal(0)
+        if qty and not ratio and not quantity(converted):
+            self.fail(
+                ErrorCode.INVALID_QUANTITY,
+                f"{qty} {uom} is 0 {item.base_uom} at {QTY_PLACES} decimal places",
+                field,
+            )
         return converted
 
     def lot(self, item: Item | None, lot: str | None, plant: str, field: str = "lot") -> str:

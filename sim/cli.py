@@ -41,6 +41,23 @@ def twin() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=int)
+@click.option(
+    "--max-wait-s",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="MFG_TWIN_MAX_WAIT_S",
+    help="Refuse a submission (429 OVERLOADED) when its expected wait passes this.",
+)
+@click.option(
+    "--dead-letter-quota",
+    "dead_letter_quota_bytes",
+    default=64 << 20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar="MFG_TWIN_DEAD_LETTER_QUOTA",
+    help="Bytes of rejected payloads each key may leave in the dead letters an hour.",
+)
 def serve(
     db_url: str,
     settings_path: str,
@@ -48,6 +65,8 @@ def serve(
     host: str,
     port: int,
     max_body_bytes: int,
+    max_wait_s: float,
+    dead_letter_quota_bytes: int,
 ) -> None:
     """Serve the integration core over HTTP (OpenAPI at /docs and /openapi.json)."""
     import uvicorn
@@ -59,7 +78,9 @@ def serve(
 
         Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        app = build_app(db_url, settings_path, keys_path, max_body_bytes)
+        app = build_app(
+            db_url, settings_path, keys_path, max_body_bytes, max_wait_s, dead_letter_quota_bytes
+        )
     except ConfigurationError as error:
         raise click.UsageError(str(error)) from error
     uvicorn.run(

@@ -20,6 +20,7 @@ from integration import (
     Core,
     CoreSettings,
     Envelope,
+    GoodsReceived,
     Item,
     ItemCreated,
     ItemType,
@@ -206,6 +207,23 @@ def master_data(envelopes: Envelopes) -> list[Envelope]:
         envelopes(BomReleased(bom=FG_BOM, routing=FG_ROUTING)),
         envelopes(BomReleased(bom=SEMI_BOM, routing=SEMI_ROUTING)),
     ]
+
+
+def receipt(qty: str = "5", **fields: Any) -> GoodsReceived:
+    """A goods receipt of RAW-A into STORES at P1 on PO-1; `fields` change any of it."""
+    return GoodsReceived(
+        **{
+            "plant": "P1",
+            "item": "RAW-A",
+            "qty": D(qty),
+            "uom": "EA",
+            "location": "STORES",
+            "purchase_order": "PO-1",
+            "supplier": "SUP-1",
+            "unit_price": D("2.10"),
+            **fields,
+        }
+    )
 
 
 def release(envelopes: Envelopes, work_order: str = "WO-1", qty: str = "10") -> Envelope:

@@ -56,7 +56,8 @@ def resolve_for_plant(
         return None
     for line in lines:
         component = checks.item(line.component, f"{field}.{line.component}", plant=plant)
-        checks.base_qty(component, line.qty_per, line.uom, f"{field}.{line.component}.uom")
+        uom_field = f"{field}.{line.component}.uom"
+        checks.base_qty(component, line.qty_per, line.uom, uom_field, ratio=True)
     return state.shared(lines)
 
 

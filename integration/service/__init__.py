@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from integration.clock import SystemClock
 from integration.core import Core, open_store
 from integration.errors import ConfigurationError
+from integration.service.admission import DEFAULT_DEAD_LETTER_QUOTA_BYTES, DEFAULT_MAX_WAIT_S
 from integration.service.app import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, create_app
 from integration.service.keys import ApiKey, ApiKeys, load_keys
 from integration.settings import CoreSettings
@@ -22,6 +23,8 @@ __all__ = [
     "build_app",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_WAIT_S",
+    "DEFAULT_DEAD_LETTER_QUOTA_BYTES",
 ]
 
 
@@ -43,7 +46,19 @@ def build_app(
     settings_path: str | Path,
     keys_path: str | Path | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_wait_s: float = DEFAULT_MAX_WAIT_S,
+    dead_letter_quota_bytes: int = DEFAULT_DEAD_LETTER_QUOTA_BYTES,
 ) -> FastAPI:
-    """The service over a store URL (`sqlite:///…` or `postgresql://…`), on the wall clock."""
-    core = Core(load_settings(settings_path), open_store(db_url), SystemClock())
-    return create_app(core, load_keys(keys_path), max_body_bytes=max_body_bytes)
+    """The service over a store URL (`sqlite:///…` or `postgresql://…`), on the wall clock:
+    submissions refused (429) past `max_wait_s` of expected wait or past a key's
+    `dead_letter_quota_bytes` of rejected payloads an hour."""
+    clock = SystemClock()
+    core = Core(load_settings(settings_path), open_store(db_url), clock)
+    return create_app(
+        core,
+        load_keys(keys_path),
+        max_body_bytes=max_body_bytes,
+        max_wait_s=max_wait_s,
+        dead_letter_quota_bytes=dead_letter_quota_bytes,
+        clock=clock,
+    )

@@ -6,23 +6,34 @@ stack trace, and a request without a valid key writes nothing.
 
 import json
 import time
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from integration.clock import Clock, SystemClock
 from integration.core import Core
-from integration.errors import ErrorCode, IntegrationError, NotFound, StoreError
+from integration.errors import ConfigurationError, ErrorCode, IntegrationError, NotFound, StoreError
 from integration.outcome import Outcome, Status
 from integration.reconcile import Reconciliation
+from integration.service.admission import (
+    DEFAULT_DEAD_LETTER_QUOTA_BYTES,
+    DEFAULT_MAX_WAIT_S,
+    Admission,
+    DeadLetterQuota,
+    Refused,
+    Reservation,
+)
 from integration.service.inputs import (
     EXPIRE_BODY,
     Selection,
     ServiceError,
     batch_items,
     older_than,
+    refuse_unstorable_text,
 )
 from integration.service.keys import ApiKey, ApiKeys
 from integration.service.metrics import ServiceMetrics
@@ -33,11 +44,22 @@ __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 DEFAULT_MAX_BATCH = 1000
+# A source system's name (an unknown one has sent nothing: 404). Plain text, not the enum, so the
+# OpenAPI document keeps one `SourceSystem` schema: the envelope's.
+_SOURCE_QUERY = Query(pattern="^[A-Z]{1,32}$", description="the source system that sent the id")
+T = TypeVar("T")
 
 
-def _error(status: int, code: str, message: str, problems: list | None = None) -> JSONResponse:
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    problems: list | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"code": code, "message": message, "problems": problems or []}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -60,17 +82,27 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
+    max_wait_s: float = DEFAULT_MAX_WAIT_S,
+    dead_letter_quota_bytes: int = DEFAULT_DEAD_LETTER_QUOTA_BYTES,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The service over `core`. The core is single-threaded: every endpoint's core call runs
     on the core's one thread (`CoreRunner`), where concurrent single submissions are committed
-    in groups; several processes share a PostgreSQL ledger through its writer lock."""
+    in groups; several processes share a PostgreSQL ledger through its writer lock.
+
+    A submission is refused with 429 when its expected wait passes `max_wait_s`, or when its
+    key's rejected payloads kept in the last hour (by `clock`, the wall clock by default)
+    could pass `dead_letter_quota_bytes` (see `integration.service.admission`)."""
+    if dead_letter_quota_bytes < max_body_bytes:
+        raise ConfigurationError("the dead-letter quota must be at least the largest body")
     app = FastAPI(
         title="mfg-twin integration core",
         version="1",
         description="Canonical manufacturing messages in, exactly one ledger effect out.",
     )
     metrics = ServiceMetrics()
-    runner = CoreRunner(core, max_group=max_batch)
+    runner = CoreRunner(core, max_batch, Admission(max_wait_s), metrics)
+    quota = DeadLetterQuota(clock or SystemClock(), dead_letter_quota_bytes)
     app.state.core, app.state.metrics, app.state.runner = core, metrics, runner
 
     async def caller(request: Request) -> ApiKey:  # no I/O: async spares a threadpool hop
@@ -79,6 +111,7 @@ def create_app(
         key = keys.find(token.strip()) if scheme.lower() == "bearer" and token else None
         if key is None:
             raise ServiceError(401, "UNAUTHENTICATED", "a valid bearer API key is required")
+        refuse_unstorable_text(request)
         return key
 
     Caller = Annotated[ApiKey, Depends(caller)]
@@ -114,20 +147,34 @@ def create_app(
     async def submit(payload: bytes, key: ApiKey) -> Outcome:
         sender = sender_of(key)
         started = time.perf_counter()
-        outcome = await runner.submit(payload, sender)
+        reservation = quota.reserve(key.name, len(payload))
+        outcome = await _unless_failed(runner.submit(payload, sender), reservation)
+        quota.settle(reservation, len(payload) if _kept(outcome) else 0)
         metrics.observe(
             outcome, outcome.message_type or "unreadable", time.perf_counter() - started
         )
         return outcome
 
-    async def submit_many(items: list, key: ApiKey) -> list[Outcome]:
+    async def submit_many(body: bytes, key: ApiKey) -> list[Outcome | BaseException]:
         sender = sender_of(key)
+        items = batch_items(body, max_batch)
         started = time.perf_counter()
-        outcomes = await runner.call(core.submit_many, items, sender)
-        each = (time.perf_counter() - started) / max(len(outcomes), 1)
-        for outcome in outcomes:
-            metrics.observe(outcome, outcome.message_type or "unreadable", each)
-        return outcomes
+        reservation = quota.reserve(key.name, len(body))
+        results = await _unless_failed(runner.submit_batch(items, sender), reservation)
+        each = (time.perf_counter() - started) / max(len(results), 1)
+        kept = 0
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, Outcome):
+                kept += len(item.encode()) if _kept(result) else 0
+                metrics.observe(result, result.message_type or "unreadable", each)
+        quota.settle(reservation, kept)
+        return results
+
+    @app.exception_handler(Refused)
+    async def _refused(_request: Request, error: Refused) -> JSONResponse:
+        metrics.refused.labels(error.code).inc()
+        headers = {"Retry-After": str(error.retry_after_s)}
+        return _error(error.status, error.code, error.message, headers=headers)
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, error: ServiceError) -> JSONResponse:
@@ -187,14 +234,18 @@ def create_app(
     async def submit_batch(request: Request, key: Caller) -> dict[str, Any]:
         """Submit a JSON array of envelopes; each gets its own outcome (partial failure is
         normal, as in an OAGIS ConfirmBOD)."""
-        items = batch_items(await body_of(request), max_batch)
-        outcomes = await submit_many(items, key)
-        return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
+        results = await submit_many(await body_of(request), key)
+        return {"outcomes": [_result_view(result) for result in results]}
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], responses={404: {}})
-    async def outcome_of(message_id: str, _key: Caller) -> dict[str, Any]:
-        """The recorded outcome of a message."""
-        return (await runner.call(core.outcome, message_id)).to_dict()
+    async def outcome_of(
+        message_id: str, key: Caller, source: Annotated[str | None, _SOURCE_QUERY] = None
+    ) -> dict[str, Any]:
+        """The recorded outcome of the message `source` sent with this id (a message id is
+        unique per source system). Without `source`: the caller's key's source, or for a key
+        that names none, the first message received with this id."""
+        source = source or key.source
+        return (await runner.call(core.outcome, message_id, source)).to_dict()
 
     @app.get("/v1/ledger/balances", tags=["ledger"])
     async def balances(_key: Caller) -> dict[str, Any]:
@@ -291,6 +342,39 @@ def _reconciled(core: Core) -> tuple[Reconciliation, int]:
     return core.reconcile(), core.store.stock_exception_count()
 
 
+async def _unless_failed(submission: Awaitable[T], reservation: Reservation) -> T:
+    """Await the submission; one that raised (refused, or rolled back) kept nothing."""
+    try:
+        return await submission
+    except Exception:
+        DeadLetterQuota.settle(reservation, 0)
+        raise
+
+
+def _kept(outcome: Outcome) -> bool:
+    """The outcome's message was dead-lettered with its raw payload."""
+    return outcome.status is Status.REJECTED and outcome.dead_letter_id is not None
+
+
+def _result_view(result: Outcome | BaseException) -> dict[str, Any]:
+    """A batch item's answer: its outcome, or FAILED with the code of what failed its own
+    transaction (STORE_FAILURE: nothing of it was applied, send it again later)."""
+    if isinstance(result, Outcome):
+        return result.to_dict()
+    if isinstance(result, StoreError):
+        code, message = result.code.value, "the ledger store failed on this message; retry later"
+    elif isinstance(result, IntegrationError):
+        code, message = result.code.value, "the core could not process this message"
+    else:
+        code, message = "INTERNAL", "the service failed on this message; it was not applied"
+    problem = {"code": code, "message": message, "field": ""}
+    return Outcome(Status.REJECTED, None).to_dict() | {
+        "status": "FAILED",
+        "code": code,
+        "problems": [problem],
+    }
+
+
 def _dead_letter_view(letter) -> dict[str, Any]:
     return {
         "id": letter.id,
@@ -300,6 +384,7 @@ def _dead_letter_view(letter) -> dict[str, Any]:
         "code": letter.code.value,
         "problems": [p.to_dict() for p in letter.problems],
         "raw": letter.raw,
+        "raw_encoding": letter.raw_encoding,
         "plant": letter.ids.plant,
         "item": letter.ids.item,
         "work_order": letter.ids.work_order,

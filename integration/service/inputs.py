@@ -6,14 +6,22 @@ import re
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from integration.errors import ErrorCode
 from integration.store.base import DeadLetterFilter
+from integration.text import is_storable, shown
 
-__all__ = ["ServiceError", "Selection", "EXPIRE_BODY", "batch_items", "older_than"]
+__all__ = [
+    "ServiceError",
+    "Selection",
+    "EXPIRE_BODY",
+    "batch_items",
+    "older_than",
+    "refuse_unstorable_text",
+]
 
 MAX_OLDER_THAN_S = 1e9  # about 31 years: any hold at all, far inside timedelta's range
 
@@ -24,6 +32,24 @@ class ServiceError(Exception):
     def __init__(self, status: int, code: str, message: str, problems: list | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.problems = status, code, message, problems
+
+
+def refuse_unstorable_text(request: Request) -> None:
+    """400 SCHEMA_INVALID when a path id or query parameter holds NUL or an unpaired
+    surrogate: no store can look such text up, so it is refused before any read."""
+    params = [("path", request.path_params.items()), ("query", request.query_params.items())]
+    problems = [
+        {
+            "code": "SCHEMA_INVALID",
+            "message": "text may not hold NUL or an unpaired surrogate",
+            "field": f"{where}.{shown(name)}",
+        }
+        for where, items in params
+        for name, value in items
+        if not (is_storable(name) and is_storable(str(value)))
+    ]
+    if problems:
+        raise ServiceError(400, "SCHEMA_INVALID", "the request is invalid", problems)
 
 
 class Selection:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from integration.outcome import Outcome, Status
+from integration.validation import Sender
 
 __all__ = ["ServiceMetrics"]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class ServiceMetrics:
     """Success rate (`messages_total` by status), latency by workflow, dead letters by code,
-    replays, refused duplicates and reconciliation exceptions."""
+    replays, refused duplicates, group commits (size, mixed senders), 429 refusals and
+    reconciliation exceptions."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -47,6 +50,23 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.group_size = Histogram(
+            "mfg_twin_group_messages",
+            "Single submissions committed together, per group (the count is the groups)",
+            buckets=_GROUP_BUCKETS,
+            registry=self.registry,
+        )
+        self.mixed_groups = Counter(
+            "mfg_twin_groups_mixed_senders",
+            "Groups of single submissions holding messages of more than one sender",
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "mfg_twin_refused",
+            "Submissions refused with 429 before the core saw them, by code",
+            ("code",),
+            registry=self.registry,
+        )
         self.reconciliation_exceptions = Gauge(
             "mfg_twin_reconciliation_exceptions",
             "Findings of the last reconciliation (GET /v1/reconciliation)",
@@ -63,6 +83,12 @@ class ServiceMetrics:
             self.latency.labels(message_type).observe(seconds)
         for released in outcome.released:
             self.observe(released, "released")
+
+    def observe_group(self, senders: list[Sender]) -> None:
+        """A group of single submissions about to be committed, by its messages' senders."""
+        self.group_size.observe(len(senders))
+        if len(set(senders)) > 1:
+            self.mixed_groups.inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

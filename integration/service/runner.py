@@ -1,18 +1,23 @@
-"""The core's one thread, and group commit of single submissions.
+"""The core's one thread, admission in front of it, and group commit of single submissions.
 
 The core is single-threaded: every call the service makes on it runs on one worker thread,
 in arrival order, so the event loop never waits on the ledger store and keeps reading,
 parsing and answering requests meanwhile.
 
+Every submission passes `Admission` first (see `admission.py`): when the expected wait is over
+the bound it is refused with 429 before anything is queued.
+
 Single submissions that arrive while the core is busy are committed together: the next turn
-of the worker submits all of them (up to `max_group`) with `Core.submit_many`, one store
-transaction in which each message has its own outcome. Each request is
-answered only once that transaction has committed, so an acknowledged message is durable,
-and the idempotency record is committed with its entry as before; what a group saves is the
-per-transaction cost (the writer lock, the catch-up check, the commit and its WAL flush),
-shared by every message in it. Consecutive messages of the same sender form one group.
-If a group's transaction fails, nothing of it was applied (the batch rolled back) and each of
-its messages is submitted again on its own, so one message's failure is its own.
+of the worker submits all of them (up to `max_group`), whichever senders they came from, with
+`Core.submit_many`, one store transaction in which each message has its own outcome and is
+authorised as its own sender. Each request is answered only once that transaction has
+committed, so an acknowledged message is durable, and the idempotency record is committed
+with its entry as before; what a group saves is the per-transaction cost (the writer lock, the
+catch-up check, the commit and its WAL flush), shared by every message in it.
+
+A group's or a batch's transaction that fails (a store error, or anything unexpected that one
+message caused) applied nothing (it rolled back), and each of its messages is submitted again
+in a transaction of its own: one message's failure stays its own, and the others post.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from typing import Any, TypeVar
 
 from integration.core import Core
 from integration.outcome import Outcome
+from integration.service.admission import Admission
+from integration.service.metrics import ServiceMetrics
 from integration.validation import Sender
 
 __all__ = ["CoreRunner"]
@@ -42,12 +49,16 @@ class _Pending:
 
 
 class CoreRunner:
-    """Runs every core call on one worker thread; groups single submissions (see the module
-    docstring). Use from one event loop."""
+    """Runs every core call on one worker thread; admits submissions and groups single ones
+    (see the module docstring). Use from one event loop."""
 
-    def __init__(self, core: Core, max_group: int) -> None:
+    def __init__(
+        self, core: Core, max_group: int, admission: Admission, metrics: ServiceMetrics
+    ) -> None:
         self.core = core
         self.max_group = max(1, max_group)
+        self.admission = admission
+        self.metrics = metrics
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfg-twin-core")
         self._pending: list[_Pending] = []
         self._drainer: asyncio.Task | None = None
@@ -57,20 +68,40 @@ class CoreRunner:
         return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
 
     async def submit(self, payload: bytes, sender: Sender) -> Outcome:
-        """Submit one message in the next group; its outcome once the group has committed."""
-        pending = _Pending(payload, sender, asyncio.get_running_loop().create_future())
-        self._pending.append(pending)
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        return await pending.answer
+        """Submit one message in the next group; its outcome once the group has committed.
+        Raises `Refused` when the core is overloaded."""
+        self.admission.admit(1)
+        try:
+            pending = _Pending(payload, sender, asyncio.get_running_loop().create_future())
+            self._pending.append(pending)
+            if self._drainer is None or self._drainer.done():
+                self._drainer = asyncio.get_running_loop().create_task(self._drain())
+            return await pending.answer
+        finally:
+            self.admission.answered(1)
+
+    async def submit_batch(
+        self, payloads: list[str], sender: Sender
+    ) -> list[Outcome | BaseException]:
+        """Submit a batch in one transaction: each message's outcome, or the exception that
+        its own transaction raised when the batch's failed. Raises `Refused` when the core is
+        overloaded."""
+        self.admission.admit(len(payloads))
+        try:
+            return await self.call(self._submit_together, [(p, sender) for p in payloads])
+        finally:
+            self.admission.answered(len(payloads))
 
     async def _drain(self) -> None:
         """Submit what is pending, a group per worker turn, until nothing is left. Every
         pending answer gets its outcome or its error, whatever happens."""
         while self._pending:
             group = self._take_group()
+            self.metrics.observe_group([pending.sender for pending in group])
             try:
-                results = await self.call(self._submit_group, group)
+                results = await self.call(
+                    self._submit_together, [(p.payload, p.sender) for p in group]
+                )
             except Exception as error:  # the worker is gone (shut down): fail the group
                 results = [error] * len(group)
             for pending, result in zip(group, results, strict=True):
@@ -82,30 +113,23 @@ class CoreRunner:
                     pending.answer.set_result(result)
 
     def _take_group(self) -> list[_Pending]:
-        """The oldest pending submissions of one sender, in arrival order."""
-        sender = self._pending[0].sender
-        size = 0
-        while (
-            size < len(self._pending)
-            and size < self.max_group
-            and self._pending[size].sender == sender
-        ):
-            size += 1
-        group, self._pending = self._pending[:size], self._pending[size:]
+        """The oldest pending submissions, whichever their senders, in arrival order."""
+        group, self._pending = self._pending[: self.max_group], self._pending[self.max_group :]
         return group
 
-    def _submit_group(self, group: list[_Pending]) -> list[Outcome | BaseException]:
-        """On the core's thread: the group in one transaction, or else each on its own."""
-        if len(group) > 1:
+    def _submit_together(self, messages: list[tuple[Any, Sender]]) -> list[Outcome | BaseException]:
+        """On the core's thread: the messages in one transaction, or else each on its own."""
+        if len(messages) > 1:
+            payloads, senders = zip(*messages, strict=True)
             try:
-                return list(self.core.submit_many([p.payload for p in group], group[0].sender))
+                return list(self.core.submit_many(list(payloads), list(senders)))
             except Exception:  # rolled back entirely: each message again, alone
                 pass
-        return [self._submit_one(pending) for pending in group]
+        return [self._submit_one(payload, sender) for payload, sender in messages]
 
-    def _submit_one(self, pending: _Pending) -> Outcome | BaseException:
+    def _submit_one(self, payload: Any, sender: Sender) -> Outcome | BaseException:
         try:
-            return self.core.submit(pending.payload, pending.sender)
+            return self.core.submit(payload, sender)
         except Exception as error:
             return error
 

@@ -21,9 +21,11 @@ from typing import NamedTuple, Protocol
 from integration.envelope import BusinessIds
 from integration.errors import ErrorCode, Problem, StoreError
 from integration.ledger import Posting
+from integration.text import TEXT, decode_raw
 
 __all__ = [
     "InboxStatus",
+    "Identity",
     "InboxRecord",
     "InboxWrite",
     "EntryWrite",
@@ -44,6 +46,17 @@ class InboxStatus(StrEnum):
     REJECTED = "REJECTED"
 
 
+class Identity(NamedTuple):
+    """What no two messages in the inbox share: a message id is a transport id, unique per
+    source system; an idempotency key names a business event, unique per message type (so
+    every source authorised for a type shares its keys, and no other source can take one)."""
+
+    source_system: str
+    message_id: str
+    message_type: str
+    idempotency_key: str
+
+
 @dataclass(frozen=True, slots=True)
 class InboxRecord:
     """What the core remembers of a message it has accepted for processing."""
@@ -53,6 +66,7 @@ class InboxRecord:
     idempotency_key: str
     payload_hash: str
     message_type: str
+    source_system: str
     status: InboxStatus
     code: ErrorCode | None
     entry_ids: tuple[int, ...]
@@ -120,6 +134,11 @@ class DeadLetter:
     waits_on: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
+    raw_encoding: str = TEXT  # "base64": `raw` is the base64 of bytes that are not text
+
+    def raw_bytes(self) -> bytes:
+        """The payload exactly as it was received."""
+        return decode_raw(self.raw, self.raw_encoding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +157,7 @@ class DeadLetterWrite:
     sender: str | None = None
     waits_on: tuple[str, ...] = ()
     id: int | None = None
+    raw_encoding: str = TEXT
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +204,7 @@ class StockBalance:
 
 
 class DuplicateDelivery(StoreError):
-    """The inbox already holds this message id or idempotency key (another writer won)."""
+    """The inbox already holds this message's id or key (`Identity`; another writer won)."""
 
     code = ErrorCode.IDEMPOTENCY_CONFLICT
 
@@ -202,14 +222,14 @@ class LedgerStore(Protocol):
         several processes on one database decide against books that include each other's
         postings. A no-op where the adapter has one writer."""
 
-    def batch(self, expected: Iterable[tuple[str, str]] = ()) -> AbstractContextManager[None]:
+    def batch(self, expected: Iterable[Identity] = ()) -> AbstractContextManager[None]:
         """Make the commits inside one transaction; the batch commits at the end, or rolls
         back entirely if the store fails. A commit that clashes (`DuplicateDelivery`) writes
         nothing and the batch goes on; any other failure of a commit may fail the batch. The
         batch holds the writer lock (as `exclusive`) from its start to its end.
 
-        `expected`: the (message id, idempotency key) of each message the batch will
-        submit, so that an adapter may look them all up at once."""
+        `expected`: the identity of each message the batch will submit, so that an adapter
+        may look them all up at once."""
 
     def data_version(self) -> int:
         """A number that changes whenever another connection has committed since this one
@@ -219,8 +239,14 @@ class LedgerStore(Protocol):
     def posted_after(self, applied_seq: int) -> Iterator[InboxRecord]:
         """POSTED records whose effect came after `applied_seq`, in order of effect."""
 
-    def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None: ...
-    def inbox_record(self, message_id: str) -> InboxRecord | None: ...
+    def find_inbox(self, identity: Identity) -> InboxRecord | None:
+        """The record that holds this message's id (in its source) or its key (in its
+        type), the id's first; None when neither is held (or idempotency is off)."""
+
+    def inbox_record(self, message_id: str, source_system: str | None = None) -> InboxRecord | None:
+        """The first record received with this message id from `source_system`, or from
+        any source when None."""
+
     def held(self) -> list[InboxRecord]: ...
     def stream_positions(self) -> dict[str, int]: ...
     def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]: ...

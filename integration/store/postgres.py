@@ -27,7 +27,9 @@ from integration.store.base import (
     Commit,
     Committed,
     DuplicateDelivery,
+    Identity,
 )
+from integration.store.migrations import POSTGRES_MIGRATIONS, announce_upgrade, migration_steps
 from integration.store.postgres_batch import DeferredBatch
 from integration.store.postgres_writes import PostgresWrites
 from integration.store.schema import POSTGRES_SCHEMA, SCHEMA_VERSION
@@ -109,6 +111,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         self._guard = threading.RLock()
         self._deferred: DeferredBatch | None = None  # the open batch's rows, if any
         self._version_under_lock: int | None = None  # read with the writer lock, not yet asked
+        self.upgraded_from: int | None = None  # the schema version an older ledger had
         try:
             self._db: psycopg.Connection = psycopg.connect(url, autocommit=True)
         except psycopg.Error as error:
@@ -159,16 +162,26 @@ class PostgresStore(SqlReads, PostgresWrites):
                         "INSERT INTO meta VALUES ('schema_version', %s), ('data_version', '0')",
                         (str(SCHEMA_VERSION),),
                     )
-                    return current
-            version = self.schema_version()
+                else:
+                    self._upgrade(current)
         except (self._pg.Error, StoreError) as error:
             raise ConfigurationError(f"cannot prepare the ledger in {self.url}: {error}") from error
-        if version != SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"schema {current} of {self.url} has ledger schema {version};"
-                f" this build reads {SCHEMA_VERSION}"
-            )
+        if self.upgraded_from is not None:
+            announce_upgrade(f"schema {current} of {self.url}", self.upgraded_from)
         return current
+
+    def _upgrade(self, schema: str) -> None:
+        """Bring an older ledger to this build's schema inside the caller's transaction (which
+        holds the schema's create lock, so two processes upgrade it once), with the writer
+        lock too, so no commit of an older build interleaves."""
+        version = self.schema_version()
+        steps = migration_steps(version, POSTGRES_MIGRATIONS, f"schema {schema} of {self.url}")
+        if steps:
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("writer", schema),))
+        for step in steps:
+            for statement in step:
+                self._db.execute(statement)
+            self.upgraded_from = version
 
     def schema_version(self) -> int:
         return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'"))
@@ -219,7 +232,7 @@ class PostgresStore(SqlReads, PostgresWrites):
 
     # --- the one write ---------------------------------------------------------------------
     @contextmanager
-    def batch(self, expected: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
+    def batch(self, expected: Iterable[Identity] = ()) -> Iterator[None]:
         """One transaction around many commits, whose rows are deferred and sent a chunk at a
         time (postgres_batch.py), under the writer lock (transaction-level: COMMIT releases
         it). BEGIN, the lock, the version bump and the batch's opening query go in one round

@@ -16,10 +16,11 @@ server:
   ids of rolled-back inserts: ids are unique and increase in commit order, with gaps.
 * the order of effect: the batch holds the row lock that orders every writer's commits, so
   it reads MAX(applied_seq) once and counts on from there.
-* clashes: the batch looks up the message ids and idempotency keys it was told to expect in
-  one query when it begins, and remembers every one it inserts since; a message it was not
-  told about is looked up on its own. A clash raises `DuplicateDelivery` before anything of
-  its commit is kept, and the batch goes on, as with a savepoint.
+* clashes: the batch looks up the identities (`Identity`: message id per source, key per
+  message type) it was told to expect in one query when it begins, and remembers every one it
+  inserts since; a message it was not told about is looked up on its own. A clash raises
+  `DuplicateDelivery` before anything of its commit is kept, and the batch goes on, as with a
+  savepoint.
 
 Any other failure surfaces when rows are sent or at the next answer waited for (the server
 checks the rows itself: `_FLUSH` fails when an outcome's record is missing), so it cannot be
@@ -35,7 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from integration.errors import StoreError
-from integration.store.base import DuplicateDelivery
+from integration.store.base import DuplicateDelivery, Identity
 from integration.store.sql_writes import (
     ENTRY_COLUMNS,
     EXCEPTION_COLUMNS,
@@ -58,13 +59,16 @@ def json_fields(*types: str, start: int = 0) -> str:
 # Two indexed lookups per message, in a lateral subquery that cannot be flattened: an `= ANY`
 # or `OR` condition let the planner of a young table (no statistics: `unique_ids = 1` taken for
 # a rare value) scan the whole partial index for every batch instead.
+_FOUND = "SELECT source_system, message_id, message_type, idempotency_key FROM inbox"
 _PRESENT = (
-    "SELECT ARRAY[found.message_id, found.idempotency_key]"
-    " FROM unnest(%(ids)s::text[], %(keys)s::text[]) AS asked (message_id, idempotency_key),"
-    " LATERAL (SELECT message_id, idempotency_key FROM inbox"
-    " WHERE unique_ids = 1 AND message_id = asked.message_id"
-    " UNION ALL SELECT message_id, idempotency_key FROM inbox"
-    " WHERE unique_ids = 1 AND idempotency_key = asked.idempotency_key) AS found"
+    "SELECT ARRAY[found.source_system, found.message_id, found.message_type,"
+    " found.idempotency_key]"
+    " FROM unnest(%(sources)s::text[], %(ids)s::text[], %(types)s::text[], %(keys)s::text[])"
+    " AS asked (source_system, message_id, message_type, idempotency_key),"
+    f" LATERAL ({_FOUND} WHERE unique_ids = 1"
+    " AND source_system = asked.source_system AND message_id = asked.message_id"
+    f" UNION ALL {_FOUND} WHERE unique_ids = 1"
+    " AND message_type = asked.message_type AND idempotency_key = asked.idempotency_key) AS found"
 )
 _IDS = "ARRAY(SELECT nextval(pg_get_serial_sequence('{0}', '{1}')) FROM generate_series(1, {2}))"
 _BEGIN = (  # after the data_version bump: a statement of its own, so it sees the commits before
@@ -123,7 +127,7 @@ _OUTCOME = slice(17, 24)  # a new inbox row's outcome columns and applied_seq, a
 class DeferredBatch:
     """The rows one batch has written and not yet sent, and what it knows without asking."""
 
-    def __init__(self, db: psycopg.Connection, expected: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, db: psycopg.Connection, expected: Iterable[Identity]) -> None:
         """Send the batch's opening query; `opened` reads its answer. In between, the store
         collects it in the round trip that begins the transaction."""
         self.version = 0
@@ -131,15 +135,11 @@ class DeferredBatch:
         self._db = db
         expected = list(expected)
         self._block = max(len(expected), 1)
-        self._checked_ids = {message_id for message_id, _ in expected}
-        self._checked_keys = {key for _, key in expected}
-        self._taken_ids: set[str] = set()
-        self._taken_keys: set[str] = set()
-        params = {
-            "n": self._block,
-            "ids": [message_id for message_id, _ in expected],
-            "keys": [key for _, key in expected],
-        }
+        self._checked_ids = {_scoped_id(identity) for identity in expected}
+        self._checked_keys = {_scoped_key(identity) for identity in expected}
+        self._taken_ids: set[tuple[str, str]] = set()
+        self._taken_keys: set[tuple[str, str]] = set()
+        params = {"n": self._block, **_asked(expected)}
         # Planned anew each time: the generic plan psycopg's prepared statement would settle on
         # knows neither the batch's size nor its ids, and scans where it should look up.
         self._opening = db.execute(_BEGIN, params, prepare=False)
@@ -159,8 +159,8 @@ class DeferredBatch:
         self.version = version
         self._applied, inbox_ids, entry_ids, present = self._opening.fetchone()
         self._ids = {"inbox": deque(sorted(inbox_ids)), "journal_entry": deque(sorted(entry_ids))}
-        for message_id, key in present:
-            self._take(message_id, key)
+        for found in present:
+            self._take(Identity(*found))
 
     @property
     def sends_in_chunks(self) -> bool:
@@ -175,17 +175,18 @@ class DeferredBatch:
             raise StoreError("an earlier write of this batch failed: the batch rolls back")
 
     # --- what a commit adds ----------------------------------------------------------------
-    def claim(self, message_id: str, key: str) -> None:
-        """Take a new record's message id and idempotency key, or raise `DuplicateDelivery`
-        when the inbox (or this batch) already holds either."""
-        clash = message_id in self._taken_ids or key in self._taken_keys
-        if not clash and (message_id not in self._checked_ids or key not in self._checked_keys):
-            asked = {"ids": [message_id], "keys": [key]}
-            found = self._db.execute(_PRESENT, asked, prepare=False)
+    def claim(self, identity: Identity) -> None:
+        """Take a new record's message id (in its source) and idempotency key (in its type),
+        or raise `DuplicateDelivery` when the inbox (or this batch) already holds either."""
+        scoped_id, scoped_key = _scoped_id(identity), _scoped_key(identity)
+        clash = scoped_id in self._taken_ids or scoped_key in self._taken_keys
+        checked = scoped_id in self._checked_ids and scoped_key in self._checked_keys
+        if not clash and not checked:
+            found = self._db.execute(_PRESENT, _asked([identity]), prepare=False)
             clash = found.fetchone() is not None
         if clash:
-            raise DuplicateDelivery(f"inbox already holds {message_id} or its key {key}")
-        self._take(message_id, key)
+            raise DuplicateDelivery(f"inbox already holds the id or the key of {identity}")
+        self._take(identity)
 
     def add_inbox(self, values: tuple, posted: bool) -> tuple[int, int | None]:
         """A new inbox record (`INBOX_COLUMNS`); its id and place in the order of effect."""
@@ -251,9 +252,9 @@ class DeferredBatch:
         self._streams.clear()
 
     # --- what the batch knows without asking -----------------------------------------------
-    def _take(self, message_id: str, key: str) -> None:
-        self._taken_ids.add(message_id)
-        self._taken_keys.add(key)
+    def _take(self, identity: Identity) -> None:
+        self._taken_ids.add(_scoped_id(identity))
+        self._taken_keys.add(_scoped_key(identity))
 
     def _next_applied(self, posted: bool) -> int | None:
         if not posted:
@@ -268,3 +269,24 @@ class DeferredBatch:
             block = self._db.execute(f"SELECT {_IDS.format(table, column, self._block)}")
             ids.extend(sorted(block.fetchone()[0]))
         return ids.popleft()
+
+
+def _scoped_id(identity: Identity) -> tuple[str, str]:
+    return identity.source_system, identity.message_id
+
+
+def _scoped_key(identity: Identity) -> tuple[str, str]:
+    return identity.message_type, identity.idempotency_key
+
+
+def _asked(identities: list[Identity]) -> dict[str, list[str]]:
+    """`_PRESENT`'s parameters: the identities' fields, column by column."""
+    return {
+        name: [getattr(identity, field) for identity in identities]
+        for name, field in (
+            ("sources", "source_system"),
+            ("ids", "message_id"),
+            ("types", "message_type"),
+            ("keys", "idempotency_key"),
+        )
+    }

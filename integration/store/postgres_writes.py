@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from integration.store.base import EntryWrite, InboxStatus, InboxWrite
+from integration.store.base import EntryWrite, Identity, InboxStatus, InboxWrite
 from integration.store.postgres_batch import DeferredBatch, json_fields
 from integration.store.sql_writes import (
     ENTRY_COLUMNS,
@@ -86,7 +86,9 @@ class PostgresWrites(SqlWrites):
         if row.inbox_id is not None:
             return batch.update_inbox(self._inbox_outcome(row), row.inbox_id, posted)
         if row.unique:
-            batch.claim(row.message_id, row.idempotency_key)
+            batch.claim(
+                Identity(row.source_system, row.message_id, row.message_type, row.idempotency_key)
+            )
         return batch.add_inbox(self._inbox_values(row), posted)
 
     def _write_streams(self, streams: Mapping[str, int]) -> None:

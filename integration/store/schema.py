@@ -4,13 +4,17 @@ Amounts are integers in the currency's minor unit (cents), signed: debit positiv
 negative, so `SUM(amount_minor)` is exact in plain SQL. Quantities are exact decimal text
 (SQLite) or NUMERIC (PostgreSQL). Both dialects have the same tables, columns and index names,
 so the shared reads (`sql_reads.py`) run unchanged on either.
+
+A change here bumps `SCHEMA_VERSION` and adds the step that brings a ledger of the version before
+to this one, in each dialect (`migrations.py`); a fresh ledger and an upgraded one must end up
+alike (tests/integration/test_migration.py compares them).
 """
 
 from __future__ import annotations
 
 __all__ = ["POSTGRES_SCHEMA", "SCHEMA_VERSION", "SQLITE_SCHEMA"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SQLITE_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,8 +40,9 @@ CREATE TABLE inbox (
     late            INTEGER NOT NULL DEFAULT 0,
     applied_seq     INTEGER UNIQUE
 );
-CREATE UNIQUE INDEX inbox_message_id ON inbox (message_id) WHERE unique_ids = 1;
-CREATE UNIQUE INDEX inbox_idempotency_key ON inbox (idempotency_key) WHERE unique_ids = 1;
+CREATE UNIQUE INDEX inbox_message_id ON inbox (source_system, message_id) WHERE unique_ids = 1;
+CREATE UNIQUE INDEX inbox_idempotency_key ON inbox (message_type, idempotency_key)
+    WHERE unique_ids = 1;
 CREATE INDEX inbox_held ON inbox (status) WHERE status = 'HELD';
 CREATE INDEX inbox_message ON inbox (message_id);
 
@@ -104,7 +109,9 @@ CREATE TABLE dead_letter (
     status          TEXT NOT NULL DEFAULT 'open'
                     CHECK (status IN ('open', 'replayed', 'resolved')),
     created_at      TEXT NOT NULL,
-    updated_at      TEXT NOT NULL
+    updated_at      TEXT NOT NULL,
+    -- last, where the v1 -> v2 migration's ALTER TABLE puts it
+    raw_encoding    TEXT NOT NULL DEFAULT 'text' CHECK (raw_encoding IN ('text', 'base64'))
 );
 CREATE INDEX dead_letter_message ON dead_letter (message_id);
 
@@ -145,8 +152,9 @@ CREATE TABLE inbox (
     late            SMALLINT NOT NULL DEFAULT 0,
     applied_seq     BIGINT UNIQUE
 );
-CREATE UNIQUE INDEX inbox_message_id ON inbox (message_id) WHERE unique_ids = 1;
-CREATE UNIQUE INDEX inbox_idempotency_key ON inbox (idempotency_key) WHERE unique_ids = 1;
+CREATE UNIQUE INDEX inbox_message_id ON inbox (source_system, message_id) WHERE unique_ids = 1;
+CREATE UNIQUE INDEX inbox_idempotency_key ON inbox (message_type, idempotency_key)
+    WHERE unique_ids = 1;
 CREATE INDEX inbox_held ON inbox (status) WHERE status = 'HELD';
 CREATE INDEX inbox_message ON inbox (message_id);
 
@@ -213,7 +221,9 @@ CREATE TABLE dead_letter (
     status          TEXT NOT NULL DEFAULT 'open'
                     CHECK (status IN ('open', 'replayed', 'resolved')),
     created_at      TIMESTAMPTZ NOT NULL,
-    updated_at      TIMESTAMPTZ NOT NULL
+    updated_at      TIMESTAMPTZ NOT NULL,
+    -- last, where the v1 -> v2 migration's ALTER TABLE puts it
+    raw_encoding    TEXT NOT NULL DEFAULT 'text' CHECK (raw_encoding IN ('text', 'base64'))
 );
 CREATE INDEX dead_letter_message ON dead_letter (message_id);
 

@@ -19,6 +19,7 @@ from integration.money import ZERO, from_minor
 from integration.store.base import (
     DeadLetter,
     DeadLetterFilter,
+    Identity,
     InboxRecord,
     InboxStatus,
     StockBalance,
@@ -29,7 +30,7 @@ __all__ = ["SqlReads"]
 _ID_COLUMNS = ("plant", "item", "work_order", "lot", "supplier", "period")
 _INBOX_COLUMNS = (
     "inbox_id, message_id, idempotency_key, payload_hash, message_type, status, code, envelope,"
-    " received_at, committed_at, hold_deadline, waits_on, late, applied_seq"
+    " received_at, committed_at, hold_deadline, waits_on, late, applied_seq, source_system"
 )
 
 
@@ -66,6 +67,7 @@ class SqlReads:
             idempotency_key=row[2],
             payload_hash=row[3],
             message_type=row[4],
+            source_system=row[14],
             status=InboxStatus(row[5]),
             code=ErrorCode(row[6]) if row[6] else None,
             entry_ids=entry_ids,
@@ -78,17 +80,26 @@ class SqlReads:
             applied_seq=row[13],
         )
 
-    def find_inbox(self, message_id: str, idempotency_key: str) -> InboxRecord | None:
+    def find_inbox(self, identity: Identity) -> InboxRecord | None:
+        source, message_id, message_type, key = identity
         found = self._inbox(
-            "inbox_id IN (SELECT inbox_id FROM inbox WHERE message_id = ? AND unique_ids = 1"
-            " UNION ALL SELECT inbox_id FROM inbox WHERE idempotency_key = ? AND unique_ids = 1)"
-            " ORDER BY message_id != ?",
-            (message_id, idempotency_key, message_id),
+            "inbox_id IN (SELECT inbox_id FROM inbox WHERE unique_ids = 1"
+            " AND source_system = ? AND message_id = ?"
+            " UNION ALL SELECT inbox_id FROM inbox WHERE unique_ids = 1"
+            " AND message_type = ? AND idempotency_key = ?)"
+            " ORDER BY (source_system != ? OR message_id != ?)",
+            (source, message_id, message_type, key, source, message_id),
         )
         return found[0] if found else None
 
-    def inbox_record(self, message_id: str) -> InboxRecord | None:
-        found = self._inbox("message_id = ? ORDER BY inbox_id", (message_id,))
+    def inbox_record(self, message_id: str, source_system: str | None = None) -> InboxRecord | None:
+        if source_system is None:
+            found = self._inbox("message_id = ? ORDER BY inbox_id", (message_id,))
+        else:
+            found = self._inbox(
+                "message_id = ? AND source_system = ? ORDER BY inbox_id",
+                (message_id, source_system),
+            )
         return found[0] if found else None
 
     def held(self) -> list[InboxRecord]:
@@ -106,6 +117,7 @@ class SqlReads:
                 idempotency_key=row[2],
                 payload_hash=row[3],
                 message_type=row[4],
+                source_system=row[14],
                 status=InboxStatus.POSTED,
                 code=None,
                 entry_ids=(),
@@ -141,7 +153,7 @@ class SqlReads:
         rows = self._rows(
             "SELECT dead_letter_id, message_id, idempotency_key, message_type, source_system,"
             " sender, code, problems, raw, plant, item, work_order, lot, supplier, period,"
-            " attempts, history, status, created_at, updated_at"
+            " attempts, history, status, created_at, updated_at, raw_encoding"
             f" FROM dead_letter WHERE {' AND '.join(where)}"
             " ORDER BY dead_letter_id",
             params,
@@ -178,6 +190,7 @@ class SqlReads:
             waits_on=waits,
             created_at=_dt(row[18]),
             updated_at=_dt(row[19]),
+            raw_encoding=row[20],
         )
 
     # --- ledger reads ----------------------------------------------------------------------

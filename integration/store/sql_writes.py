@@ -80,7 +80,7 @@ _INSERT_EXCEPTION = (
 _INSERT_DEAD_LETTER = (
     "INSERT INTO dead_letter (message_id, idempotency_key, message_type, source_system, sender,"
     " code, problems, raw, plant, item, work_order, lot, supplier, period, history, created_at,"
-    f" updated_at) VALUES ({', '.join('?' * 17)}) RETURNING dead_letter_id"
+    f" updated_at, raw_encoding) VALUES ({', '.join('?' * 18)}) RETURNING dead_letter_id"
 )
 _UPSERT_STREAM = (
     "INSERT INTO stream_position VALUES (?, ?)"
@@ -268,6 +268,7 @@ class SqlWrites:
                     f"[{event}]",
                     at,
                     at,
+                    row.raw_encoding,
                 ),
             ).fetchone()[0]
         if row.waits_on:

@@ -12,7 +12,9 @@ from integration.store.base import (
     Commit,
     Committed,
     DuplicateDelivery,
+    Identity,
 )
+from integration.store.migrations import SQLITE_MIGRATIONS, announce_upgrade, migration_steps
 from integration.store.schema import SCHEMA_VERSION, SQLITE_SCHEMA
 from integration.store.sql_reads import SqlReads
 from integration.store.sql_writes import INSERT_ENTRY, SqlWrites
@@ -49,22 +51,42 @@ class SqliteStore(SqlReads, SqlWrites):
         return self._db
 
     def _migrate(self) -> None:
-        exists = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
-        ).fetchone()
-        if exists is None:
-            self._db.executescript("BEGIN;" + SQLITE_SCHEMA + "COMMIT;")
-            self._db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-            return
-        version = int(
-            self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-        )
-        if version != SCHEMA_VERSION:
-            raise ConfigurationError(
-                f"{self.path} has ledger schema {version}; this build reads {SCHEMA_VERSION}"
-            )
+        """Create the schema in a new database, or upgrade an older ledger in place (all its
+        steps in one transaction); `upgraded_from` keeps the version it had, or None."""
+        self.upgraded_from: int | None = None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            exists = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if exists is None:
+                # One statement at a time: `executescript` would commit the transaction.
+                for statement in filter(str.strip, SQLITE_SCHEMA.split(";")):
+                    self._db.execute(statement)
+                self._db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            else:
+                self._upgrade(self.schema_version())
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._rollback()
+            raise ConfigurationError(f"cannot prepare the ledger {self.path}: {error}") from error
+        except BaseException:
+            self._rollback()
+            raise
+        if self.upgraded_from is not None:
+            announce_upgrade(self.path, self.upgraded_from)
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _upgrade(self, version: int) -> None:
+        for step in migration_steps(version, SQLITE_MIGRATIONS, self.path):
+            for statement in step:
+                self._db.execute(statement)
+            self.upgraded_from = version
 
     def exclusive(self) -> AbstractContextManager[None]:
         # One process writes an SQLite ledger; `BEGIN IMMEDIATE` guards each commit anyway.
@@ -82,7 +104,7 @@ class SqliteStore(SqlReads, SqlWrites):
 
     # --- the one write ---------------------------------------------------------------------
     @contextmanager
-    def batch(self, expected: Iterable[tuple[str, str]] = ()) -> Iterator[None]:
+    def batch(self, expected: Iterable[Identity] = ()) -> Iterator[None]:
         """One transaction around many commits; each commit inside is a savepoint (a local
         lookup costs no round trip, so `expected` is not needed)."""
         self._db.execute("BEGIN IMMEDIATE")

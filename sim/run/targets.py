@@ -145,14 +145,18 @@ class InProcessTarget:
 
 
 class NullTarget:
-    """Accepts everything once (by message id and idempotency key) and books nothing: the twin
-    alone, to split the twin's time from the core's in benchmarks."""
+    """Accepts everything once (by message id per source, idempotency key per message type, as
+    the core does) and books nothing: the twin alone, to split the twin's time from the core's
+    in benchmarks."""
 
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
     def submit(self, envelope: Envelope, at: datetime) -> Outcome:
-        keys = (f"id:{envelope.message_id}", f"key:{envelope.idempotency_key}")
+        keys = (
+            f"id:{envelope.source_system}:{envelope.message_id}",
+            f"key:{envelope.message.type}:{envelope.idempotency_key}",
+        )
         if any(key in self._seen for key in keys):
             return Outcome(Status.DUPLICATE, envelope.message_id, envelope.message.type)
         self._seen.update(keys)

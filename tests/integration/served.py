@@ -50,6 +50,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+ADMIT_ALL_S = 3600.0  # a `--max-wait-s` no test's backlog reaches
+
+
 @dataclass
 class Served:
     """A running `twin serve` process."""
@@ -58,6 +61,10 @@ class Served:
     directory: Path
     core: CoreSettings | None = None  # the test network's settings by default
     port: int = field(default_factory=free_port)
+    # more `twin serve` options. Back-pressure is off unless a test sets `--max-wait-s`: on two
+    # shared cores the default bound would refuse some requests of tests about other things
+    # (retries, crashes, concurrency); tests/integration/test_service_pressure.py sets its own.
+    options: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
 
     @property
@@ -79,6 +86,8 @@ class Served:
             str(keys_path),
             "--port",
             str(self.port),
+            *(() if "--max-wait-s" in self.options else ("--max-wait-s", str(ADMIT_ALL_S))),
+            *self.options,
         ]
         with open(self.directory / f"serve-{self.port}.log", "ab") as log:
             self.process = subprocess.Popen(

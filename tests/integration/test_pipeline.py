@@ -3,12 +3,15 @@ letters, replay, periods and restart."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import integration.steps
 from integration import (
+    ConfigurationError,
     Core,
     DeadLetterFilter,
     ErrorCode,
@@ -316,14 +319,50 @@ def test_negative_control_without_sequencing_out_of_order_work_fails_visibly():
     assert core.dead_letters()[0].code is ErrorCode.WORK_ORDER_UNKNOWN
 
 
-def test_nul_characters_are_refused_and_the_dead_letter_keeps_a_printable_copy():
+def test_nul_and_lone_surrogates_are_refused_and_the_dead_letter_keeps_the_exact_payload():
+    """In a field: SCHEMA_INVALID with its path, whether the envelope was built unvalidated or
+    sent as JSON; a payload that is not storable text at all (a raw NUL, not UTF-8) is
+    MALFORMED_PAYLOAD and kept as base64. Every dead letter gives back the bytes sent."""
     core, env, _ = new_core()
-    envelope = confirm(env).model_copy(update={"message_id": "nul\x00id"})
-    for payload in (envelope, envelope.model_dump_json(), b'{"message_id": "\x00"}'):
-        outcome = core.submit(payload)
-        assert outcome.code is ErrorCode.MALFORMED_PAYLOAD
-    assert all("\x00" not in letter.raw for letter in core.dead_letters())
+    for bad in ("nul\x00id", "lone\ud800"):
+        envelope = confirm(env).model_copy(update={"message_id": bad})
+        for payload in (envelope, json.dumps(envelope.model_dump(mode="json"))):
+            outcome = core.submit(payload)
+            assert (outcome.code, outcome.problems[0].field) == (
+                ErrorCode.SCHEMA_INVALID,
+                "message_id",
+            )
+    sent = [b'{"message_id": "\x00"}', b'{"message_id": "\xff\xfe"}', '{"x": "\ud800"}']
+    for payload in sent:
+        assert core.submit(payload).code is ErrorCode.MALFORMED_PAYLOAD
+    letters = core.dead_letters()
+    assert [letter.raw_encoding for letter in letters[-3:]] == ["base64"] * 3
+    exact = [p.encode("utf-8", "surrogatepass") if isinstance(p, str) else p for p in sent]
+    assert [letter.raw_bytes() for letter in letters[-3:]] == exact
     assert core.store.entry_count() == 0
+
+
+@pytest.mark.parametrize("qty, posts", [("0.0004", False), ("0.0005", False), ("0.0006", True)])
+def test_a_quantity_converting_to_zero_base_units_is_refused(qty, posts):
+    """0.0004 G of RAW-B is 0.0000004 KG, zero at the ledger's six places (0.0000005 too,
+    rounded half to even): it would post nothing; 0.0006 G is 0.000001 KG and posts."""
+    core, env, _ = new_core()
+    receipt = GoodsReceived(
+        plant="P1",
+        item="RAW-B",
+        qty=D(qty),
+        uom="G",
+        location="STORES",
+        purchase_order="PO-1",
+        supplier="SUP-1",
+        unit_price=D(1),
+    )
+    outcome = core.submit(env(receipt))
+    if posts:
+        assert outcome.status is Status.POSTED
+    else:
+        assert (outcome.code, outcome.problems[0].field) == (ErrorCode.INVALID_QUANTITY, "uom")
+        assert core.store.entry_count() == 0
 
 
 def test_a_store_failure_while_looking_for_waiters_strands_nothing(monkeypatch):
@@ -419,3 +458,24 @@ def test_any_failure_escaping_a_batch_rolls_it_all_back_and_the_books_follow(tmp
         Status.POSTED,
     ]
     assert core.reconcile().ok
+
+
+def test_a_ledger_posted_under_looser_reading_rules_is_refused_with_a_clear_error(tmp_path):
+    """An older build accepted quantities that round to zero; reading its ledger now names the
+    message instead of failing with a validation traceback."""
+    path = tmp_path / "ledger.db"
+    core, env, clock = new_core(str(path))
+    posted = core.submit(release(env))
+    core.close()
+    with sqlite3.connect(path) as db:
+        (text,) = db.execute(
+            "SELECT envelope FROM inbox WHERE message_id = ?", (posted.message_id,)
+        ).fetchone()
+        document = json.loads(text)
+        document["message"]["qty"] = "1e-30"
+        db.execute(
+            "UPDATE inbox SET envelope = ? WHERE message_id = ?",
+            (json.dumps(document), posted.message_id),
+        )
+    with pytest.raises(ConfigurationError, match=f"cannot rebuild from {posted.message_id}"):
+        Core(settings(), open_store(f"sqlite:///{path}"), clock)

@@ -26,9 +26,10 @@ from integration import (
 )
 from integration.store.base import Commit, InboxStatus
 from integration.store.postgres import split_schema
+from integration.store.schema import SCHEMA_VERSION
 from tests.builders import START, D, Envelopes, confirm, item, master_data, release, settings
 from tests.integration.pg import PG_URL, fresh_schema
-from tests.integration.test_store_contract import entry, inbox
+from tests.integration.test_store_contract import entry, identity, inbox
 
 
 def schema_url(schema: str) -> str:
@@ -300,13 +301,13 @@ def test_postgres_and_sqlite_ledgers_read_back_the_same(ledger):
 
 
 # --- what the adapter adds ----------------------------------------------------------------------
-def test_a_ledger_schema_is_versioned_and_another_version_refused(ledger):
+def test_a_ledger_schema_is_versioned_and_a_newer_version_refused(ledger):
     store = ledger.store()
-    assert (store.schema_version(), store.data_version()) == (1, 0)
+    assert (store.schema_version(), store.data_version()) == (SCHEMA_VERSION, 0)
     assert store.schema == ledger.schema
     store.commit(Commit(inbox=inbox(), entries=(entry(),)))
     store.connection.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
-    with pytest.raises(ConfigurationError, match="999"):
+    with pytest.raises(ConfigurationError, match="999, newer than this build"):
         ledger.store()
 
 
@@ -392,7 +393,7 @@ def test_a_lost_connection_releases_the_writer_lock(ledger):
             two.commit(Commit(inbox=inbox()))
         with pytest.raises(StoreError):
             one.commit(Commit(inbox=inbox("m-2", "k-2")))
-    assert two.entry_count() == 0 and two.find_inbox("m-1", "k-1") is not None
+    assert two.entry_count() == 0 and two.find_inbox(identity("m-1", "k-1")) is not None
 
 
 @pytest.mark.parametrize(
@@ -470,7 +471,7 @@ def test_posted_after_streams_while_the_store_keeps_working(ledger):
     for record in store.posted_after(1):  # a server-side cursor that outlives commits
         seen.append(record.applied_seq)
         store.commit(Commit(streams={"s": record.applied_seq}))
-        assert store.find_inbox(record.message_id, "-").applied_seq == record.applied_seq
+        assert store.find_inbox(identity(record.message_id, "-")).applied_seq == record.applied_seq
     assert seen == [2, 3, 4, 5] and store.stream_positions() == {"s": 5}
 
 

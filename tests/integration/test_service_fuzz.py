@@ -84,7 +84,7 @@ NARROWED = {
 # Decimals in the deep variant: a number, or decimal text; "realistic" keeps magnitudes a
 # plant would send, "any" lets numbers run to the float range (1e308) and text to 1e999.
 DECIMAL_TEXT = {
-    "realistic": r"^[0-9]{1,6}(\.[0-9]{1,6})?$",
+    "realistic": r"^(0|[1-9][0-9]{0,5})(\.[0-9]{0,5}[1-9])?$",  # strict form, six places
     "any": r"^[+-]?[0-9]{1,32}(\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?$",
 }
 REALISTIC_MAXIMUM = 1_000_000
@@ -167,6 +167,8 @@ def deep(doc: dict[str, Any], magnitude: str) -> dict[str, Any]:
     envelope["source_system"] = {"type": "string", "enum": ["MES"]}
     envelope["stream"] = {"type": "null"}  # sequencing would hold nearly everything
     envelope["source_seq"] = {"type": "null"}
+    for stamp in ("occurred_at", "sent_at"):  # inside the documented window
+        envelope[stamp] = {"enum": ["2026-03-02T06:00:00Z", "2026-03-02T07:30:00+01:00"]}
     message = envelope["message"]
     message["oneOf"] = [{"$ref": f"#/components/schemas/{name}"} for name in MES_TYPES]
     message["discriminator"]["mapping"] = {
@@ -182,6 +184,7 @@ def deep(doc: dict[str, Any], magnitude: str) -> dict[str, Any]:
                     branch["pattern"] = DECIMAL_TEXT[magnitude]
                 elif branch.get("type") == "number" and magnitude == "realistic":
                     branch["maximum"] = REALISTIC_MAXIMUM
+                    branch["multipleOf"] = 0.25  # none below the ledger's six places
                 elif branch.get("type") == "number":  # past the ledger's range too
                     branch.pop("maximum", None)
         for field, values in NARROWED.items():

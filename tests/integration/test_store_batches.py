@@ -14,7 +14,12 @@ import pytest
 from integration import Core, ManualClock, Status, StoreError
 from integration.store.base import Commit, DuplicateDelivery, InboxStatus
 from tests.builders import START, Envelopes, confirm, master_data, release, settings
-from tests.integration.test_store_contract import dead_letter, entry, inbox, row_counts
+from tests.integration.test_store_contract import dead_letter, entry, identity, inbox, row_counts
+
+
+def expecting(pairs):
+    """A batch's `expected`: the identities of `inbox()` records with these ids and keys."""
+    return [identity(message_id, key) for message_id, key in pairs]
 
 
 def held(message_id="m-h", key="k-h", **kw):
@@ -34,29 +39,29 @@ def held(message_id="m-h", key="k-h", **kw):
 def test_a_batch_finds_clashes_with_what_was_committed_before_it(store, declared, clash):
     store.commit(Commit(inbox=inbox(), entries=(entry(),)))
     before = row_counts(store)
-    with store.batch([clash, ("m-2", "k-2")] if declared else ()):
+    with store.batch(expecting([clash, ("m-2", "k-2")] if declared else ())):
         with pytest.raises(DuplicateDelivery):
             store.commit(Commit(inbox=inbox(*clash), entries=(entry("9.00"),), streams={"s": 2}))
         store.commit(Commit(inbox=inbox("m-2", "k-2"), entries=(entry(),)))
     assert store.entry_count() == before[0] + 1
     assert store.stream_positions() == {}
-    assert store.find_inbox("m-9", "k-9") is None
+    assert store.find_inbox(identity("m-9", "k-9")) is None
 
 
 def test_a_batch_finds_clashes_among_its_own_commits(store):
-    with store.batch([("m-1", "k-1"), ("m-2", "k-1"), ("m-1", "k-3")]):
+    with store.batch(expecting([("m-1", "k-1"), ("m-2", "k-1"), ("m-1", "k-3")])):
         store.commit(Commit(inbox=inbox(), entries=(entry(),)))
         for message_id, key in [("m-2", "k-1"), ("m-1", "k-3")]:
             with pytest.raises(DuplicateDelivery):
                 store.commit(Commit(inbox=inbox(message_id, key), entries=(entry(),)))
     assert store.entry_count() == 1
-    assert store.find_inbox("m-2", "k-3") is None
+    assert store.find_inbox(identity("m-2", "k-3")) is None
 
 
 def test_reads_inside_a_batch_see_its_commits(store):
-    with store.batch([("m-1", "k-1")]):
+    with store.batch(expecting([("m-1", "k-1")])):
         committed = store.commit(Commit(inbox=inbox(), entries=(entry(),), streams={"s": 2}))
-        assert store.find_inbox("m-1", "k-1").entry_ids == committed.entry_ids
+        assert store.find_inbox(identity("m-1", "k-1")).entry_ids == committed.entry_ids
         assert store.stream_positions() == {"s": 2}
         assert store.entry_count() == 1
         store.commit(Commit(inbox=inbox("m-2", "k-2"), entries=(entry(),), streams={"s": 3}))
@@ -66,7 +71,7 @@ def test_reads_inside_a_batch_see_its_commits(store):
 
 def test_a_record_held_and_posted_in_one_batch_reads_back_posted_in_order(store):
     before = store.commit(Commit(inbox=held("m-0", "k-0")))  # held before the batch
-    with store.batch([("m-h", "k-h"), ("m-p", "k-p")]):
+    with store.batch(expecting([("m-h", "k-h"), ("m-p", "k-p")])):
         first = store.commit(Commit(inbox=held()))
         store.commit(Commit(inbox=inbox("m-p", "k-p")))
         posted = store.commit(
@@ -77,7 +82,7 @@ def test_a_record_held_and_posted_in_one_batch_reads_back_posted_in_order(store)
     applied = [(r.message_id, r.applied_seq) for r in store.posted_after(0)]
     assert applied == [("m-p", 1), ("m-h", 2), ("m-0", 3)]
     assert posted.applied_seq == 2 and posted.inbox_id == first.inbox_id
-    assert store.find_inbox("m-h", "k-h").entry_ids == posted.entry_ids
+    assert store.find_inbox(identity("m-h", "k-h")).entry_ids == posted.entry_ids
 
 
 def test_ids_increase_in_commit_order_within_and_across_batches(store):
@@ -87,7 +92,7 @@ def test_ids_increase_in_commit_order_within_and_across_batches(store):
     seen = []
     for batch in range(3):
         names = [(f"m-{batch}-{n}", f"k-{batch}-{n}") for n in range(3)]
-        with store.batch(names):
+        with store.batch(expecting(names)):
             seen.extend(post(message_id, key) for message_id, key in names)
         seen.append(post(f"m-{batch}", f"k-{batch}"))  # and one on its own
     inbox_ids = [c.inbox_id for c in seen]
@@ -109,7 +114,7 @@ def test_a_failing_commit_in_a_batch_never_leaves_its_rows(store, failing):
     failure only when it sends the batch's rows, and rolls the whole batch back. Neither keeps
     any of the failed commit."""
     try:
-        with store.batch([("m-1", "k-1"), ("m-2", "k-2")]):
+        with store.batch(expecting([("m-1", "k-1"), ("m-2", "k-2")])):
             store.commit(Commit(inbox=inbox(), entries=(entry(),)))
             with pytest.raises(StoreError):  # PostgreSQL: at the latest, at the read
                 store.commit(failing)
@@ -117,7 +122,7 @@ def test_a_failing_commit_in_a_batch_never_leaves_its_rows(store, failing):
     except StoreError:
         assert row_counts(store) == (0, 0, 0, 0)  # the whole batch rolled back
     else:
-        assert store.entry_count() == 1 and store.find_inbox("m-2", "k-2") is None
+        assert store.entry_count() == 1 and store.find_inbox(identity("m-2", "k-2")) is None
     assert store.commit(Commit(inbox=inbox("m-3", "k-3"), entries=(entry(),))).inbox_id
 
 
@@ -126,12 +131,12 @@ def test_a_large_batch_keeps_every_row_whatever_it_sent_before(store):
     batch is posted after its row was sent, a read in the middle sees what came before it,
     and a clash late in the batch is still found."""
     names = [(f"m-{n}", f"k-{n}") for n in range(60)]
-    with store.batch([("m-h", "k-h"), *names]):
+    with store.batch(expecting([("m-h", "k-h"), *names])):
         first = store.commit(Commit(inbox=held()))
         for n, (message_id, key) in enumerate(names):
             store.commit(Commit(inbox=inbox(message_id, key), entries=(entry(),), streams={"s": n}))
             if n == 40:
-                assert store.find_inbox("m-30", "x").applied_seq == 31
+                assert store.find_inbox(identity("m-30", "x")).applied_seq == 31
         with pytest.raises(DuplicateDelivery):
             store.commit(Commit(inbox=inbox("m-new", "k-5"), entries=(entry(),)))
         store.commit(Commit(inbox=inbox("m-h", "k-h", inbox_id=first.inbox_id)))
@@ -162,7 +167,7 @@ def pg_store():
 def test_a_write_postgres_refuses_rolls_its_whole_batch_back(pg_store, poison):
     fields = {"message_id": "m-2", "key": "k-2", **poison}
     entries = fields.pop("entries", ())
-    with pytest.raises(StoreError), pg_store.batch([("m-1", "k-1")]):
+    with pytest.raises(StoreError), pg_store.batch(expecting([("m-1", "k-1")])):
         pg_store.commit(Commit(inbox=inbox(), entries=(entry(),)))
         pg_store.commit(Commit(inbox=inbox(**fields), entries=entries))
         pg_store.commit(Commit(inbox=inbox("m-3", "k-3"), entries=(entry(),)))
@@ -222,7 +227,7 @@ def test_a_failure_in_rows_sent_early_rolls_a_large_batch_back(pg_store):
     """A large batch sends its rows in chunks while it goes on (pipeline mode): the failure of
     an early chunk surfaces later, and still nothing of the batch is kept."""
     names = [(f"m-{n}", f"k-{n}") for n in range(80)]
-    with pytest.raises(StoreError), pg_store.batch(names):
+    with pytest.raises(StoreError), pg_store.batch(expecting(names)):
         for n, (message_id, key) in enumerate(names):
             value = "100000000000000000000" if n == 3 else "10.00"  # beyond BIGINT minor units
             pg_store.commit(Commit(inbox=inbox(message_id, key), entries=(entry(value),)))

@@ -4,6 +4,7 @@ add its factory to `STORE_FACTORIES` in conftest.py and nothing else changes."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,9 +18,11 @@ from integration.store.base import (
     DeadLetterWrite,
     DuplicateDelivery,
     EntryWrite,
+    Identity,
     InboxStatus,
     InboxWrite,
 )
+from integration.store.schema import SCHEMA_VERSION
 from tests.builders import START
 
 D = Decimal
@@ -42,6 +45,11 @@ def inbox(message_id="m-1", key="k-1", status=InboxStatus.POSTED, **kw) -> Inbox
         committed_at=START if status is InboxStatus.POSTED else None,
     )
     return InboxWrite(**{**base, **kw})
+
+
+def identity(message_id="m-1", key="k-1", source="WMS", message_type="GoodsReceived") -> Identity:
+    """The identity of a record `inbox()` writes with these ids."""
+    return Identity(source, message_id, message_type, key)
 
 
 def entry(value="10.00", qty="5", item="RAW-A") -> EntryWrite:
@@ -88,7 +96,7 @@ def row_counts(store) -> tuple:
 def test_a_commit_writes_inbox_entry_lines_and_moves_together(store):
     committed = store.commit(Commit(inbox=inbox(), entries=(entry(),)))
     assert committed.inbox_id and len(committed.entry_ids) == 1
-    record = store.find_inbox("m-1", "other")
+    record = store.find_inbox(identity("m-1", "other"))
     assert record.status is InboxStatus.POSTED and record.entry_ids == committed.entry_ids
     assert store.account_balances() == {
         ("P1", Account.RAW_MATERIALS.value, "EUR"): D("10.00"),
@@ -101,8 +109,8 @@ def test_a_commit_writes_inbox_entry_lines_and_moves_together(store):
 
 def test_the_idempotency_key_alone_finds_the_record(store):
     store.commit(Commit(inbox=inbox()))
-    assert store.find_inbox("unknown", "k-1").message_id == "m-1"
-    assert store.find_inbox("unknown", "unknown") is None
+    assert store.find_inbox(identity("unknown", "k-1")).message_id == "m-1"
+    assert store.find_inbox(identity("unknown", "unknown")) is None
 
 
 @pytest.mark.parametrize(
@@ -124,10 +132,47 @@ def test_a_second_writer_of_the_same_message_loses_and_writes_nothing(store, cla
     assert row_counts(store) == before and store.stream_positions() == {}
 
 
+def _identity_of(write: InboxWrite) -> Identity:
+    return Identity(
+        write.source_system, write.message_id, write.message_type, write.idempotency_key
+    )
+
+
+@pytest.mark.parametrize("in_batch", [False, True], ids=["alone", "in-a-batch"])
+def test_an_id_is_unique_per_source_and_a_key_per_message_type(store, in_batch):
+    """Another source may reuse a message id, another message type a key; the same type's key
+    from another source is the same event, the same source's id the same message: clashes."""
+    store.commit(Commit(inbox=inbox(), entries=(entry(),)))  # the WMS's m-1, GoodsReceived k-1
+    others = [
+        inbox(source_system="MES", message_type="MachineEvent", key="k-2"),  # the MES's m-1
+        inbox("m-3", source_system="MES", message_type="MachineEvent"),  # k-1 of another type
+    ]
+    clashes = [
+        inbox("m-4", source_system="ERP"),  # GoodsReceived k-1 again, from the ERP
+        inbox(key="k-5", message_type="SubcontractReceived"),  # the WMS's m-1 again
+    ]
+    expected = [_identity_of(write) for write in others + clashes] if in_batch else None
+    with store.batch(expected) if in_batch else nullcontext():
+        for write in others:
+            store.commit(Commit(inbox=write, entries=(entry(),)))
+        for write in clashes:
+            with pytest.raises(DuplicateDelivery):
+                store.commit(Commit(inbox=write, entries=(entry(),)))
+    assert store.entry_count() == 3
+    received = store.find_inbox(_identity_of(clashes[0]))
+    assert (received.source_system, received.message_id) == ("WMS", "m-1")
+    # the record holding the id comes first, before the one holding the key
+    both = store.find_inbox(Identity("MES", "m-1", "GoodsReceived", "k-1"))
+    assert (both.source_system, both.message_type) == ("MES", "MachineEvent")
+    assert store.inbox_record("m-1", "MES").message_type == "MachineEvent"
+    assert store.inbox_record("m-1").source_system == "WMS"  # any source: the first received
+    assert store.inbox_record("m-3", "WMS") is None
+
+
 def test_a_commit_failing_part_way_writes_nothing_and_the_store_goes_on(store):
     with pytest.raises(StoreError):  # the dead letter to update is missing
         store.commit(Commit(inbox=inbox(), entries=(entry(),), dead_letter=dead_letter(id=999)))
-    assert row_counts(store) == (0, 0, 0, 0) and store.find_inbox("m-1", "k-1") is None
+    assert row_counts(store) == (0, 0, 0, 0) and store.find_inbox(identity("m-1", "k-1")) is None
     assert store.commit(Commit(inbox=inbox(), entries=(entry(),))).applied_seq == 1
 
 
@@ -135,7 +180,7 @@ def test_without_unique_ids_the_same_message_can_be_recorded_twice(store):
     store.commit(Commit(inbox=inbox(unique=False), entries=(entry(),)))
     store.commit(Commit(inbox=inbox(unique=False), entries=(entry(),)))
     assert store.entry_count() == 2
-    assert store.find_inbox("m-1", "k-1") is None  # idempotency off: nothing to find
+    assert store.find_inbox(identity("m-1", "k-1")) is None  # idempotency off: nothing to find
 
 
 def test_a_held_record_is_updated_in_place_and_applied_after_earlier_postings(store):
@@ -266,7 +311,7 @@ def test_every_row_of_a_two_entry_commit_is_kept_as_written(store):
     assert [(*row[:5], D(str(row[5]))) for row in shortages] == [
         (first, "P1", "RAW-A", "LINE", "L-1", D("-0.000001"))
     ]
-    assert store.find_inbox("m-1", "k-1").entry_ids == (first, second)
+    assert store.find_inbox(identity("m-1", "k-1")).entry_ids == (first, second)
 
 
 def test_in_a_batch_a_clashing_commit_rolls_back_alone(store):
@@ -280,9 +325,9 @@ def test_in_a_batch_a_clashing_commit_rolls_back_alone(store):
             store.commit(Commit(inbox=inbox(f"m-{n}", f"k-{n}"), entries=(entry(),)))
             for n in range(3, 12)
         ]
-    assert store.find_inbox("m-2", "none") is None
-    assert store.find_inbox("m-1", "k-1").entry_ids == first.entry_ids
-    assert [store.find_inbox(f"m-{n}", "x").entry_ids for n in range(3, 12)] == [
+    assert store.find_inbox(identity("m-2", "none")) is None
+    assert store.find_inbox(identity("m-1", "k-1")).entry_ids == first.entry_ids
+    assert [store.find_inbox(identity(f"m-{n}", "x")).entry_ids for n in range(3, 12)] == [
         c.entry_ids for c in later
     ]
     assert store.entry_count() == 10
@@ -295,15 +340,16 @@ def test_stream_positions_are_upserted(store):
     assert store.stream_positions() == {"MES:WO-1": 3, "MES:WO-2": 2}
 
 
-def test_a_file_ledger_survives_reopening_and_refuses_another_schema(tmp_path):
+def test_a_file_ledger_survives_reopening_and_refuses_a_newer_schema(tmp_path):
     path = tmp_path / "ledger.db"
     first = SqliteStore(path)
     first.commit(Commit(inbox=inbox(), entries=(entry(),)))
     first.close()
     again = SqliteStore(path)
-    assert again.entry_count() == 1 and again.schema_version() == 1
+    assert again.entry_count() == 1 and again.schema_version() == SCHEMA_VERSION
+    assert again.upgraded_from is None
     again.close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="999, newer than this build"):
         SqliteStore(path)

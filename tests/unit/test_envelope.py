@@ -10,6 +10,7 @@ import pytest
 
 from integration import MESSAGE_TYPES, Envelope, ErrorCode
 from integration.envelope import parse_payload, payload_hash
+from integration.text import decode_raw, encode_raw, is_storable
 from tests.builders import Envelopes, master_data, release
 
 
@@ -48,6 +49,10 @@ def _raw(**message_overrides) -> dict:
     return data
 
 
+def _top(**overrides) -> dict:
+    return {**json.loads(sample_envelopes()[-1].model_dump_json()), **overrides}
+
+
 @pytest.mark.parametrize(
     "payload, code, field",
     [
@@ -59,6 +64,27 @@ def _raw(**message_overrides) -> dict:
         (_raw(colour="red"), ErrorCode.UNKNOWN_FIELD, "message.WorkOrderReleased.colour"),
         (_raw(plant=7), ErrorCode.SCHEMA_INVALID, "message.WorkOrderReleased.plant"),
         (_raw(type="Teleported"), ErrorCode.SCHEMA_INVALID, "message"),
+        # text no store holds, at parse time, with the field's path
+        (_raw(plant="P\x001"), ErrorCode.SCHEMA_INVALID, "message.WorkOrderReleased.plant"),
+        (_raw(uom="E\ud800"), ErrorCode.SCHEMA_INVALID, "message.WorkOrderReleased.uom"),
+        (_top(message_id="m\x00"), ErrorCode.SCHEMA_INVALID, "message_id"),
+        (_top(correlation_id="\udfff"), ErrorCode.SCHEMA_INVALID, "correlation_id"),
+        ('["\\ud800"]', ErrorCode.SCHEMA_INVALID, "0"),
+        ('{"message": ["\\udc00"]}', ErrorCode.SCHEMA_INVALID, "message.0"),
+        ('"\\ud800"', ErrorCode.SCHEMA_INVALID, ""),
+        # quantities that round to zero at six places; strict decimal text
+        (_raw(qty="1e-30"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+        (_raw(qty="0.0000004"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+        (_raw(qty=" 5 "), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+        (_raw(qty="+5"), ErrorCode.INVALID_QUANTITY, "message.WorkOrderReleased.qty"),
+        # business times: ISO text with a zone, inside 1900..9000 in any zone
+        (_top(occurred_at=1772431200), ErrorCode.SCHEMA_INVALID, "occurred_at"),
+        (_top(occurred_at="9999-12-31T23:59:59Z"), ErrorCode.SCHEMA_INVALID, "occurred_at"),
+        (_top(sent_at="0001-01-01T00:00:00Z"), ErrorCode.SCHEMA_INVALID, "sent_at"),
+        (_top(sent_at="1900-01-01T00:00:00+00:01"), ErrorCode.SCHEMA_INVALID, "sent_at"),
+        # integers a BIGINT holds, as JSON integers
+        (_top(stream="S", source_seq=2**63), ErrorCode.SCHEMA_INVALID, "source_seq"),
+        (_top(stream="S", source_seq="5"), ErrorCode.SCHEMA_INVALID, "source_seq"),
     ],
 )
 def test_bad_input_becomes_typed_problems_with_field_paths(payload, code, field):
@@ -86,3 +112,32 @@ def test_naive_timestamps_and_half_a_stream_are_refused():
 def test_deeply_nested_payloads_are_refused_without_an_exception():
     parsed = parse_payload("[" * 100_000 + "]" * 100_000)
     assert parsed.envelope is None and parsed.problems[0].code is ErrorCode.MALFORMED_PAYLOAD
+
+
+def test_the_window_edges_and_the_finest_quantity_are_accepted():
+    parsed = parse_payload(
+        _top(
+            occurred_at="1900-01-01T00:00:00Z",
+            sent_at="8999-12-31T09:59:59-14:00",
+            message={**_top()["message"], "qty": "0.000001"},
+        )
+    )
+    assert parsed.problems == () and parsed.envelope.message.qty == Decimal("0.000001")
+
+
+@pytest.mark.parametrize(
+    "payload, encoding",
+    [
+        (b"{}", "text"),
+        ("plain text", "text"),
+        ("\u00e9\U0001f600", "text"),
+        (b"\xff\xfe", "base64"),
+        (b"a\x00b", "base64"),
+        ("a\ud800b", "base64"),
+    ],
+)
+def test_a_raw_payload_is_kept_exactly(payload, encoding):
+    stored = encode_raw(payload)
+    exact = payload if isinstance(payload, bytes) else payload.encode("utf-8", "surrogatepass")
+    assert stored[1] == encoding and is_storable(stored[0])
+    assert decode_raw(*stored) == exact

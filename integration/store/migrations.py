@@ -1,0 +1,67 @@
+"""Forward migrations of the ledger schema, one step per version and dialect.
+
+A step upgrades a ledger from version `n` to `n + 1`: its statements run in the caller's one
+transaction (a store runs every step due in one transaction, under its lock), the last one sets
+`meta.schema_version`. A later schema version adds one step to each tuple below. A ledger newer
+than this build is refused: the build cannot know what the newer schema means.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from integration.errors import ConfigurationError
+from integration.store.schema import SCHEMA_VERSION
+
+__all__ = ["POSTGRES_MIGRATIONS", "SQLITE_MIGRATIONS", "announce_upgrade", "migration_steps"]
+
+_log = logging.getLogger("integration.store")
+
+# v1 -> v2: an id is unique per source system, a key per message type (so no source can take
+# another's id or key); dead letters say how their raw payload is encoded.
+_V2 = (
+    "DROP INDEX inbox_message_id",
+    "DROP INDEX inbox_idempotency_key",
+    (
+        "CREATE UNIQUE INDEX inbox_message_id ON inbox (source_system, message_id)"
+        " WHERE unique_ids = 1"
+    ),
+    (
+        "CREATE UNIQUE INDEX inbox_idempotency_key ON inbox (message_type, idempotency_key)"
+        " WHERE unique_ids = 1"
+    ),
+    (
+        "ALTER TABLE dead_letter ADD COLUMN raw_encoding TEXT NOT NULL DEFAULT 'text'"
+        " CHECK (raw_encoding IN ('text', 'base64'))"
+    ),
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+)
+
+# Step i upgrades version i + 1 to i + 2. The v1 -> v2 statements read the same in both dialects.
+SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V2,)
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V2,)
+
+
+def migration_steps(
+    version: int, migrations: tuple[tuple[str, ...], ...], ledger: str
+) -> tuple[tuple[str, ...], ...]:
+    """The steps that bring a ledger of `version` to `SCHEMA_VERSION` (none if current).
+
+    Raises ConfigurationError for a ledger newer than this build, or older than any step."""
+    if version > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"{ledger} has ledger schema {version}, newer than this build's {SCHEMA_VERSION}:"
+            " open it with a newer mfg-twin"
+        )
+    first = SCHEMA_VERSION - len(migrations)
+    if version < first:
+        raise ConfigurationError(
+            f"{ledger} has ledger schema {version}; this build upgrades {first} and later"
+        )
+    return migrations[version - first :]
+
+
+def announce_upgrade(ledger: str, version: int) -> None:
+    """Say on the `integration.store` log (a warning, so it shows with no logging set up)
+    that a ledger was upgraded in place."""
+    _log.warning("upgraded the ledger %s from schema %d to %d", ledger, version, SCHEMA_VERSION)
