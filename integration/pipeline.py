@@ -22,6 +22,7 @@ from integration.envelope import (
 )
 from integration.errors import ConfigurationError, MessageRejected, Problem, StoreError
 from integration.holds import HeldMessage, HoldIndex
+from integration.master import STORED
 from integration.outcome import Outcome, Status
 from integration.records import Attempt, identity_of, outcome_of_record
 from integration.rules import decide
@@ -148,7 +149,7 @@ class Pipeline(Steps):
             return
         for record in self.store.posted_after(self._applied_seq):
             try:  # a ledger posted by an older, looser build may hold what reading now refuses
-                envelope = Envelope.model_validate_json(record.envelope_json)
+                envelope = Envelope.model_validate_json(record.envelope_json, context=STORED)
                 decide(self.state, envelope).apply_to(self.state)
             except (MessageRejected, ValidationError) as error:
                 raise ConfigurationError(
@@ -210,7 +211,7 @@ class Pipeline(Steps):
         """Index the held messages again, and release whatever waits on something that has
         arrived meanwhile (a commit whose releases never ran: a restart, another process)."""
         for record in held:
-            envelope = Envelope.model_validate_json(record.envelope_json)
+            envelope = Envelope.model_validate_json(record.envelope_json, context=STORED)
             self.holds.add(
                 HeldMessage(
                     record.inbox_id,

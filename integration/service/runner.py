@@ -23,6 +23,7 @@ in a transaction of its own: one message's failure stays its own, and the others
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from integration.service.metrics import ServiceMetrics
 from integration.validation import Sender
 
 __all__ = ["CoreRunner"]
+
+_log = logging.getLogger("integration.service")
 
 T = TypeVar("T")
 
@@ -130,7 +133,8 @@ class CoreRunner:
     def _submit_one(self, payload: Any, sender: Sender) -> Outcome | BaseException:
         try:
             return self.core.submit(payload, sender)
-        except Exception as error:
+        except Exception as error:  # this item's own failure: logged, answered as its outcome
+            _log.exception("a submission failed on its own")
             return error
 
     def close(self) -> None:

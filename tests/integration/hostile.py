@@ -337,6 +337,7 @@ def _datetime(_leaf: Leaf, unstorable: st.SearchStrategy[Hostile]) -> Classes:
         zoned.map(lambda m: _json(m.isoformat(), _outside_window(m), "date")),
         st.one_of(
             st.integers(-(2**40), 2**40).map(lambda v: Hostile(str(v).encode(), True, "Unix")),
+            st.integers(0, 2**40).map(lambda v: _json(str(v), True, "Unix text")),
             st.just(_json(START.replace(tzinfo=None).isoformat(), True, "naive")),
         ),
     ]

@@ -51,6 +51,7 @@ def free_port() -> int:
 
 
 ADMIT_ALL_S = 3600.0  # a `--max-wait-s` no test's backlog reaches
+BIG_QUOTA = str(2**40)  # a dead-letter quota no test's rejections fill (soak runs included)
 
 
 @dataclass
@@ -61,9 +62,10 @@ class Served:
     directory: Path
     core: CoreSettings | None = None  # the test network's settings by default
     port: int = field(default_factory=free_port)
-    # more `twin serve` options. Back-pressure is off unless a test sets `--max-wait-s`: on two
-    # shared cores the default bound would refuse some requests of tests about other things
-    # (retries, crashes, concurrency); tests/integration/test_service_pressure.py sets its own.
+    # more `twin serve` options. Back-pressure and the dead-letter quota are off unless a test
+    # sets `--max-wait-s` or `--dead-letter-quota`: on two shared cores the default bound would
+    # refuse requests of tests about other things (retries, crashes, concurrency), and a soak
+    # run of hostile values would fill the default quota; test_service_pressure.py sets its own.
     options: tuple[str, ...] = ()
     process: subprocess.Popen | None = None
 
@@ -87,6 +89,7 @@ class Served:
             "--port",
             str(self.port),
             *(() if "--max-wait-s" in self.options else ("--max-wait-s", str(ADMIT_ALL_S))),
+            *(() if "--dead-letter-quota" in self.options else ("--dead-letter-quota", BIG_QUOTA)),
             *self.options,
         ]
         with open(self.directory / f"serve-{self.port}.log", "ab") as log:

@@ -460,22 +460,42 @@ def test_any_failure_escaping_a_batch_rolls_it_all_back_and_the_books_follow(tmp
     assert core.reconcile().ok
 
 
-def test_a_ledger_posted_under_looser_reading_rules_is_refused_with_a_clear_error(tmp_path):
-    """An older build accepted quantities that round to zero; reading its ledger now names the
-    message instead of failing with a validation traceback."""
+def _tamper(path, message_id: str, change) -> None:
+    with sqlite3.connect(path) as db:
+        (text,) = db.execute(
+            "SELECT envelope FROM inbox WHERE message_id = ?", (message_id,)
+        ).fetchone()
+        document = json.loads(text)
+        change(document)
+        db.execute(
+            "UPDATE inbox SET envelope = ? WHERE message_id = ?", (json.dumps(document), message_id)
+        )
+
+
+def test_a_ledger_posted_under_looser_reading_rules_still_opens_with_its_books(tmp_path):
+    """An older build accepted padded decimal text, Unix times and quantities below the
+    ledger's precision; what a ledger holds was judged when it arrived, so rebuilding the books
+    reads it as stored instead of refusing the ledger."""
+    path = tmp_path / "ledger.db"
+    core, env, clock = new_core(str(path))
+    posted = core.submit(release(env))
+    before = core.work_order_status("WO-1")
+    core.close()
+
+    def loosen(document: dict) -> None:
+        document["message"]["qty"] = " 10 "
+        document["occurred_at"] = 1772431200
+
+    _tamper(path, posted.message_id, loosen)
+    reopened = Core(settings(), open_store(f"sqlite:///{path}"), clock)
+    assert reopened.work_order_status("WO-1") == before
+
+
+def test_a_ledger_holding_an_unreadable_envelope_is_refused_with_a_clear_error(tmp_path):
     path = tmp_path / "ledger.db"
     core, env, clock = new_core(str(path))
     posted = core.submit(release(env))
     core.close()
-    with sqlite3.connect(path) as db:
-        (text,) = db.execute(
-            "SELECT envelope FROM inbox WHERE message_id = ?", (posted.message_id,)
-        ).fetchone()
-        document = json.loads(text)
-        document["message"]["qty"] = "1e-30"
-        db.execute(
-            "UPDATE inbox SET envelope = ? WHERE message_id = ?",
-            (json.dumps(document), posted.message_id),
-        )
+    _tamper(path, posted.message_id, lambda document: document["message"].pop("qty"))
     with pytest.raises(ConfigurationError, match=f"cannot rebuild from {posted.message_id}"):
         Core(settings(), open_store(f"sqlite:///{path}"), clock)

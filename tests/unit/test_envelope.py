@@ -109,6 +109,22 @@ def test_naive_timestamps_and_half_a_stream_are_refused():
     assert parse_payload({**data, "stream": "MES:WO-1"}).problems
 
 
+@pytest.mark.parametrize("moment", ["1764979200", "+1764979200", "1764979200.5", "2026-03-02"])
+def test_unix_times_as_text_and_dates_without_a_time_are_refused(moment):
+    data = json.loads(sample_envelopes()[-1].model_dump_json())
+    problems = parse_payload({**data, "occurred_at": moment}).problems
+    assert [(p.code, p.field) for p in problems] == [(ErrorCode.SCHEMA_INVALID, "occurred_at")]
+
+
+def test_a_python_caller_may_pass_datetime_objects():
+    envelope = sample_envelopes()[-1]
+    assert envelope.model_copy(update={}).occurred_at == envelope.occurred_at
+    again = type(envelope).model_validate(
+        {**envelope.model_dump(), "occurred_at": envelope.occurred_at}
+    )
+    assert again.occurred_at == envelope.occurred_at
+
+
 def test_deeply_nested_payloads_are_refused_without_an_exception():
     parsed = parse_payload("[" * 100_000 + "]" * 100_000)
     assert parsed.envelope is None and parsed.problems[0].code is ErrorCode.MALFORMED_PAYLOAD
