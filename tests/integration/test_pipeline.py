@@ -27,7 +27,7 @@ from integration import (
     WorkOrderClosed,
     open_store,
 )
-from tests.builders import START, D, confirm, new_core, release, settings
+from tests.builders import START, D, confirm, new_core, receipt, release, settings
 
 # March ends at midnight local time: 22:00 UTC in Berlin (P1, CEST), 05:00 UTC in Chicago (P2).
 APRIL_IN_BERLIN = datetime(2026, 3, 31, 22, tzinfo=UTC)
@@ -122,7 +122,7 @@ def test_a_gap_past_the_hold_timeout_is_dead_lettered_then_replayed_when_it_fill
 
 def test_master_data_arriving_replays_what_waited_on_it():
     core, env, clock = new_core()
-    receipt = env(
+    waiting = env(
         GoodsReceived(
             plant="P1",
             item="NEW-1",
@@ -134,7 +134,7 @@ def test_master_data_arriving_replays_what_waited_on_it():
             unit_price=D(1),
         )
     )
-    assert core.submit(receipt).code is ErrorCode.AWAITING_DEPENDENCY
+    assert core.submit(waiting).code is ErrorCode.AWAITING_DEPENDENCY
     clock.advance(timedelta(hours=2))
     core.expire_holds()
     assert (
@@ -217,13 +217,13 @@ def test_a_close_that_arrives_before_the_period_ended_posts_when_replayed_after_
     early = core.submit(close(env, "P1", APRIL_IN_BERLIN))  # dated right, arrived early
     assert (early.status, early.code) == (Status.REJECTED, ErrorCode.PERIOD_NOT_ENDED)
     assert [p.field for p in early.problems] == ["period"]
-    receipt = FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG")
-    in_march = core.submit(env(receipt, occurred_at=START))
+    finished = FinishedGoodsReceived(work_order="WO-1", qty=D(1), uom="EA", location="FG")
+    in_march = core.submit(env(finished, occurred_at=START))
     assert in_march.status is Status.POSTED and not in_march.late  # March is still open
     assert [o.code for o in core.replay()] == [ErrorCode.PERIOD_NOT_ENDED]
     clock.set(APRIL_IN_BERLIN)
     assert [o.status for o in core.replay()] == [Status.POSTED]
-    assert core.submit(env(receipt, occurred_at=START)).late
+    assert core.submit(env(finished, occurred_at=START)).late
 
 
 def test_a_close_dated_before_the_period_ended_stays_refused_on_replay():
@@ -253,17 +253,8 @@ def test_a_posting_goes_to_the_period_of_its_plants_time_zone():
     at = APRIL_IN_CHICAGO - timedelta(minutes=30)
     periods = {}
     for plant in ("P1", "P2"):
-        receipt = GoodsReceived(
-            plant=plant,
-            item="RAW-Z",
-            qty=D(1),
-            uom="EA",
-            location="STORES",
-            purchase_order="PO-1",
-            supplier="SUP-1",
-            unit_price=D(1),
-        )
-        outcome = core.submit(env(receipt, occurred_at=at))
+        goods = receipt("1", plant=plant, item="RAW-Z", unit_price=D(1))
+        outcome = core.submit(env(goods, occurred_at=at))
         periods[plant] = core.store.connection.execute(
             "SELECT period, late FROM journal_entry WHERE entry_id = ?", outcome.entry_ids
         ).fetchone()
@@ -347,17 +338,7 @@ def test_a_quantity_converting_to_zero_base_units_is_refused(qty, posts):
     """0.0004 G of RAW-B is 0.0000004 KG, zero at the ledger's six places (0.0000005 too,
     rounded half to even): it would post nothing; 0.0006 G is 0.000001 KG and posts."""
     core, env, _ = new_core()
-    receipt = GoodsReceived(
-        plant="P1",
-        item="RAW-B",
-        qty=D(qty),
-        uom="G",
-        location="STORES",
-        purchase_order="PO-1",
-        supplier="SUP-1",
-        unit_price=D(1),
-    )
-    outcome = core.submit(env(receipt))
+    outcome = core.submit(env(receipt(qty, item="RAW-B", uom="G", unit_price=D(1))))
     if posts:
         assert outcome.status is Status.POSTED
     else:
