@@ -61,6 +61,11 @@ def drop_schema(name: str) -> None:
         admin.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
+def schema_url(schema: str) -> str:
+    """The test server's URL with the ledger in `schema`."""
+    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+
+
 @contextmanager
 def fresh_schema() -> Iterator[str]:
     """A unique schema name for one test; the schema (if created) is dropped afterwards."""

@@ -11,7 +11,7 @@ import pytest
 from integration import Core, MachineEvent, SourceSystem, Status
 from integration.clock import ManualClock
 from tests.builders import START, D, Envelopes, master_data, receipt, settings
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration.pg import fresh_schema, schema_url
 from tests.integration.served import Served, auth
 
 MACHINE_EVENT = MachineEvent(plant="P1", work_centre="CUT", state="DOWN")
@@ -98,7 +98,7 @@ def served(request, tmp_path):
         running.stop()
         return
     with fresh_schema() as schema:
-        running = Served(f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}", tmp_path)
+        running = Served(schema_url(schema), tmp_path)
         running.start()
         try:
             yield running

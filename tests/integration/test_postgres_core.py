@@ -28,12 +28,8 @@ from integration.store.base import Commit, InboxStatus
 from integration.store.postgres import split_schema
 from integration.store.schema import SCHEMA_VERSION
 from tests.builders import START, D, Envelopes, confirm, item, master_data, release, settings
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration.pg import fresh_schema, schema_url
 from tests.integration.test_store_contract import entry, identity, inbox
-
-
-def schema_url(schema: str) -> str:
-    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
 
 
 class Ledger:

@@ -34,7 +34,7 @@ import pytest
 
 from integration import Envelope, GoodsReceived, SourceSystem
 from tests.builders import START, D
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration import pg
 from tests.integration.served import Served, auth
 from tests.integration.test_service_crash import (
     STREAM,
@@ -82,8 +82,8 @@ def batch_receipts() -> list[list[Envelope]]:
 
 @pytest.fixture
 def schema_url():
-    with fresh_schema() as schema:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+    with pg.fresh_schema() as schema:
+        yield pg.schema_url(schema)
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from integration import (
     open_store,
 )
 from tests.builders import START, D, Envelopes, master_data, release, settings
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration.pg import fresh_schema, schema_url
 from tests.integration.served import Served, auth
 
 STREAM = "MES:WO-1"
@@ -168,10 +168,6 @@ class LedgerSql:
         assert lines == [], f"unbalanced entries {lines}"
 
 
-def _url_with_schema(schema: str) -> str:
-    return f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request, tmp_path):
     """A fresh ledger: an SQLite file, or a PostgreSQL schema dropped after the test."""
@@ -179,7 +175,7 @@ def store_url(request, tmp_path):
         yield f"sqlite:///{tmp_path}/ledger.db"
         return
     with fresh_schema() as schema:
-        yield _url_with_schema(schema)
+        yield schema_url(schema)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from integration import OperationCompleted, StoreError
 from integration.service import ApiKey, ApiKeys, create_app
 from tests.builders import D, Envelopes, new_core, release
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration.pg import PG_URL, fresh_schema, schema_url
 from tests.integration.served import KEYS, auth
 
 MESSAGES = 12
@@ -27,7 +27,7 @@ MESSAGES = 12
 @pytest.fixture
 def pg_core():
     with fresh_schema() as schema:
-        core, env, _clock = new_core(f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}")
+        core, env, _clock = new_core(schema_url(schema))
         try:
             assert core.submit(release(env)).status.value == "POSTED"
             yield core, env, schema

@@ -16,7 +16,7 @@ import pytest
 from integration.sequencing import stream_waiting_key
 from integration.service import ApiKey, ApiKeys, create_app
 from tests.builders import Envelopes, confirm, master_data, new_core, release
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration.pg import fresh_schema, schema_url
 from tests.integration.served import KEYS, OPS_KEY, READ_ONLY_KEY, Served, auth
 
 OPS = {"Authorization": f"Bearer {OPS_KEY}"}
@@ -145,7 +145,7 @@ def test_only_an_operate_key_expires_holds(service, headers, status, code):
 @pytest.fixture
 def served_on_pg(tmp_path):
     with fresh_schema() as schema:
-        running = Served(f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}", tmp_path)
+        running = Served(schema_url(schema), tmp_path)
         running.start()
         try:
             yield running

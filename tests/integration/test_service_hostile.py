@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from integration.text import decode_raw
 from tests.builders import Envelopes, master_data, release
 from tests.integration.hostile import MODELS, Hostile, body, hostile, leaves, sample, source_of
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration.pg import PG_URL, fresh_schema, schema_url
 from tests.integration.served import OPS_KEY, Served, auth
 
 # Every example sends one request per hostile class of every field of every message type
@@ -46,7 +46,7 @@ def served(request, tmp_path_factory):
         running.stop()
         return
     with fresh_schema() as schema:
-        running = Served(f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}", directory)
+        running = Served(schema_url(schema), directory)
         running.schema = schema
         running.start()
         yield running

@@ -20,10 +20,11 @@ import httpx
 import psycopg
 import pytest
 
-from integration import GoodsReceived, SourceSystem
+from integration import SourceSystem
 from integration.service import ApiKey, ApiKeys, create_app
 from tests.builders import D, Envelopes, master_data, new_core
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.builders import receipt as goods_receipt
+from tests.integration.pg import PG_URL, fresh_schema, schema_url
 from tests.integration.served import KEYS, OPS_KEY, Served, auth
 
 HOUR_S = 3600
@@ -32,16 +33,7 @@ HOUR_S = 3600
 def receipt(env: Envelopes, n: int, location: str = "STORES", source: str = "WMS") -> str:
     """A goods receipt of one RAW-A into `location` as JSON text, with ids of its own."""
     envelope = env(
-        GoodsReceived(
-            plant="P1",
-            item="RAW-A",
-            qty=D(1),
-            uom="EA",
-            location=location,
-            purchase_order=f"PO-{n}",
-            supplier="SUP-1",
-            unit_price=D("2.00"),
-        ),
+        goods_receipt("1", location=location, purchase_order=f"PO-{n}", unit_price=D("2.00")),
         source=SourceSystem(source),
     )
     return envelope.model_dump_json()
@@ -64,7 +56,7 @@ CREATE TRIGGER refuse_poison BEFORE INSERT ON inbox
 @pytest.fixture(scope="module")
 def served_pg(tmp_path_factory):
     with fresh_schema() as schema:
-        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+        url = schema_url(schema)
         running = Served(url, tmp_path_factory.mktemp("isolation")).start()
         with psycopg.connect(PG_URL, autocommit=True) as db:
             db.execute(f'SET search_path TO "{schema}"')

@@ -28,7 +28,7 @@ from integration import GoodsReceived, SourceSystem
 from sim.load.client import RequestFailed
 from sim.load.http11 import Http11Client
 from tests.builders import D, Envelopes, master_data
-from tests.integration.pg import PG_URL, fresh_schema
+from tests.integration.pg import PG_URL, fresh_schema, schema_url
 from tests.integration.served import KEYS, OPS_KEY, Served
 
 BOUND_S = 0.5  # --max-wait-s: a bucket edge of mfg_twin_submit_seconds
@@ -42,7 +42,7 @@ def served(tmp_path):
     """`twin serve` on a fresh PostgreSQL schema, the master data posted; yields it and the
     schema."""
     with fresh_schema() as schema:
-        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}schema={schema}"
+        url = schema_url(schema)
         running = Served(url, tmp_path, options=("--max-wait-s", str(BOUND_S))).start()
         envelopes = Envelopes()
         for envelope in master_data(envelopes):
