@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres,service,load]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres,service,load,broker]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/twin run scenarios/shift_change_burst.yaml --out reports/demo --check
 
 test: $(STAMP)
+	bash tests/prepare_services.sh
 	$(PY) -m pytest -n 2 -q
 
 walkthrough: $(STAMP)

@@ -3,8 +3,21 @@
 The public API is this module's `__all__`; everything else is private to the package.
 """
 
+from integration.alerting import (
+    AlertBook,
+    AlertEvaluation,
+    AlertKind,
+    AlertNotice,
+    AlertRule,
+    AlertRules,
+    AlertSignals,
+    AlertState,
+    AlertSubject,
+    evaluate_alert,
+)
 from integration.clock import Clock, ManualClock, SystemClock
 from integration.core import Core, open_store
+from integration.durations import Duration, format_duration, parse_duration
 from integration.envelope import BusinessIds, Envelope, SourceSystem
 from integration.errors import (
     ConfigurationError,
@@ -95,6 +108,21 @@ __all__ = [
     "Reconciliation",
     "Finding",
     "Check",
+    # alert rules: one language for the service and the twin's operators
+    "AlertRule",
+    "AlertRules",
+    "AlertKind",
+    "AlertSubject",
+    "AlertSignals",
+    "AlertEvaluation",
+    "evaluate_alert",
+    "AlertBook",
+    "AlertState",
+    "AlertNotice",
+    # durations as people write them (15m, 2h)
+    "Duration",
+    "parse_duration",
+    "format_duration",
     # errors
     "ErrorCode",
     "Problem",
