@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from integration.durations import Duration
 from integration.envelope import BusinessIds
-from integration.errors import ErrorCode
+from integration.errors import ConfigurationError, ErrorCode
 
 __all__ = [
     "AlertKind",
@@ -41,6 +42,7 @@ __all__ = [
     "AlertNotice",
     "AlertBook",
     "MAX_SUBJECTS",
+    "load_rules",
 ]
 
 MAX_SUBJECTS = 20  # failures a notice names; its count covers them all
@@ -98,6 +100,13 @@ class AlertRule(BaseModel):
             raise ValueError(f"a {self.kind.value} rule does not read {', '.join(stray)}")
         return self
 
+    def matches(self, subject: AlertSubject) -> bool:
+        """Whether `subject` is of the code and message type this rule names (if it names
+        them): the failures a firing rule covers."""
+        if self.code is not None and subject.code != self.code:
+            return False
+        return self.message_type is None or subject.message_type == self.message_type
+
     @property
     def trailing(self) -> timedelta | None:
         """The window this rule looks back over (success_rate defaults to an hour)."""
@@ -122,6 +131,20 @@ class AlertRules(BaseModel):
         return self
 
 
+def load_rules(path: str | Path) -> AlertRules:
+    """A rule file (JSON, or YAML for `.yaml`/`.yml`); ConfigurationError when it is
+    unreadable or a rule is invalid."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            return AlertRules.model_validate(yaml.safe_load(text) or {})
+        return AlertRules.model_validate_json(text)
+    except (OSError, ValueError, ValidationError) as error:
+        raise ConfigurationError(f"unreadable alert rules {path}: {error}") from error
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSubject:
     """A dead letter or a held message as alert rules see it. `ref` names it for the one
@@ -133,6 +156,18 @@ class AlertSubject:
     code: str
     correlation_id: str = ""
     business_ids: BusinessIds = BusinessIds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the business ids by name, only those the subject has."""
+        ids = {name: value for name, value in self.business_ids._asdict().items() if value}
+        return {
+            "ref": self.ref,
+            "at": self.at.isoformat(),
+            "message_type": self.message_type,
+            "code": self.code,
+            "correlation_id": self.correlation_id,
+            "business_ids": ids,
+        }
 
 
 class AlertSignals(Protocol):
@@ -166,10 +201,10 @@ def evaluate_alert(rule: AlertRule, signals: AlertSignals, now: datetime) -> Ale
     failures it covers (at most `MAX_SUBJECTS`, oldest first)."""
     if rule.kind is AlertKind.DEAD_LETTERS:
         since = None if rule.window is None else now - rule.window
-        found = [f for f in signals.open_dead_letters(since) if _matches(rule, f)]
+        found = [f for f in signals.open_dead_letters(since) if rule.matches(f)]
         return _counted(rule, found, len(found) > rule.above)
     if rule.kind is AlertKind.HOLD_AGE:
-        found = [f for f in signals.held_since_before(now - rule.older_than) if _matches(rule, f)]
+        found = [f for f in signals.held_since_before(now - rule.older_than) if rule.matches(f)]
         oldest = min((f.at for f in found), default=now)
         return AlertEvaluation(rule, bool(found), _seconds(now - oldest), _oldest(found))
     if rule.kind is AlertKind.RECONCILIATION:
@@ -179,12 +214,6 @@ def evaluate_alert(rule: AlertRule, signals: AlertSignals, now: datetime) -> Ale
     rate = Decimal(100) if received == 0 else Decimal(100 * first_pass) / received
     rate = rate.quantize(Decimal("0.01"))
     return AlertEvaluation(rule, received >= rule.min_volume and rate < rule.below, rate)
-
-
-def _matches(rule: AlertRule, failure: AlertSubject) -> bool:
-    if rule.code is not None and failure.code != rule.code:
-        return False
-    return rule.message_type is None or failure.message_type == rule.message_type
 
 
 def _counted(rule: AlertRule, found: list[AlertSubject], firing: bool) -> AlertEvaluation:
@@ -215,6 +244,19 @@ class AlertNotice:
     """when this episode started firing"""
     value: Decimal
     subjects: tuple[AlertSubject, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: what a webhook receives (value as text, times ISO 8601)."""
+        return {
+            "rule": self.rule.name,
+            "kind": self.rule.kind.value,
+            "state": self.state.value,
+            "value": str(self.value),
+            "since": self.since.isoformat(),
+            "at": self.at.isoformat(),
+            "subjects": [subject.to_dict() for subject in self.subjects],
+            "correlation_ids": sorted({s.correlation_id for s in self.subjects} - {""}),
+        }
 
 
 @dataclass

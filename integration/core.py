@@ -17,7 +17,13 @@ from integration.pipeline import Pipeline
 from integration.reconcile import Reconciliation, reconcile
 from integration.records import outcome_of_record
 from integration.settings import CoreSettings
-from integration.store.base import DeadLetter, DeadLetterFilter, LedgerStore, StockBalance
+from integration.store.base import (
+    DeadLetter,
+    DeadLetterFilter,
+    LedgerStore,
+    StockBalance,
+    Story,
+)
 from integration.store.sqlite import SqliteStore
 from integration.validation import Sender
 
@@ -131,6 +137,16 @@ class Core:
 
     def dead_letters(self, selection: DeadLetterFilter | None = None) -> list[DeadLetter]:
         return self.store.dead_letters(selection or DeadLetterFilter())
+
+    def story(self, correlation_id: str) -> Story:
+        """What the ledger holds under one correlation id: its messages, their entries, and
+        its dead letters with their histories (failures and replays)."""
+        messages = tuple(self.store.correlated(correlation_id))
+        entries = self.store.entry_summaries(message.inbox_id for message in messages)
+        letters = self.store.dead_letters(
+            DeadLetterFilter(status=None, correlation_id=correlation_id)
+        )
+        return Story(correlation_id, messages, tuple(entries), tuple(letters))
 
     def account_balances(self) -> dict[tuple[str, str, str], Decimal]:
         """GL balance per (plant, account, currency); debit positive."""

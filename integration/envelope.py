@@ -102,7 +102,15 @@ _QUANTITY_ERRORS = {
     "greater_than",
     "greater_than_equal",
     "quantity_below_precision",
+    "quantity_zero",
 }
+
+
+def _beyond_ledger_range(kind: str, context: dict[str, Any]) -> bool:
+    """Whether a bound refused is the ledger's range (either side, for a signed change)."""
+    if kind == "less_than_equal":
+        return context.get("le") == LEDGER_LIMIT
+    return kind == "greater_than_equal" and context.get("ge") == -LEDGER_LIMIT
 
 
 def _problem_from_error(error: Any) -> Problem:
@@ -112,7 +120,7 @@ def _problem_from_error(error: Any) -> Problem:
         code = ErrorCode.MALFORMED_PAYLOAD
     elif kind == "extra_forbidden":
         code = ErrorCode.UNKNOWN_FIELD
-    elif kind == "less_than_equal" and error.get("ctx", {}).get("le") == LEDGER_LIMIT:
+    elif _beyond_ledger_range(kind, error.get("ctx", {})):
         code = ErrorCode.AMOUNT_OUT_OF_RANGE
     elif kind in _QUANTITY_ERRORS or (kind.startswith("decimal") and "qty" in field):
         code = ErrorCode.INVALID_QUANTITY

@@ -44,6 +44,7 @@ class Account(StrEnum):
     SUBCONTRACT_VARIANCE = "5220-subcontract-variance"
     REVISION_VARIANCE = "5230-revision-variance"
     SCRAP_EXPENSE = "5300-scrap-expense"
+    INVENTORY_ADJUSTMENT = "5310-inventory-adjustment"
 
 
 INVENTORY_ACCOUNTS: tuple[Account, ...] = (

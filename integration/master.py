@@ -34,6 +34,7 @@ __all__ = [
     "INT64_MAX",
     "Qty",
     "PositiveQty",
+    "QtyChange",
     "Ratio",
     "Money",
     "ItemType",
@@ -143,6 +144,23 @@ _PRECISION = AfterValidator(_not_below_precision)
 Qty = Annotated[Decimal, Field(ge=0, le=LEDGER_LIMIT, allow_inf_nan=False), _STRICT, _PRECISION]
 PositiveQty = Annotated[
     Decimal, Field(gt=0, le=LEDGER_LIMIT, allow_inf_nan=False), _STRICT, _PRECISION
+]
+
+
+def _not_zero(value: Decimal, info: ValidationInfo) -> Decimal:
+    """A change of zero changes nothing: refused as INVALID_QUANTITY."""
+    if not value and not _stored(info):
+        raise PydanticCustomError("quantity_zero", "Input should not be 0")
+    return value
+
+
+# A signed change of a quantity (a stock adjustment): not zero, within the ledger's range.
+QtyChange = Annotated[
+    Decimal,
+    Field(ge=-LEDGER_LIMIT, le=LEDGER_LIMIT, allow_inf_nan=False),
+    _STRICT,
+    _PRECISION,
+    AfterValidator(_not_zero),
 ]
 # A ratio (quantity per unit, conversion factor) may be finer than the ledger's precision.
 Ratio = Annotated[Decimal, Field(gt=0, le=LEDGER_LIMIT, allow_inf_nan=False), _STRICT]

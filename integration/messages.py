@@ -16,6 +16,7 @@ from integration.master import (
     Money,
     PositiveQty,
     Qty,
+    QtyChange,
     Routing,
     Seq,
     Text,
@@ -40,6 +41,8 @@ __all__ = [
     "SubcontractShipped",
     "SubcontractReceived",
     "InventoryTransferred",
+    "AdjustmentReason",
+    "StockAdjusted",
     "PeriodClosed",
     "MachineEvent",
     "QualityHold",
@@ -221,6 +224,29 @@ class InventoryTransferred(Frozen):
     lot: Lot | None = None
 
 
+class AdjustmentReason(StrEnum):
+    COUNT = "count"
+    DAMAGE = "damage"
+    FOUND = "found"
+    CORRECTION = "correction"
+
+
+class StockAdjusted(Frozen):
+    """A warehouse's correction of one stock key's book quantity (a count, damage, stock found):
+    `qty` is the signed change, negative to write stock off; `count_id` names the count or
+    adjustment document, for audit."""
+
+    type: Literal["StockAdjusted"] = "StockAdjusted"
+    plant: Code
+    item: Code
+    location: Code
+    lot: Lot | None = None
+    qty: QtyChange
+    uom: Code
+    reason: AdjustmentReason
+    count_id: Code
+
+
 class PeriodClosed(Frozen):
     type: Literal["PeriodClosed"] = "PeriodClosed"
     plant: Code
@@ -259,6 +285,7 @@ Message = Annotated[
     | SubcontractShipped
     | SubcontractReceived
     | InventoryTransferred
+    | StockAdjusted
     | PeriodClosed
     | MachineEvent
     | QualityHold,

@@ -50,9 +50,17 @@ def _referenced_items(envelope: Envelope) -> list[str]:
             names.extend(bom_components(msg.bom))
         case "MaterialIssued":
             names.append(msg.component)
-        case "WorkOrderReleased" | "EcoReleased" | "GoodsReceived" | "InventoryTransferred":
-            names.append(msg.item)
-        case "SubcontractShipped" | "SubcontractReceived" | "ByProductReported" | "QualityHold":
+        case (
+            "WorkOrderReleased"
+            | "EcoReleased"
+            | "GoodsReceived"
+            | "InventoryTransferred"
+            | "StockAdjusted"
+            | "SubcontractShipped"
+            | "SubcontractReceived"
+            | "ByProductReported"
+            | "QualityHold"
+        ):
             names.append(msg.item)
         case "AsnReceived":
             names.extend(line.item for line in msg.lines)

@@ -45,6 +45,7 @@ DEFAULT_AUTHORISATION: dict[SourceSystem, tuple[str, ...]] = {
         "MaterialIssued",
         "FinishedGoodsReceived",
         "InventoryTransferred",
+        "StockAdjusted",
         "SubcontractShipped",
         "SubcontractReceived",
         "QualityHold",

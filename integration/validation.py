@@ -82,13 +82,22 @@ class Checks:
             )
         return converted
 
-    def lot(self, item: Item | None, lot: str | None, plant: str, field: str = "lot") -> str:
-        """The lot key for the stock sub-ledger ('' for items not lot-controlled)."""
+    def lot(
+        self,
+        item: Item | None,
+        lot: str | None,
+        plant: str,
+        field: str = "lot",
+        *,
+        held_allowed: bool = False,
+    ) -> str:
+        """The lot key for the stock sub-ledger ('' for items not lot-controlled); a lot on
+        quality hold is refused unless `held_allowed` (counting or writing off a held lot)."""
         if item is None:
             return lot or ""
         if item.lot_controlled and not lot:
             self.fail(ErrorCode.LOT_REQUIRED, f"item {item.id} is lot-controlled", field)
-        if lot and (plant, item.id, lot) in self.state.lots_on_hold:
+        if lot and not held_allowed and (plant, item.id, lot) in self.state.lots_on_hold:
             self.fail(ErrorCode.LOT_ON_HOLD, f"lot {lot} of {item.id} is on quality hold", field)
         return lot or ""
 

@@ -34,6 +34,7 @@ from integration import (
     PlantOverlay,
     Routing,
     SourceSystem,
+    StockAdjusted,
     UomConversion,
     WorkOrderReleased,
     open_store,
@@ -52,6 +53,7 @@ SOURCE_OF = {
     "SubcontractShipped": SourceSystem.ERP,
     "SubcontractReceived": SourceSystem.WMS,
     "InventoryTransferred": SourceSystem.WMS,
+    "StockAdjusted": SourceSystem.WMS,
     "PeriodClosed": SourceSystem.FINANCE,
     "AsnReceived": SourceSystem.SUPPLIER,
 }
@@ -221,6 +223,23 @@ def receipt(qty: str = "5", **fields: Any) -> GoodsReceived:
             "purchase_order": "PO-1",
             "supplier": "SUP-1",
             "unit_price": D("2.10"),
+            **fields,
+        }
+    )
+
+
+def adjustment(qty: str = "-2", **fields: Any) -> StockAdjusted:
+    """A count adjustment of RAW-A at STORES in P1 (a write-off of 2 unless `qty` says
+    otherwise); `fields` change any of it."""
+    return StockAdjusted(
+        **{
+            "plant": "P1",
+            "item": "RAW-A",
+            "location": "STORES",
+            "qty": D(qty),
+            "uom": "EA",
+            "reason": "count",
+            "count_id": "CNT-1",
             **fields,
         }
     )

@@ -32,6 +32,7 @@ RULES: dict[str, Rule] = {
     "WorkOrderClosed": production.work_order_closed,
     "GoodsReceived": inventory.goods_received,
     "InventoryTransferred": inventory.inventory_transferred,
+    "StockAdjusted": inventory.stock_adjusted,
     "SubcontractShipped": inventory.subcontract_shipped,
     "SubcontractReceived": inventory.subcontract_received,
 }

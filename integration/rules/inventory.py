@@ -1,23 +1,34 @@
-"""Posting rules of stock outside work orders: purchase receipts, transfers, subcontracting."""
+"""Posting rules of stock outside work orders: purchase receipts, transfers, subcontracting,
+stock adjustments."""
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from integration.envelope import Envelope
 from integration.errors import ErrorCode
 from integration.ledger import Account, inventory_account
 from integration.messages import (
+    AdjustmentReason,
     GoodsReceived,
     InventoryTransferred,
+    StockAdjusted,
     SubcontractReceived,
     SubcontractShipped,
 )
-from integration.money import quantity
+from integration.money import ZERO, quantity
 from integration.rules.entry import Decision, EntryBuilder
 from integration.rules.production import resolve_for_plant
 from integration.state import BookState
 from integration.validation import Checks
 
-__all__ = ["goods_received", "inventory_transferred", "subcontract_shipped", "subcontract_received"]
+__all__ = [
+    "goods_received",
+    "inventory_transferred",
+    "subcontract_shipped",
+    "subcontract_received",
+    "stock_adjusted",
+]
 
 
 def goods_received(state: BookState, envelope: Envelope) -> Decision:
@@ -117,3 +128,40 @@ def subcontract_received(state: BookState, envelope: Envelope) -> Decision:
     entry.line(Account.GRNI, -(msg.qty * msg.service_unit_price))
     entry.balance_to(Account.SUBCONTRACT_VARIANCE)
     return Decision.of(entry)
+
+
+def stock_adjusted(state: BookState, envelope: Envelope) -> Decision:
+    """A count or other correction of one stock key: the signed change at standard cost on the
+    item's inventory account, against inventory adjustment.
+
+    A write-off beyond the book quantity posts and is recorded as a stock exception, as for
+    every consumption a source reports (an issue, a transfer): only an inferred backflush
+    obeys `negative_stock`. A count's change was taken against the warehouse's books, so it
+    still holds once the messages in flight (a receipt posted late) have arrived."""
+    msg: StockAdjusted = envelope.message
+    checks = Checks(state)
+    if not checks.plant(msg.plant):
+        checks.raise_if_any()
+    item = checks.item(msg.item, plant=msg.plant)
+    location = checks.location(msg.plant, msg.location)
+    qty = quantity(checks.base_qty(item, msg.qty, msg.uom))
+    lot = checks.lot(item, msg.lot, msg.plant, held_allowed=True)
+    _signed_as_reason(checks, msg.reason, qty)
+    checks.raise_if_any()
+    entry = EntryBuilder(state, msg.plant)
+    account = inventory_account(item.type, location.kind)
+    if qty > ZERO:
+        entry.move(msg.item, location.id, lot, qty, entry.value(msg.item, qty), account)
+    else:
+        entry.consume(msg.item, location.id, lot, -qty, account)
+    entry.balance_to(Account.INVENTORY_ADJUSTMENT)
+    return Decision.of(entry)
+
+
+def _signed_as_reason(checks: Checks, reason: AdjustmentReason, qty: Decimal) -> None:
+    """Damage only writes stock off and stock found only adds; a count or a correction may
+    go either way."""
+    if reason is AdjustmentReason.DAMAGE and qty > ZERO:
+        checks.fail(ErrorCode.INVALID_QUANTITY, "damage can only write stock off", "qty")
+    if reason is AdjustmentReason.FOUND and qty < ZERO:
+        checks.fail(ErrorCode.INVALID_QUANTITY, "stock found can only add stock", "qty")

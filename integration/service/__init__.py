@@ -6,10 +6,12 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from integration.alerting import load_rules
 from integration.clock import SystemClock
 from integration.core import Core, open_store
 from integration.errors import ConfigurationError
 from integration.service.admission import DEFAULT_DEAD_LETTER_QUOTA_BYTES, DEFAULT_MAX_WAIT_S
+from integration.service.alerts import DEFAULT_ALERT_INTERVAL_S
 from integration.service.app import DEFAULT_MAX_BATCH, DEFAULT_MAX_BODY_BYTES, create_app
 from integration.service.keys import ApiKey, ApiKeys, load_keys
 from integration.settings import CoreSettings
@@ -25,6 +27,7 @@ __all__ = [
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_WAIT_S",
     "DEFAULT_DEAD_LETTER_QUOTA_BYTES",
+    "DEFAULT_ALERT_INTERVAL_S",
 ]
 
 
@@ -48,11 +51,16 @@ def build_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_wait_s: float = DEFAULT_MAX_WAIT_S,
     dead_letter_quota_bytes: int = DEFAULT_DEAD_LETTER_QUOTA_BYTES,
+    alerts_path: str | Path | None = None,
+    alert_interval_s: float = DEFAULT_ALERT_INTERVAL_S,
+    webhook_url: str | None = None,
 ) -> FastAPI:
     """The service over a store URL (`sqlite:///…` or `postgresql://…`), on the wall clock:
     submissions refused (429) past `max_wait_s` of expected wait or past a key's
-    `dead_letter_quota_bytes` of rejected payloads an hour."""
+    `dead_letter_quota_bytes` of rejected payloads an hour; the alert rules of `alerts_path`
+    evaluated every `alert_interval_s`, their notices POSTed to `webhook_url`."""
     clock = SystemClock()
+    rules = None if alerts_path is None else load_rules(alerts_path)
     core = Core(load_settings(settings_path), open_store(db_url), clock)
     return create_app(
         core,
@@ -61,4 +69,7 @@ def build_app(
         max_wait_s=max_wait_s,
         dead_letter_quota_bytes=dead_letter_quota_bytes,
         clock=clock,
+        alert_rules=rules,
+        alert_interval_s=alert_interval_s,
+        webhook_url=webhook_url,
     )

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from integration.alerting import AlertRules
 from integration.clock import Clock, SystemClock
 from integration.core import Core
 from integration.errors import ConfigurationError, ErrorCode, IntegrationError, NotFound, StoreError
@@ -27,6 +28,8 @@ from integration.service.admission import (
     Refused,
     Reservation,
 )
+from integration.service.alerts import DEFAULT_ALERT_INTERVAL_S, AlertMonitor
+from integration.service.console import install_console
 from integration.service.inputs import (
     EXPIRE_BODY,
     Selection,
@@ -38,6 +41,7 @@ from integration.service.inputs import (
 from integration.service.keys import ApiKey, ApiKeys
 from integration.service.metrics import ServiceMetrics
 from integration.service.runner import CoreRunner
+from integration.service.webhook import Webhook
 from integration.validation import Sender
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
@@ -85,6 +89,9 @@ def create_app(
     max_wait_s: float = DEFAULT_MAX_WAIT_S,
     dead_letter_quota_bytes: int = DEFAULT_DEAD_LETTER_QUOTA_BYTES,
     clock: Clock | None = None,
+    alert_rules: AlertRules | None = None,
+    alert_interval_s: float = DEFAULT_ALERT_INTERVAL_S,
+    webhook_url: str | None = None,
 ) -> FastAPI:
     """The service over `core`. The core is single-threaded: every endpoint's core call runs
     on the core's one thread (`CoreRunner`), where concurrent single submissions are committed
@@ -92,18 +99,29 @@ def create_app(
 
     A submission is refused with 429 when its expected wait passes `max_wait_s`, or when its
     key's rejected payloads kept in the last hour (by `clock`, the wall clock by default)
-    could pass `dead_letter_quota_bytes` (see `integration.service.admission`)."""
+    could pass `dead_letter_quota_bytes` (see `integration.service.admission`).
+
+    While the app runs (its lifespan), `alert_rules` are evaluated every `alert_interval_s`
+    on the ledger, with the governance figures the console at `/console` shows; notices go
+    to the metrics and, given `webhook_url`, to that URL (see `integration.service.alerts`)."""
     if dead_letter_quota_bytes < max_body_bytes:
         raise ConfigurationError("the dead-letter quota must be at least the largest body")
+    clock = clock or SystemClock()
+    metrics = ServiceMetrics()
+    runner = CoreRunner(core, max_batch, Admission(max_wait_s), metrics)
+    quota = DeadLetterQuota(clock, dead_letter_quota_bytes)
+    webhook = None if webhook_url is None else Webhook(webhook_url, metrics)
+    rules = alert_rules or AlertRules()
+    monitor = AlertMonitor(runner, rules, clock, metrics, alert_interval_s, webhook)
     app = FastAPI(
         title="mfg-twin integration core",
         version="1",
         description="Canonical manufacturing messages in, exactly one ledger effect out.",
+        lifespan=lambda _app: monitor.running(),
     )
-    metrics = ServiceMetrics()
-    runner = CoreRunner(core, max_batch, Admission(max_wait_s), metrics)
-    quota = DeadLetterQuota(clock or SystemClock(), dead_letter_quota_bytes)
     app.state.core, app.state.metrics, app.state.runner = core, metrics, runner
+    app.state.alerts = monitor
+    install_console(app, keys, runner, monitor, metrics)
 
     async def caller(request: Request) -> ApiKey:  # no I/O: async spares a threadpool hop
         header = request.headers.get("authorization", "")
@@ -385,6 +403,7 @@ def _dead_letter_view(letter) -> dict[str, Any]:
         "problems": [p.to_dict() for p in letter.problems],
         "raw": letter.raw,
         "raw_encoding": letter.raw_encoding,
+        "correlation_id": letter.correlation_id,
         "plant": letter.ids.plant,
         "item": letter.ids.item,
         "work_order": letter.ids.work_order,

@@ -65,9 +65,11 @@ class Selection:
         lot: str | None = None,
         supplier: str | None = None,
         period: str | None = None,
+        correlation_id: str | None = None,
     ) -> None:
         self.code, self.status, self.plant, self.item = code, status, plant, item
         self.work_order, self.lot, self.supplier, self.period = work_order, lot, supplier, period
+        self.correlation_id = correlation_id
 
     def to_filter(self) -> DeadLetterFilter:
         return DeadLetterFilter(
@@ -79,6 +81,7 @@ class Selection:
             lot=self.lot,
             supplier=self.supplier,
             period=self.period,
+            correlation_id=self.correlation_id,
         )
 
 

@@ -67,6 +67,7 @@ class ApiKeys:
         if len(set(names)) != len(names):
             raise ConfigurationError("API key names must be unique")
         self._keys = [(_digest(key.key), key) for key in keys]
+        self._by_name = {key.name: key for key in keys}
 
     def find(self, token: str) -> ApiKey | None:
         presented = _digest(token)
@@ -75,6 +76,11 @@ class ApiKeys:
             if hmac.compare_digest(digest, presented):
                 found = key
         return found
+
+    def named(self, name: str) -> ApiKey | None:
+        """The key called `name`: a broker user is the key of the same name (the broker has
+        checked its password, the key)."""
+        return self._by_name.get(name)
 
 
 def load_keys(path: str | Path | None = None) -> ApiKeys:

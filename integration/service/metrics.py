@@ -69,7 +69,37 @@ class ServiceMetrics:
         )
         self.reconciliation_exceptions = Gauge(
             "mfg_twin_reconciliation_exceptions",
-            "Findings of the last reconciliation (GET /v1/reconciliation)",
+            "Findings of the last reconciliation (GET /v1/reconciliation, or an alert round)",
+            registry=self.registry,
+        )
+        self.alert_firing = Gauge(
+            "mfg_twin_alert_firing",
+            "1 while an alert rule fires (an open incident), else 0",
+            ("rule",),
+            registry=self.registry,
+        )
+        self.alert_value = Gauge(
+            "mfg_twin_alert_value",
+            "The value an alert rule last compared (count, age in seconds or percentage)",
+            ("rule",),
+            registry=self.registry,
+        )
+        self.alert_notices = Counter(
+            "mfg_twin_alert_notices",
+            "Alert notices raised, by rule and state (firing, resolved)",
+            ("rule", "state"),
+            registry=self.registry,
+        )
+        self.alert_rounds = Counter(
+            "mfg_twin_alert_rounds",
+            "Alert evaluation rounds, by result (ok, failed)",
+            ("result",),
+            registry=self.registry,
+        )
+        self.webhook_deliveries = Counter(
+            "mfg_twin_webhook_deliveries",
+            "Alert notices POSTed to the webhook, by result (delivered, failed, dropped)",
+            ("result",),
             registry=self.registry,
         )
 
@@ -92,3 +122,32 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def latency_p95(self) -> dict[str, float]:
+        """Per workflow, the 95th percentile of `mfg_twin_submit_seconds` interpolated within
+        its bucket, as Prometheus's `histogram_quantile` does."""
+        buckets: dict[str, list[tuple[float, float]]] = {}
+        for family in self.latency.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    bound = float(sample.labels["le"])
+                    buckets.setdefault(sample.labels["workflow"], []).append((bound, sample.value))
+        return {
+            workflow: _quantile(0.95, sorted(counts))
+            for workflow, counts in sorted(buckets.items())
+            if counts[-1][1] > 0
+        }
+
+
+def _quantile(q: float, cumulative: list[tuple[float, float]]) -> float:
+    """`histogram_quantile(q)` over (upper bound, cumulative count) pairs, +Inf last; a rank
+    in the +Inf bucket answers the highest finite bound."""
+    rank = q * cumulative[-1][1]
+    lower, below = 0.0, 0.0
+    for bound, count in cumulative:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = bound, count
+    return lower

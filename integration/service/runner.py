@@ -35,11 +35,34 @@ from integration.service.admission import Admission
 from integration.service.metrics import ServiceMetrics
 from integration.validation import Sender
 
-__all__ = ["CoreRunner"]
+__all__ = ["CoreRunner", "submit_together"]
 
 _log = logging.getLogger("integration.service")
 
 T = TypeVar("T")
+
+
+def submit_together(
+    core: Core, messages: list[tuple[Any, Sender | None]]
+) -> list[Outcome | BaseException]:
+    """On the core's thread: the messages in one transaction (`Core.submit_many`, each under
+    its own sender), or else, when that transaction failed, each in a transaction of its own:
+    an outcome per message, or the exception its own transaction raised."""
+    if len(messages) > 1:
+        payloads, senders = zip(*messages, strict=True)
+        try:
+            return list(core.submit_many(list(payloads), list(senders)))
+        except Exception:  # rolled back entirely: each message again, alone
+            pass
+    return [_submit_one(core, payload, sender) for payload, sender in messages]
+
+
+def _submit_one(core: Core, payload: Any, sender: Sender | None) -> Outcome | BaseException:
+    try:
+        return core.submit(payload, sender)
+    except Exception as error:  # this item's own failure: logged, answered as its outcome
+        _log.exception("a submission failed on its own")
+        return error
 
 
 @dataclass
@@ -91,7 +114,7 @@ class CoreRunner:
         overloaded."""
         self.admission.admit(len(payloads))
         try:
-            return await self.call(self._submit_together, [(p, sender) for p in payloads])
+            return await self.call(submit_together, self.core, [(p, sender) for p in payloads])
         finally:
             self.admission.answered(len(payloads))
 
@@ -103,7 +126,7 @@ class CoreRunner:
             self.metrics.observe_group([pending.sender for pending in group])
             try:
                 results = await self.call(
-                    self._submit_together, [(p.payload, p.sender) for p in group]
+                    submit_together, self.core, [(p.payload, p.sender) for p in group]
                 )
             except Exception as error:  # the worker is gone (shut down): fail the group
                 results = [error] * len(group)
@@ -119,23 +142,6 @@ class CoreRunner:
         """The oldest pending submissions, whichever their senders, in arrival order."""
         group, self._pending = self._pending[: self.max_group], self._pending[self.max_group :]
         return group
-
-    def _submit_together(self, messages: list[tuple[Any, Sender]]) -> list[Outcome | BaseException]:
-        """On the core's thread: the messages in one transaction, or else each on its own."""
-        if len(messages) > 1:
-            payloads, senders = zip(*messages, strict=True)
-            try:
-                return list(self.core.submit_many(list(payloads), list(senders)))
-            except Exception:  # rolled back entirely: each message again, alone
-                pass
-        return [self._submit_one(payload, sender) for payload, sender in messages]
-
-    def _submit_one(self, payload: Any, sender: Sender) -> Outcome | BaseException:
-        try:
-            return self.core.submit(payload, sender)
-        except Exception as error:  # this item's own failure: logged, answered as its outcome
-            _log.exception("a submission failed on its own")
-            return error
 
     def close(self) -> None:
         """Stop the worker thread once what is queued has run."""

@@ -37,6 +37,9 @@ __all__ = [
     "LedgerStore",
     "DuplicateDelivery",
     "StockBalance",
+    "EntrySummary",
+    "FirstPass",
+    "Story",
 ]
 
 
@@ -135,6 +138,7 @@ class DeadLetter:
     created_at: datetime
     updated_at: datetime
     raw_encoding: str = TEXT  # "base64": `raw` is the base64 of bytes that are not text
+    correlation_id: str = ""  # the envelope's, when the raw payload is a JSON object
 
     def raw_bytes(self) -> bytes:
         """The payload exactly as it was received."""
@@ -174,6 +178,7 @@ class DeadLetterFilter:
     supplier: str | None = None
     period: str | None = None
     waits_on: str | None = None
+    correlation_id: str | None = None
 
 
 class Commit(NamedTuple):
@@ -201,6 +206,41 @@ class Committed(NamedTuple):
 class StockBalance:
     qty: Decimal
     value: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class EntrySummary:
+    """One journal entry as a person reads it: what it was, where, and how much it moved."""
+
+    entry_id: int
+    inbox_id: int
+    plant: str
+    currency: str
+    period: str
+    event_type: str
+    work_order: str | None
+    posted_at: datetime
+    debits: Decimal  # the sum of its debit lines (an entry balances: credits are the same)
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """Everything the ledger holds under one correlation id: the messages (inbox records),
+    the entries they posted, and the dead letters with their histories (failures, replays)."""
+
+    correlation_id: str
+    messages: tuple[InboxRecord, ...]
+    entries: tuple[EntrySummary, ...]
+    dead_letters: tuple[DeadLetter, ...]
+
+
+class FirstPass(NamedTuple):
+    """Messages received in a window: how many, how many posted without ever being
+    dead-lettered (first pass), and how many are posted now (final)."""
+
+    received: int
+    first_pass: int
+    posted: int
 
 
 class DuplicateDelivery(StoreError):
@@ -252,6 +292,18 @@ class LedgerStore(Protocol):
     def dead_letters(self, selection: DeadLetterFilter) -> list[DeadLetter]: ...
     def waiting_keys(self) -> list[str]:
         """Every dependency an open dead letter waits for, sorted."""
+
+    def correlated(self, correlation_id: str) -> list[InboxRecord]:
+        """The inbox records whose envelope carries this correlation id, oldest first."""
+
+    def entry_summaries(self, inbox_ids: Iterable[int]) -> list[EntrySummary]:
+        """The journal entries these inbox records posted, in order."""
+
+    def first_pass(self, since: datetime | None, message_type: str | None = None) -> FirstPass:
+        """Counts of the messages (of `message_type`) received at or after `since`."""
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters by status (open, replayed, resolved)."""
 
     def account_balances(self) -> dict[tuple[str, str, str], Decimal]: ...
     def stock_balances(self) -> dict[tuple[str, str, str, str], StockBalance]: ...

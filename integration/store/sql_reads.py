@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from integration.envelope import BusinessIds
@@ -19,11 +19,14 @@ from integration.money import ZERO, from_minor
 from integration.store.base import (
     DeadLetter,
     DeadLetterFilter,
+    EntrySummary,
+    FirstPass,
     Identity,
     InboxRecord,
     InboxStatus,
     StockBalance,
 )
+from integration.text import TEXT
 
 __all__ = ["SqlReads"]
 
@@ -38,6 +41,37 @@ def _dt(value: str | datetime | None) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(value)
+
+
+def _moment(value: datetime) -> str:
+    """A timestamp parameter: ISO text in UTC, which orders as the stored UTC text does in
+    SQLite (and which PostgreSQL casts to timestamptz)."""
+    return value.astimezone(UTC).isoformat()
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern (escape character backslash) matching any text that contains `text`."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _json_text(correlation_id: str) -> tuple[str, list[str]]:
+    """SQL that finds raw JSON holding `correlation_id` as a string, and its parameters: the
+    id as JSON writes it with non-ASCII kept (pydantic, JavaScript) or escaped (Python's
+    default). A candidate is confirmed on the parsed payload (`correlation_of`)."""
+    forms = {json.dumps(correlation_id, ensure_ascii=flag)[1:-1] for flag in (False, True)}
+    sql = " OR ".join(["{column} LIKE ? ESCAPE '\\'"] * len(forms))
+    return f"({sql})", [_like(form) for form in sorted(forms)]
+
+
+def correlation_of(raw: str) -> str:
+    """The `correlation_id` of a raw envelope (JSON text), or "" when it has none readable."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return ""
+    found = data.get("correlation_id") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else ""
 
 
 class SqlReads:
@@ -150,6 +184,11 @@ class SqlReads:
                 " WHERE dependency = ?)"
             )
             params.append(selection.waits_on)
+        if selection.correlation_id is not None:
+            # found by text, then confirmed on the parsed payload (no JSON in portable SQL)
+            found, patterns = _json_text(selection.correlation_id)
+            where.append(f"raw_encoding = 'text' AND {found.format(column='raw')}")
+            params += patterns
         rows = self._rows(
             "SELECT dead_letter_id, message_id, idempotency_key, message_type, source_system,"
             " sender, code, problems, raw, plant, item, work_order, lot, supplier, period,"
@@ -158,7 +197,13 @@ class SqlReads:
             " ORDER BY dead_letter_id",
             params,
         )
-        return [self._dead_letter(row) for row in rows]
+        letters = [self._dead_letter(row) for row in rows]
+        if selection.correlation_id is None:
+            return letters
+        return [one for one in letters if one.correlation_id == selection.correlation_id]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        return dict(self._rows("SELECT status, COUNT(*) FROM dead_letter GROUP BY status"))
 
     def waiting_keys(self) -> list[str]:
         rows = self._rows("SELECT DISTINCT dependency FROM dead_letter_wait ORDER BY dependency")
@@ -191,7 +236,55 @@ class SqlReads:
             created_at=_dt(row[18]),
             updated_at=_dt(row[19]),
             raw_encoding=row[20],
+            correlation_id=correlation_of(row[8]) if row[20] == TEXT else "",
         )
+
+    # --- a correlation id's story, and governance counts ------------------------------------
+    def correlated(self, correlation_id: str) -> list[InboxRecord]:
+        found, patterns = _json_text(correlation_id)
+        candidates = self._inbox(
+            f"{found.format(column='envelope')} ORDER BY inbox_id", tuple(patterns)
+        )
+        return [one for one in candidates if correlation_of(one.envelope_json) == correlation_id]
+
+    def entry_summaries(self, inbox_ids: Iterable[int]) -> list[EntrySummary]:
+        chosen = list(inbox_ids)
+        if not chosen:
+            return []
+        rows = self._rows(
+            "SELECT e.entry_id, e.inbox_id, e.plant, e.currency, e.period, e.event_type,"
+            " e.work_order, e.posted_at,"
+            " SUM(CASE WHEN l.amount_minor > 0 THEN l.amount_minor ELSE 0 END)"
+            " FROM journal_entry e JOIN journal_line l ON l.entry_id = e.entry_id"
+            f" WHERE e.inbox_id IN ({', '.join('?' * len(chosen))})"
+            " GROUP BY e.entry_id, e.inbox_id, e.plant, e.currency, e.period, e.event_type,"
+            " e.work_order, e.posted_at ORDER BY e.entry_id",
+            chosen,
+        )
+        return [
+            EntrySummary(*row[:7], _dt(row[7]), from_minor(int(row[8]), row[3])) for row in rows
+        ]
+
+    def first_pass(self, since: datetime | None, message_type: str | None = None) -> FirstPass:
+        # First pass: posted, and never dead-lettered under its source's message id. A hold
+        # that its missing predecessor released counts as first pass (no one had to act).
+        where, params = ["1 = 1"], []
+        if since is not None:
+            where.append("i.received_at >= ?")
+            params.append(_moment(since))
+        if message_type is not None:
+            where.append("i.message_type = ?")
+            params.append(message_type)
+        received, first, posted = self._rows(
+            "SELECT COUNT(*),"
+            " SUM(CASE WHEN i.status = 'POSTED' AND NOT EXISTS (SELECT 1 FROM dead_letter d"
+            " WHERE d.message_id = i.message_id AND d.source_system = i.source_system)"
+            " THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN i.status = 'POSTED' THEN 1 ELSE 0 END)"
+            f" FROM inbox i WHERE {' AND '.join(where)}",
+            params,
+        )[0]
+        return FirstPass(int(received), int(first or 0), int(posted or 0))
 
     # --- ledger reads ----------------------------------------------------------------------
     def account_balances(self) -> dict[tuple[str, str, str], Decimal]:

@@ -16,6 +16,7 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from integration import Envelope, Outcome, Status
+from sim.model.incidents import Incidents
 from sim.model.truth import PhysicalEvent, StockKey
 from sim.scenario.vocabulary import EDGE_CASES, PARTS, PERCENTILES
 
@@ -79,6 +80,7 @@ class Measures:
         self._interval_codes: Counter[str] = Counter()
         self.max_drift = Decimal(0)
         self.left_over = {"unsent": 0, "in_flight": 0}
+        self.incidents = Incidents(trace)
 
     # --- what happened ---------------------------------------------------------------------
     def happened(self, event: PhysicalEvent) -> None:
@@ -138,6 +140,7 @@ class Measures:
         if self.trace is not None:
             self.trace.answer(now, event.id, envelope, outcome, queued)
         self._record(outcome, event, now, queued, parked_at=None)
+        self.incidents.answered(envelope, outcome, event, now, self.applied(event))
         for released in outcome.released:
             self.resolve(released, now)
 
@@ -166,6 +169,7 @@ class Measures:
             if self.trace is not None:
                 self.trace.resolution(now, event.id, outcome)
             self._record(outcome, event, now, 0.0, parked_at)
+            self.incidents.moved(None, outcome, event, now, self.applied(event))
 
     def _record(self, outcome, event, now, queued, parked_at) -> None:
         status = outcome.status
@@ -200,6 +204,7 @@ class Measures:
             self.late_postings += 1
         if self._applied[index] > 1:
             return
+        self.incidents.applied(event, now)
         if parked_at is None and self._deliveries[index] <= 1:
             self.first_pass += 1
         total = max(0.0, now - event.occurred_at)
@@ -227,6 +232,7 @@ class Measures:
         if self.trace is not None:
             self.trace.sample(now, queue_depth, drift_value, exceptions)
         self.max_drift = max(self.max_drift, drift_value)
+        self.incidents.sampled(exceptions)
         p99 = (
             self.interval_latency.get_value_at_percentile(99)
             if self.interval_latency.get_total_count()
@@ -259,6 +265,10 @@ class Measures:
 
     def applied(self, event: PhysicalEvent) -> int:
         return self._applied[event.id - 1]
+
+    def applied_events(self) -> int:
+        """Physical events applied at least once."""
+        return sum(1 for times in self._applied if times)
 
     def held(self) -> int:
         """Messages whose last answer is HELD: still waiting in the core."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from integration import Envelope, Outcome
+from integration import DeadLetterFilter, Envelope, Outcome
 from sim.model.truth import StockKey
 
 __all__ = ["Target", "Books", "TargetError", "TargetUnavailable", "TargetRefused"]
@@ -96,6 +96,10 @@ class Target(Protocol):
 
     def stock(self) -> dict[StockKey, Decimal]:
         """Quantity on hand per (plant, item, location), lots summed."""
+
+    def replay(self, selection: DeadLetterFilter, at: datetime) -> list[Outcome]:
+        """Replay the open dead letters `selection` picks, at `at` (an operator's replay by
+        filter)."""
 
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         """Expire holds due by `at`, then replay open dead letters: (expired, replayed)."""

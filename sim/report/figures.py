@@ -248,11 +248,55 @@ def _latency(s: dict[str, Any], _currencies: tuple[str, ...]) -> list[Figure]:
     ]
 
 
+def _time(seconds: float | None) -> str:
+    return format_millis(None if seconds is None else seconds * 1000)
+
+
+def _governance(s: dict[str, Any], _currencies: tuple[str, ...]) -> list[Figure]:
+    """Success, detection and recovery (a summary written before governance has none)."""
+    g = s.get("governance")
+    if not g:
+        return []
+    incidents, mttd, mttr = g["incidents"], g["mttd"], g["mttr"]
+    alerted, healed = incidents["detected_by_alert"], incidents["detected_by_heal"]
+    return [
+        Figure(
+            "final success",
+            f"{g['success_rate']['final'] * 100:.1f} %",
+            f"events in the books at the end; {g['success_rate']['first_pass'] * 100:.1f} % "
+            "at the first pass",
+        ),
+        Figure(
+            "incidents",
+            f"{incidents['total']:,}",
+            f"{g['open_incidents']:,} open at the end; {g['failed_volume']:,} messages failed",
+        ),
+        Figure(
+            "mean time to detect",
+            _time(mttd["mean_s"]),
+            f"p90 {_time(mttd['p90_s'])}; {alerted:,} by an alert, "
+            f"{healed:,} only by the heal phase",
+        ),
+        Figure(
+            "mean time to recover",
+            _time(mttr["mean_s"]),
+            f"p90 {_time(mttr['p90_s'])}; first failure → effect in the books",
+        ),
+        Figure(
+            "replays",
+            f"{g['replays']['total']:,}",
+            f"{g['replays']['by_operators']:,} posted by operators; "
+            f"{g['reconciliation_exceptions']:,} reconciliation exceptions",
+        ),
+    ]
+
+
 # (title, figures): the report's key-figure groups in order; a new group is one more line here
 KEY_FIGURE_GROUPS: tuple[tuple[str, Callable[..., list[Figure]]], ...] = (
     ("Correctness", _correctness),
     ("Flow and drift", _flow),
     ("Latency of the busiest workflows (occurred → committed)", _latency),
+    ("Operations and governance", _governance),
 )
 
 

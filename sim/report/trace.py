@@ -63,6 +63,18 @@ class Trace:
              "drift_exceptions": exceptions}
         )  # fmt: skip
 
+    def detected(self, now: float, event_id: int, rule: str) -> None:
+        self._write({"kind": "detected", "t": now, "event": event_id, "rule": rule})
+
+    def alert(self, now: float, rule: str) -> None:
+        self._write({"kind": "alert", "t": now, "rule": rule})
+
+    def fixed(self, now: float, event_id: int, error_class: str, replayed: int) -> None:
+        self._write(
+            {"kind": "fixed", "t": now, "event": event_id, "class": error_class,
+             "replayed": replayed}
+        )  # fmt: skip
+
     def heal_ended(self, unsent: int, in_flight: int) -> None:
         self._write({"kind": "heal_ended", "unsent": unsent, "in_flight": in_flight})
 

@@ -29,7 +29,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from integration import Envelope, ErrorCode, Outcome, Problem, SourceSystem, Status
+from integration import (
+    DeadLetterFilter,
+    Envelope,
+    ErrorCode,
+    Outcome,
+    Problem,
+    SourceSystem,
+    Status,
+)
 from sim.model.target import Books, TargetRefused, TargetUnavailable
 from sim.model.truth import StockKey
 from sim.run.targets import by_location, finding_text, first_codes, replay_rounds
@@ -38,6 +46,9 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = ["HttpTarget", "outcome_from", "retry_after"]
+
+# the dead-letter filter's fields the service's replay takes as query parameters
+_FILTERS = ("code", "plant", "item", "work_order", "lot", "supplier", "period")
 
 
 def outcome_from(data: Mapping[str, Any]) -> Outcome:
@@ -141,6 +152,16 @@ class HttpTarget:
             return [outcome_from(o) for o in answer["outcomes"]]
 
         return [outcome_from(o) for o in expired], replay_rounds(replay)
+
+    def replay(self, selection: DeadLetterFilter, at: datetime) -> list[Outcome]:
+        """`POST /v1/dead-letters/replay` with the selection as query parameters (the
+        `operate_key` is needed); `at` is not sent, the service's clock stamps it."""
+        if self.operate_key is None:
+            raise TargetRefused("a replay needs an operate_key")
+        params = {name: getattr(selection, name) for name in _FILTERS}
+        params = {name: str(value) for name, value in params.items() if value is not None}
+        answer = self._call("POST", "/v1/dead-letters/replay", self.operate_key, params=params)
+        return [outcome_from(o) for o in answer["outcomes"]]
 
     def books(self) -> Books:
         """Reconciliation (with the service's count of negative-stock exceptions), dead letters

@@ -63,6 +63,13 @@ class _Replay:
         elif kind == "cost":
             costs = {plant: Decimal(cost) for plant, cost in record["costs"].items()}
             self.catalogue.set_standard_costs(record["item"], costs)
+        elif kind == "detected":
+            measures.incidents.detect(record["event"], record["t"], record["rule"])
+        elif kind == "alert":
+            measures.incidents.fired(record["rule"], record["t"])
+        elif kind == "fixed":
+            incidents = measures.incidents
+            incidents.fixed(record["event"], record["class"], record["replayed"], record["t"])
         elif kind == "heal_ended":
             measures.heal_ended(record["unsent"], record["in_flight"])
         elif kind == "sample":

@@ -19,6 +19,7 @@ from sim.model.catalogue import Catalogue
 from sim.model.measures import Measures, drift
 from sim.model.middleware import Middleware
 from sim.model.office import Engineering, Finance
+from sim.model.operators import Operators
 from sim.model.plant import PlantModel
 from sim.model.streams import Streams
 from sim.model.target import Target
@@ -85,6 +86,7 @@ def simulate(
     )
     env = world.env
     try:
+        Operators(world, target).start()
         env.process(_sampling(world, middleware, target))
         advance(env, scenario.horizon.total_seconds(), measures, progress)
         _heal(world, middleware, target)

@@ -12,6 +12,7 @@ from typing import Any
 from sim.model.measures import Measures, drift
 from sim.model.target import Books
 from sim.model.truth import PhysicalEvent, StockKey
+from sim.run.governance import governance
 from sim.scenario.assertions import evaluate
 from sim.scenario.document import Scenario
 
@@ -112,5 +113,8 @@ def summarise(
         # through no fault of the core; a longer `measures.heal` drains them
         "heal": dict(measures.left_over),
     }
+    exceptions = summary["drift"]["final_exceptions"]
+    horizon = scenario.horizon.total_seconds()
+    summary["governance"] = governance(measures, books, horizon, exceptions)
     summary["assertions"] = [r.to_dict() for r in evaluate(scenario.assertions, summary)]
     return summary

@@ -116,6 +116,11 @@ class InProcessTarget:
         """The core's books, cheap to sample; `books()` reads the ledger itself."""
         return by_location(_lots(self.core.book_stock()))
 
+    def replay(self, selection: DeadLetterFilter, at: datetime) -> list[Outcome]:
+        self.clock.set(at)
+        self._join_group()
+        return self.core.replay(selection)
+
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         self.clock.set(at)
         return self.core.expire_holds(), replay_rounds(self.core.replay)
@@ -167,6 +172,9 @@ class NullTarget:
 
     def stock(self) -> dict[StockKey, Decimal]:
         return {}
+
+    def replay(self, selection: DeadLetterFilter, at: datetime) -> list[Outcome]:
+        return []
 
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         return [], []

@@ -37,12 +37,20 @@ __all__ = [
 ]
 
 # Sections that list only what happened; anything they do not name happened 0 times.
-_COUNTED = ("dead_letters.by_code.", "dead_letters.by_first_code.", "outcomes.")
+_COUNTED = (
+    "dead_letters.by_code.",
+    "dead_letters.by_first_code.",
+    "outcomes.",
+    "governance.alerts.",
+    "governance.fixes.",
+)
 # The keys a summary has (sim/run/summary.py): a leaf is None, `*` stands for any one name (a
 # workflow), `#` for a list index, and ANY for a subtree of its own (the load driver's figures).
 ANY = "any"
 _FIGURES = dict.fromkeys(("count", *PERCENTILES, "max"))
 _CODES = dict.fromkeys(code.value for code in ErrorCode)
+_TIMES = dict.fromkeys(("count", "mean_s", "p90_s"))
+_INCIDENTS = {"incidents": None, "open_at_end": None, "mttd": _TIMES, "mttr": _TIMES}
 SUMMARY_KEYS: dict[str, Any] = {
     "scenario": None,
     "seed": None,
@@ -74,6 +82,22 @@ SUMMARY_KEYS: dict[str, Any] = {
     "negative_stock_events": None,
     "coverage": dict.fromkeys(EDGE_CASES),
     "heal": dict.fromkeys(("unsent", "in_flight")),
+    "governance": {
+        "success_rate": dict.fromkeys(("first_pass", "final")),
+        "incidents": dict.fromkeys(
+            ("total", "detected_by_alert", "detected_by_heal", "undetected", "closed")
+        ),
+        "open_incidents": None,
+        "mttd": _TIMES,
+        "mttr": _TIMES,
+        "by_workflow": {"*": _INCIDENTS},
+        "by_code": {"*": _INCIDENTS},
+        "failed_volume": None,
+        "replays": dict.fromkeys(("total", "by_operators")),
+        "reconciliation_exceptions": None,
+        "alerts": {"*": None},
+        "fixes": {"*": None},
+    },
     "assertions": {"#": dict.fromkeys(("passed", "value"))},
     "run": dict.fromkeys(("wall_s", "events_per_s", "messages_per_s", "peak_rss_mb")),
     "load": ANY,

@@ -16,6 +16,7 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from integration import ConfigurationError
 from sim.scenario.assertions import check_syntax
+from sim.scenario.operations import Operations
 from sim.scenario.sections import (
     DEFAULT_METRICS,
     Calendar,
@@ -75,6 +76,7 @@ class Scenario(Spec):
     integration: Integration = Integration()
     store: Store = Store()
     measures: Measures = Measures()
+    operations: Operations = Operations()
     sweep: Sweep = Sweep()
     assertions: tuple[str, ...] = Field((), alias="assert")
     """checks over summary keys, e.g. `duplicates.posted == 0`"""

@@ -61,6 +61,7 @@ from tests.builders import (
     START,
     D,
     Envelopes,
+    adjustment,
     new_core,
     release,
     settings,
@@ -398,6 +399,22 @@ def test_invalid_quantity_negative_or_zero(started: Started, value: Any) -> None
         )
 
 
+@pytest.mark.parametrize("value", [0, "0", "-0", 0.0, "0e3", "-0.0000004"], ids=repr)
+def test_invalid_quantity_a_stock_adjustment_that_changes_nothing(
+    started: Started, value: Any
+) -> None:
+    core, env, _clock = started
+    before = books(core)
+    data = as_dict(env(adjustment(), message_id="zero-change"), qty=value)
+    raw = json.dumps(data)
+    outcome = core.submit(raw)
+    letter = assert_rejected(
+        core, outcome, ErrorCode.INVALID_QUANTITY, before, raw=raw, message_id="zero-change"
+    )
+    assert letter.problems[0].field == "message.StockAdjusted.qty"
+    assert letter.ids.item == "RAW-A" and letter.ids.plant == "P1"
+
+
 def test_invalid_quantity_negative_hours_and_scrap(started: Started) -> None:
     core, env, _clock = started
     core.submit(release(env))
@@ -450,10 +467,15 @@ def test_unknown_plant(started: Started) -> None:
 
 
 @covers(ErrorCode.UNKNOWN_LOCATION)
-def test_unknown_location(started: Started) -> None:
+@pytest.mark.parametrize(
+    "message",
+    [goods_received(location="NOWHERE"), adjustment(location="NOWHERE")],
+    ids=lambda m: m.type,
+)
+def test_unknown_location(started: Started, message: Any) -> None:
     core, env, _clock = started
     before = books(core)
-    envelope = env(goods_received(location="NOWHERE"))
+    envelope = env(message)
     outcome = core.submit(envelope)
     assert_rejected(
         core, outcome, ErrorCode.UNKNOWN_LOCATION, before, message_id=envelope.message_id
@@ -477,10 +499,15 @@ def test_a_bom_waits_for_its_alternates_and_overlay_items(started: Started) -> N
 
 
 @covers(ErrorCode.UNKNOWN_ITEM)
-def test_unknown_item_without_sequencing(make_core: Callable[..., Started]) -> None:
+@pytest.mark.parametrize(
+    "message",
+    [goods_received(item="RAW-GHOST"), adjustment(item="RAW-GHOST")],
+    ids=lambda m: m.type,
+)
+def test_unknown_item_without_sequencing(make_core: Callable[..., Started], message: Any) -> None:
     core, env, _clock = make_core(sequencing=False)
     before = books(core)
-    envelope = env(goods_received(item="RAW-GHOST"))
+    envelope = env(message)
     outcome = core.submit(envelope)
     assert_rejected(core, outcome, ErrorCode.UNKNOWN_ITEM, before, message_id=envelope.message_id)
 
@@ -666,10 +693,15 @@ def test_component_not_on_bom(started: Started) -> None:
 
 
 @covers(ErrorCode.LOT_REQUIRED)
-def test_lot_required(started: Started) -> None:
+@pytest.mark.parametrize(
+    "message",
+    [goods_received(item="RAW-L"), adjustment("3", item="RAW-L")],  # lot-controlled, no lot
+    ids=lambda m: m.type,
+)
+def test_lot_required(started: Started, message: Any) -> None:
     core, env, _clock = started
     before = books(core)
-    envelope = env(goods_received(item="RAW-L"))  # lot-controlled, no lot
+    envelope = env(message)
     outcome = core.submit(envelope)
     assert_rejected(core, outcome, ErrorCode.LOT_REQUIRED, before, message_id=envelope.message_id)
 
@@ -796,12 +828,19 @@ def test_awaiting_dependency(started: Started) -> None:
 
 @covers(ErrorCode.IDEMPOTENCY_CONFLICT)
 @pytest.mark.parametrize("reuse", ["message_id", "idempotency_key", "both"])
-def test_idempotency_conflict(started: Started, reuse: str) -> None:
+@pytest.mark.parametrize(
+    "first_message, other_payload",
+    [(goods_received(), goods_received(qty=D(6))), (adjustment("4"), adjustment("5"))],
+    ids=["GoodsReceived", "StockAdjusted"],
+)
+def test_idempotency_conflict(
+    started: Started, reuse: str, first_message: Any, other_payload: Any
+) -> None:
     core, env, _clock = started
-    first = submit_ok(core, env(goods_received(), message_id="gr-1", key="gr-key"))
+    first = submit_ok(core, env(first_message, message_id="gr-1", key="gr-key"))
     before = books(core)
     envelope = env(
-        goods_received(qty=D(6)),  # a different payload ...
+        other_payload,  # a different payload ...
         message_id="gr-1" if reuse in ("message_id", "both") else "gr-2",
         key="gr-key" if reuse in ("idempotency_key", "both") else "gr-key-2",
     )
@@ -825,25 +864,34 @@ def test_amount_out_of_range(started: Started, qty: str, unit_price: str) -> Non
     submit_ok(core, env(goods_received()))  # and the next message posts as usual
 
 
-@pytest.mark.parametrize("field", ["qty", "unit_price"])
+@pytest.mark.parametrize(
+    "message, field, sign",
+    [
+        (goods_received(), "qty", ""),
+        (goods_received(), "unit_price", ""),
+        (adjustment(), "qty", ""),
+        (adjustment(), "qty", "-"),  # a signed change: beyond -10^15 too
+    ],
+    ids=["GoodsReceived-qty", "GoodsReceived-unit_price", "StockAdjusted-qty", "negative"],
+)
 @pytest.mark.parametrize(
     "literal", ['"1e22"', "1e22", '"1000000000000000.000001"', "1e300", '"1e999"']
 )
 def test_a_value_beyond_the_ledgers_range_is_refused_when_read(
-    started: Started, field: str, literal: str
+    started: Started, message: Any, field: str, sign: str, literal: str
 ) -> None:
     """Beyond 10^15 a quantity or amount never reaches a posting rule: the payload is
     refused as it is read, and its dead letter keeps it as sent."""
     core, env, _clock = started
     before = books(core)
-    data = as_dict(env(goods_received(), message_id="huge"))
+    data = as_dict(env(message, message_id="huge"))
     data["message"][field] = "__VALUE__"
-    raw = json.dumps(data).replace('"__VALUE__"', literal)
+    raw = json.dumps(data).replace('"__VALUE__"', literal.replace("1", f"{sign}1", 1))
     outcome = core.submit(raw)
     letter = assert_rejected(
         core, outcome, ErrorCode.AMOUNT_OUT_OF_RANGE, before, raw=raw, message_id="huge"
     )
-    assert letter.problems[0].field == f"message.GoodsReceived.{field}"
+    assert letter.problems[0].field == f"message.{message.type}.{field}"
     submit_ok(core, env(goods_received()))
 
 

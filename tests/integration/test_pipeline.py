@@ -11,6 +11,7 @@ import pytest
 
 import integration.steps
 from integration import (
+    Account,
     ConfigurationError,
     Core,
     DeadLetterFilter,
@@ -27,7 +28,7 @@ from integration import (
     WorkOrderClosed,
     open_store,
 )
-from tests.builders import START, D, confirm, new_core, receipt, release, settings
+from tests.builders import START, D, adjustment, confirm, new_core, receipt, release, settings
 
 # March ends at midnight local time: 22:00 UTC in Berlin (P1, CEST), 05:00 UTC in Chicago (P2).
 APRIL_IN_BERLIN = datetime(2026, 3, 31, 22, tzinfo=UTC)
@@ -40,10 +41,25 @@ def posted_rows(core, message_id):
     ).fetchone()[0]
 
 
-def test_a_retry_with_the_same_message_id_returns_the_original_outcome():
-    core, env, _ = new_core()
+def _confirmation(core, env):
     core.submit(release(env))
-    first = core.submit(message := confirm(env))
+    return confirm(env)
+
+
+def _count(_core, env):
+    return env(adjustment("-3", item="RAW-L", location="LINE", lot="L1"))
+
+
+# A message that posts one entry, after what it needs: one per kind of sender.
+FIRST_MESSAGE = pytest.mark.parametrize(
+    "first_message", [_confirmation, _count], ids=["confirmation", "stock-adjustment"]
+)
+
+
+@FIRST_MESSAGE
+def test_a_retry_with_the_same_message_id_returns_the_original_outcome(first_message):
+    core, env, _ = new_core()
+    first = core.submit(message := first_message(core, env))
     again = core.submit(message)
     assert first.status is Status.POSTED and first.entry_ids
     assert again.status is Status.DUPLICATE
@@ -52,10 +68,10 @@ def test_a_retry_with_the_same_message_id_returns_the_original_outcome():
     assert core.store.entry_count() == 1
 
 
-def test_a_resend_under_a_new_message_id_is_caught_by_the_idempotency_key():
+@FIRST_MESSAGE
+def test_a_resend_under_a_new_message_id_is_caught_by_the_idempotency_key(first_message):
     core, env, _ = new_core()
-    core.submit(release(env))
-    message = confirm(env)
+    message = first_message(core, env)
     core.submit(message)
     resent = core.submit(message.model_copy(update={"message_id": "resend-1"}))
     assert resent.status is Status.DUPLICATE
@@ -63,10 +79,10 @@ def test_a_resend_under_a_new_message_id_is_caught_by_the_idempotency_key():
     assert core.store.entry_count() == 1
 
 
-def test_negative_control_without_idempotency_a_duplicate_posts_twice():
+@FIRST_MESSAGE
+def test_negative_control_without_idempotency_a_duplicate_posts_twice(first_message):
     core, env, _ = new_core(idempotency=False)
-    core.submit(release(env))
-    message = confirm(env)
+    message = first_message(core, env)
     assert core.submit(message).status is Status.POSTED
     assert core.submit(message).status is Status.POSTED
     assert core.store.entry_count() == 2
@@ -259,6 +275,42 @@ def test_a_posting_goes_to_the_period_of_its_plants_time_zone():
             "SELECT period, late FROM journal_entry WHERE entry_id = ?", outcome.entry_ids
         ).fetchone()
     assert periods == {"P1": ("2026-04", 0), "P2": ("2026-03", 0)}
+
+
+def test_stock_adjustments_reconcile_and_the_books_rebuild_from_the_ledger(tmp_path):
+    path = tmp_path / "ledger.db"
+    core, env, clock = new_core(str(path))
+    for message in (
+        receipt("10", location="LINE"),  # RAW-A 10 × 2.00 = 20.00
+        adjustment("4", location="LINE"),  # +8.00
+        adjustment("-16", location="LINE", reason="damage"),  # -32.00: -2 on the books
+        adjustment("0.1", item="RAW-L", location="LINE", lot="L1"),  # 0.125 to even: 0.12
+        adjustment("-0.1", item="RAW-L", location="LINE", lot="L1"),  # -0.12: back to 0
+        adjustment("3", location="SUB", reason="correction"),  # 6.00 at the subcontractor
+    ):
+        assert core.submit(env(message)).status is Status.POSTED
+    refused = env(adjustment("2", item="RAW-L", location="NOWHERE", lot="L9"))
+    assert core.submit(refused).code is ErrorCode.UNKNOWN_LOCATION
+
+    assert core.reconcile().ok
+    balances = core.account_balances()
+    assert core.store.stock_value_by_account() == {
+        ("P1", Account.RAW_MATERIALS): D("-4.00"),  # 20.00 + 8.00 - 32.00 + 0.12 - 0.12
+        ("P1", Account.AT_SUBCONTRACTOR): D("6.00"),
+    }
+    assert balances[("P1", Account.RAW_MATERIALS, "EUR")] == D("-4.00")
+    assert balances[("P1", Account.AT_SUBCONTRACTOR, "EUR")] == D("6.00")
+    assert balances[("P1", Account.INVENTORY_ADJUSTMENT, "EUR")] == D("18.00")  # net write-off
+    assert core.store.stock_exception_count() == 1
+    (letter,) = core.dead_letters(DeadLetterFilter(plant="P1", item="RAW-L", lot="L9"))
+    assert letter.message_id == refused.message_id and letter.raw == refused.model_dump_json()
+    before = (balances, core.stock())
+    core.close()
+
+    reopened = Core(settings(), open_store(f"sqlite:///{path}"), clock)
+    assert (reopened.account_balances(), reopened.stock()) == before
+    assert reopened.book_stock() == before[1]
+    assert reopened.reconcile().ok
 
 
 def test_a_reopened_file_ledger_rebuilds_state_and_holds(tmp_path):

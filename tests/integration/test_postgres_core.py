@@ -27,7 +27,17 @@ from integration import (
 from integration.store.base import Commit, InboxStatus
 from integration.store.postgres import split_schema
 from integration.store.schema import SCHEMA_VERSION
-from tests.builders import START, D, Envelopes, confirm, item, master_data, release, settings
+from tests.builders import (
+    START,
+    D,
+    Envelopes,
+    adjustment,
+    confirm,
+    item,
+    master_data,
+    release,
+    settings,
+)
 from tests.integration.pg import fresh_schema, schema_url
 from tests.integration.test_store_contract import entry, identity, inbox
 
@@ -266,6 +276,8 @@ def test_postgres_and_sqlite_ledgers_read_back_the_same(ledger):
                 confirm(env, "1.25", seq=1),
                 confirm(env, "2", seq=3),
                 receipt(env, "NEW-1", "4"),
+                env(adjustment("0.5", item="NEW-1", location="LINE", reason="found")),  # waits
+                env(adjustment("-9", item="RAW-L", location="LINE", lot="L1")),  # below zero
                 receipt(env, "RAW-L", "1"),  # no lot: LOT_REQUIRED
                 b'{"message_id": "broken"',
                 env(ItemCreated(item=item("NEW-1", ItemType.RAW, "3.00"))),

@@ -124,6 +124,15 @@ class RecordingTrace:
     def heal_ended(self, unsent: int, in_flight: int) -> None:
         pass
 
+    def detected(self, now: float, event_id: int, rule: str) -> None:
+        pass
+
+    def alert(self, now: float, rule: str) -> None:
+        pass
+
+    def fixed(self, now: float, event_id: int, error_class: str, replayed: int) -> None:
+        pass
+
     def event_of(self) -> dict[str, int]:
         """message id -> physical event id, as only the harness knows it."""
         return {envelope.message_id: event_id for _now, event_id, envelope in self.messages}

@@ -38,6 +38,7 @@ EDGE_CASE: dict[str, str | None] = {
     "out_of_order": "reorder",
     "erp_outage_sync": "timeout",
     "erp_outage_queue": "outage",
+    "operations_oncall": "backflush_shortage",
 }
 SAFETY = ("duplicates.posted == 0", "drift.final_unexplained == 0", "ledger.balanced == true")
 

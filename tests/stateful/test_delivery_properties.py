@@ -1,7 +1,8 @@
 """Delivery properties of the integration core (docs/architecture.md, The core and Negative
 controls).
 
-A *valid message set* is what a plant really sends: goods receipts (WMS), work orders released
+A *valid message set* is what a plant really sends: goods receipts and stock adjustments (WMS,
+counts that find or write off stock, below zero too), work orders released
 and closed (ERP), and per work order a stream "MES:<order>" with source_seq 1..n of material
 issues, operation confirmations (backflushing at both routing operations), scrap, by-products
 and finished-goods receipts; optionally FINANCE closing March, the month everything occurs in.
@@ -48,6 +49,7 @@ from integration import (
     PeriodClosed,
     ScrapDeclared,
     Status,
+    StockAdjusted,
     WorkOrderClosed,
     WorkOrderReleased,
 )
@@ -177,11 +179,36 @@ def _mes_steps(draw, work_order: str, qty: int, max_steps: int) -> list[Any]:
 
 
 @st.composite
+def _adjustment(draw, count_id: str) -> StockAdjusted:
+    """A count of a receivable item that finds stock or writes it off (below zero, too)."""
+    item, uom, lot = draw(st.sampled_from(RECEIPTS))
+    change = draw(st.integers(-20, 20).filter(bool))
+    reasons = ("count", "correction", "found" if change > 0 else "damage")
+    return StockAdjusted(
+        plant="P1",
+        item=item,
+        location=draw(st.sampled_from(("STORES", "LINE"))),
+        lot=lot,
+        qty=D(change) * (1000 if uom == "G" else 1),
+        uom=uom,
+        reason=draw(st.sampled_from(reasons)),
+        count_id=count_id,
+    )
+
+
+@st.composite
 def message_sets(
-    draw, max_orders: int = 3, max_steps: int = 8, max_receipts: int = 3, period_close: bool = True
+    draw,
+    max_orders: int = 3,
+    max_steps: int = 8,
+    max_receipts: int = 3,
+    max_adjustments: int = 2,
+    period_close: bool = True,
 ) -> MessageSet:
     make = _envelope_factory()
     events: list[Event] = []
+    for n in range(draw(st.integers(0, max_adjustments))):
+        events.append(Event(make(draw(_adjustment(f"CNT-{n}")))))
     for _ in range(draw(st.integers(0, max_receipts))):
         item, uom, lot = draw(st.sampled_from(RECEIPTS))
         qty = D(draw(st.integers(1, 40))) * (1000 if uom == "G" else 1)

@@ -31,6 +31,7 @@ from integration import (
     NegativeStockPolicy,
     Operation,
     OperationCompleted,
+    QualityHold,
     Routing,
     ScrapDeclared,
     SubcontractReceived,
@@ -46,12 +47,14 @@ from tests.builders import (
     START,
     D,
     Envelopes,
+    adjustment,
     book_state,
     master_data,
     release,
 )
 
 A = Account
+E = ErrorCode
 
 
 def receipt(env, item, qty, location="LINE", price="0", lot=None):
@@ -377,6 +380,110 @@ def test_transfer_between_locations_of_one_account_nets_to_zero(state, env):
         {(A.RAW_MATERIALS, D("-10.00"), None): 1, (A.RAW_MATERIALS, D("10.00"), None): 1}
     )
     assert state.stock[("P1", "RAW-A", "STORES", "")] == D(5)
+
+
+@pytest.mark.parametrize(
+    "fields, account, qty, value",
+    [
+        # A count finds 4 more of lot L1: 4 × 1.25.
+        (dict(item="RAW-L", lot="L1", qty="4"), A.RAW_MATERIALS, "4", "5.00"),
+        # Stock found, counted in grams: 250 G = 0.25 KG × 5.00.
+        (dict(item="RAW-B", qty="250", uom="G", reason="found"), A.RAW_MATERIALS, "0.25", "1.25"),
+        # Damage writes 3 off: 3 × 2.00 out of stock, into the adjustment account.
+        (dict(qty="-3", reason="damage"), A.RAW_MATERIALS, "-3", "-6.00"),
+        # A count short by 0.1 of lot L1: 0.125 to the cent, half to even, is 0.12.
+        (dict(item="RAW-L", lot="L1", qty="-0.1"), A.RAW_MATERIALS, "-0.1", "-0.12"),
+        # Finished goods found at FG: the item type picks the account, 40.00.
+        (dict(item="FG-1", location="FG", qty="1", reason="found"), A.FINISHED_GOODS, "1", "40.00"),
+        # A correction at the subcontractor: the location's kind picks the account, 2 × 2.00.
+        (dict(location="SUB", qty="2", reason="correction"), A.AT_SUBCONTRACTOR, "2", "4.00"),
+    ],
+    ids=["count-gain", "found-in-grams", "damage", "count-rounded", "finished", "subcontractor"],
+)
+def test_stock_adjustment_moves_the_change_at_standard_against_inventory_adjustment(
+    state, env, fields, account, qty, value
+):
+    message = adjustment(**{"location": "LINE", **fields})
+    key = ("P1", message.item, message.location, message.lot or "")
+    before = state.stock[key]
+    decision = post(state, env(message))
+    assert lines_of(decision) == Counter(
+        {(account, D(value), None): 1, (A.INVENTORY_ADJUSTMENT, -D(value), None): 1}
+    )
+    assert moves_of(decision) == Counter({(*key[1:], D(qty), D(value), account): 1})
+    ((_plant, posting),) = decision.entries
+    assert posting.exceptions == ()
+    assert state.stock[key] == before + D(qty)
+
+
+@pytest.mark.parametrize("policy", list(NegativeStockPolicy))
+def test_a_write_off_beyond_the_book_posts_with_a_stock_exception_under_either_policy(env, policy):
+    # The count's change was taken against the warehouse's books: a receipt still in flight
+    # to the core makes it good later, so it posts like any reported consumption.
+    state = book_state(
+        [*master_data(env), receipt(env, "RAW-A", "2", "STORES")], negative_stock=policy
+    )
+    decision = post(state, env(adjustment("-5")))
+    assert lines_of(decision) == Counter(
+        {(A.RAW_MATERIALS, D("-10.00"), None): 1, (A.INVENTORY_ADJUSTMENT, D("10.00"), None): 1}
+    )
+    ((_plant, posting),) = decision.entries
+    assert [(e.item, e.location, e.qty_after) for e in posting.exceptions] == [
+        ("RAW-A", "STORES", D(-3))
+    ]
+    assert state.stock[("P1", "RAW-A", "STORES", "")] == D(-3)
+
+
+def test_a_lot_on_quality_hold_can_be_written_off(state, env):
+    post(state, env(QualityHold(plant="P1", item="RAW-L", lot="L1")))
+    with pytest.raises(MessageRejected) as rejected:
+        decide(
+            state,
+            env(
+                MaterialIssued(
+                    work_order="WO-1",
+                    component="RAW-L",
+                    qty=D(1),
+                    uom="EA",
+                    location="LINE",
+                    lot="L1",
+                )
+            ),
+        )
+    assert rejected.value.code is ErrorCode.LOT_ON_HOLD
+    decision = post(state, env(adjustment("-50", item="RAW-L", location="LINE", lot="L1")))
+    assert lines_of(decision)[(A.INVENTORY_ADJUSTMENT, D("62.50"), None)] == 1
+    assert state.stock[("P1", "RAW-L", "LINE", "L1")] == 0
+
+
+@pytest.mark.parametrize(
+    "fields, codes",
+    [
+        (dict(plant="P9"), [E.UNKNOWN_PLANT]),
+        (dict(item="RAW-GHOST"), [E.UNKNOWN_ITEM]),
+        (dict(plant="P2"), [E.PLANT_NOT_APPLICABLE]),  # RAW-A has no standard cost in P2
+        (
+            dict(item="RAW-L", location="NOWHERE", uom="KG"),
+            [E.UNKNOWN_LOCATION, E.UOM_NO_CONVERSION, E.LOT_REQUIRED],
+        ),
+        (dict(item="RAW-B", qty="-0.0001", uom="G"), [E.INVALID_QUANTITY]),  # 1e-7 KG
+        (dict(qty="3", reason="damage"), [E.INVALID_QUANTITY]),
+        (dict(qty="-3", reason="found"), [E.INVALID_QUANTITY]),
+    ],
+    ids=[
+        "plant",
+        "item",
+        "plant-not-applicable",
+        "every-problem",
+        "below-precision",
+        "damage-adds",
+        "found-removes",
+    ],
+)
+def test_a_stock_adjustment_is_refused_with_every_problem(state, env, fields, codes):
+    with pytest.raises(MessageRejected) as rejected:
+        decide(state, env(adjustment(**fields)))
+    assert [p.code for p in rejected.value.problems] == codes
 
 
 def test_eco_with_cost_change_revalues_on_hand_and_open_wip(env):

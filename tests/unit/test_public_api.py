@@ -50,6 +50,8 @@ PUBLIC = {
     "SubcontractShipped",
     "SubcontractReceived",
     "InventoryTransferred",
+    "AdjustmentReason",
+    "StockAdjusted",
     "PeriodClosed",
     "MachineEvent",
     "QualityHold",
@@ -161,15 +163,38 @@ def test_the_load_driver_exports_exactly_its_public_api():
     assert all(hasattr(sim.load, name) for name in sim.load.__all__)
 
 
+BROKER_PUBLIC = {
+    "Topology",
+    "routing_key",
+    "outcome_routing_key",
+    "HEADER_CODE",
+    "HEADER_PROBLEMS",
+    "HEADER_REASON",
+    "HEADER_DEAD_LETTER_ID",
+    "HEADER_SOURCE",
+    "Consumer",
+    "ConsumerOptions",
+    "ConsumerMetrics",
+    "run_consumer",
+}
+
+
+def test_the_broker_adapter_exports_exactly_its_public_api():
+    import integration.broker
+
+    assert set(integration.broker.__all__) == BROKER_PUBLIC
+    assert all(hasattr(integration.broker, name) for name in integration.broker.__all__)
+
+
 def test_the_twin_uses_only_the_cores_public_api():
     """sim/ imports `integration` names only from the package root (its `__all__`) or the
-    service package's own public API."""
+    service and broker packages' own public APIs."""
     import re
     from pathlib import Path
 
     offenders = []
     for path in sorted(Path("sim").rglob("*.py")):
         for line in path.read_text().splitlines():
-            if re.match(r"\s*(from|import) integration\.(?!service )", line):
+            if re.match(r"\s*(from|import) integration\.(?!(service|broker) )", line):
                 offenders.append(f"{path}: {line.strip()}")
     assert offenders == []
