@@ -11,7 +11,7 @@ from typing import Any
 
 from integration.clock import Clock
 from integration.envelope import Envelope
-from integration.errors import ConfigurationError, NotFound
+from integration.errors import ConfigurationError, ErrorCode, IntegrationError, NotFound
 from integration.outcome import Outcome
 from integration.pipeline import Pipeline
 from integration.reconcile import Reconciliation, reconcile
@@ -112,6 +112,19 @@ class Core:
         chosen = self.store.dead_letters(selection or DeadLetterFilter())
         outcomes = (self._pipeline.replay(dead_letter.id) for dead_letter in chosen)
         return [outcome for outcome in outcomes if outcome is not None]
+
+    def discard(self, selection: DeadLetterFilter, reason: str) -> list[DeadLetter]:
+        """Close the selected open dead letters without replaying them (a message superseded
+        by a corrected one, say): each becomes `discarded`, its history saying when (by the
+        core's clock) and `reason`. Returns them as closed. Raises `IntegrationError`
+        (SCHEMA_INVALID) for a blank reason: a discard must say why."""
+        if not reason.strip():
+            raise IntegrationError("a discard needs a reason", code=ErrorCode.SCHEMA_INVALID)
+        chosen = [letter.id for letter in self.store.dead_letters(selection)]
+        closed = self._pipeline.discard(chosen, reason.strip())
+        if not closed:
+            return []
+        return self.store.dead_letters(DeadLetterFilter(ids=tuple(closed), status=None))
 
     def expire_holds(self, older_than: timedelta | None = None) -> list[Outcome]:
         """Dead-letter held messages past their hold timeout (also done on every submit) or,

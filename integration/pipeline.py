@@ -130,6 +130,25 @@ class Pipeline(Steps):
             attempt = self._attempt_from(found[0])
             return attempt if isinstance(attempt, Outcome) else self._run(attempt)
 
+    def discard(self, dead_letter_ids: list[int], reason: str) -> list[int]:
+        """Close the open dead letters among `dead_letter_ids` without running them again,
+        as `discarded` with `reason` and the clock's time in their histories; the ids closed."""
+        if not dead_letter_ids:
+            return []  # an empty `ids` selects every letter
+        with self.caught_up():
+            now = self.clock.now()
+            still_open = self.store.dead_letters(DeadLetterFilter(ids=tuple(dead_letter_ids)))
+            for letter in still_open:
+                self._write(
+                    Commit(
+                        resolved_dead_letter=letter.id,
+                        resolution="discarded",
+                        resolved_at=now,
+                        reason=reason,
+                    )
+                )
+            return [letter.id for letter in still_open]
+
     def expire_holds(self, older_than: timedelta | None = None) -> list[Outcome]:
         """Dead-letter every held message whose hold timeout has passed or, given
         `older_than`, every one held at least that long."""

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from integration.envelope import BusinessIds, Envelope, business_ids, payload_hash
-from integration.errors import Problem
+from integration.errors import ErrorCode, Problem
 from integration.ledger import Posting
 from integration.outcome import Outcome, Status
 from integration.periods import posting_period
@@ -139,11 +139,14 @@ def dead_letter_write(
 ) -> DeadLetterWrite:
     """A new dead letter for the attempt, or another attempt at the one it replays."""
     env = attempt.envelope
+    ids = message_ids(state, env)
+    if ids.lot is None:  # a confirmation names lots per component: file it under a held one
+        ids = ids._replace(lot=_held_lot(env, problems))
     return DeadLetterWrite(
         code=problems[0].code,
         problems=tuple(problems),
         raw=attempt.raw,
-        ids=message_ids(state, env),
+        ids=ids,
         at=at,
         message_id=env.message_id,
         idempotency_key=env.idempotency_key,
@@ -153,6 +156,16 @@ def dead_letter_write(
         waits_on=tuple(waits_on),
         id=attempt.dead_letter.id if attempt.dead_letter else None,
     )
+
+
+def _held_lot(env: Envelope, problems) -> str | None:
+    """The lot of the first LOT_ON_HOLD problem about a component (`component_lots.ITEM`), so
+    that the letter is found by that lot when quality releases it."""
+    lots = getattr(env.message, "component_lots", None) or {}
+    for problem in problems:
+        if problem.code is ErrorCode.LOT_ON_HOLD and problem.field.startswith("component_lots."):
+            return lots.get(problem.field.removeprefix("component_lots."))
+    return None
 
 
 def unreadable_dead_letter(

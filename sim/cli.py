@@ -6,9 +6,20 @@ import sys
 
 import click
 
-from integration import ConfigurationError
+from integration import ConfigurationError, parse_duration
 
 __all__ = ["main"]
+
+
+def _positive_seconds(text: str) -> float:
+    """A duration option in seconds (`30s`, `1m`, a number), refused unless positive."""
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
+    if seconds <= 0:
+        raise click.BadParameter("the interval must be longer than zero")
+    return seconds
 
 
 @click.group()
@@ -58,6 +69,26 @@ def twin() -> None:
     envvar="MFG_TWIN_DEAD_LETTER_QUOTA",
     help="Bytes of rejected payloads each key may leave in the dead letters an hour.",
 )
+@click.option(
+    "--alerts",
+    "alerts_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Alert rules (YAML or JSON, `rules: [...]`) evaluated on the ledger.",
+)
+@click.option(
+    "--alert-interval",
+    "alert_interval_s",
+    default="30s",
+    show_default=True,
+    callback=lambda _ctx, _param, value: _positive_seconds(value),
+    help="How often the alert rules (and the console's figures) are evaluated: 30s, 1m, ...",
+)
+@click.option(
+    "--webhook",
+    "webhook_url",
+    metavar="URL",
+    help="POST every firing and resolved alert notice here as JSON (retried with backoff).",
+)
 def serve(
     db_url: str,
     settings_path: str,
@@ -67,20 +98,22 @@ def serve(
     max_body_bytes: int,
     max_wait_s: float,
     dead_letter_quota_bytes: int,
+    alerts_path: str | None,
+    alert_interval_s: float,
+    webhook_url: str | None,
 ) -> None:
-    """Serve the integration core over HTTP (OpenAPI at /docs and /openapi.json)."""
+    """Serve the integration core over HTTP (OpenAPI at /docs and /openapi.json; the
+    operations console at /console)."""
     import uvicorn
 
     from integration.service import build_app
 
-    if db_url.startswith("sqlite:///") and db_url != "sqlite:///:memory:":
-        from pathlib import Path
-
-        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    _make_ledger_directory(db_url)
     try:
         app = build_app(
-            db_url, settings_path, keys_path, max_body_bytes, max_wait_s, dead_letter_quota_bytes
-        )
+            db_url, settings_path, keys_path, max_body_bytes, max_wait_s, dead_letter_quota_bytes,
+            alerts_path, alert_interval_s, webhook_url,
+        )  # fmt: skip
     except ConfigurationError as error:
         raise click.UsageError(str(error)) from error
     uvicorn.run(
@@ -92,6 +125,115 @@ def serve(
         loop="uvloop",
         http="httptools",
     )
+
+
+def _make_ledger_directory(db_url: str) -> None:
+    """An SQLite ledger file's directory, made if missing."""
+    if db_url.startswith("sqlite:///") and db_url != "sqlite:///:memory:":
+        from pathlib import Path
+
+        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _announce(line: str) -> None:
+    """A line on stdout at once (a supervisor or a test waits for it)."""
+    click.echo(line)
+    sys.stdout.flush()
+
+
+@twin.command()
+@click.option(
+    "--amqp",
+    "amqp_url",
+    default="amqp://guest:guest@127.0.0.1:5672/",
+    show_default=True,
+    help="The broker, with the consumer's own user.",
+)
+@click.option(
+    "--db",
+    "db_url",
+    default="sqlite:///reports/service/ledger.db",
+    show_default=True,
+    help="Ledger store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB[?schema=S].",
+)
+@click.option("--settings", "settings_path", required=True, type=click.Path(exists=True))
+@click.option(
+    "--keys",
+    "keys_path",
+    type=click.Path(exists=True),
+    help="`twin serve`'s keys file: a broker user is the key of the same name.",
+)
+@click.option("--prefix", default="mfg", show_default=True, help="Names of the topology.")
+@click.option("--queues", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--prefetch", default=500, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--delivery-limit",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Redeliveries before a queue dead-letters a message (fixed when the queue is made).",
+)
+@click.option(
+    "--members",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Consumer processes sharing the queues: each is active for its share.",
+)
+@click.option(
+    "--member",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="This process's number, 0..MEMBERS-1: active for the queues with index % MEMBERS.",
+)
+@click.option(
+    "--standby-delay",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds before subscribing (as standby) to the other members' queues.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0),
+    help="Prometheus metrics on this loopback port (0: any free one, printed).",
+)
+@click.option(
+    "--ack-before-commit",
+    is_flag=True,
+    hidden=True,
+    help="Negative control for tests: ack before the commit (loses messages on a crash).",
+)
+@click.option(
+    "--crash-on",
+    hidden=True,
+    help="Tests only: exit at once (code 70) on a delivery whose body contains this text.",
+)
+def consume(
+    amqp_url, db_url, settings_path, keys_path, prefix, queues, prefetch, delivery_limit,
+    members, member, standby_delay, metrics_port, ack_before_commit, crash_on,
+) -> None:  # fmt: skip
+    """Consume from RabbitMQ into the integration core (topology declared on start)."""
+    from integration.broker import ConsumerOptions, Topology, run_consumer
+
+    _make_ledger_directory(db_url)
+    if member >= members:
+        raise click.BadParameter(f"must be below --members ({members})", param_hint="--member")
+    options = ConsumerOptions(
+        amqp_url,
+        Topology(prefix, queues, delivery_limit),
+        prefetch,
+        ack_before_commit=ack_before_commit,
+        member=member,
+        members=members,
+        standby_delay_s=standby_delay,
+        crash_on=crash_on.encode() if crash_on else None,
+    )
+    try:
+        run_consumer(db_url, settings_path, keys_path, options, metrics_port, _announce)
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
 
 
 @twin.command()
@@ -138,6 +280,29 @@ def report(run_dir: str) -> None:
 
 
 @twin.command()
+@click.argument("run_a", metavar="RUN_A", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", metavar="RUN_B", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), help="Also write it here.")
+@click.option("--json", "as_json", is_flag=True, help="JSON instead of Markdown.")
+def compare(run_a: str, run_b: str, out_path: str | None, as_json: bool) -> None:
+    """Latency percentiles and queue depth of two run directories side by side (B against A),
+    e.g. the twin's queue model and a load run against `twin consume`."""
+    import json
+    from pathlib import Path
+
+    from sim.report.compare import compare_runs, render_comparison
+
+    try:
+        comparison = compare_runs(run_a, run_b)
+    except ConfigurationError as error:
+        raise click.UsageError(str(error)) from error
+    text = json.dumps(comparison, indent=2) if as_json else render_comparison(comparison)
+    if out_path is not None:
+        Path(out_path).write_text(text + "\n", encoding="utf-8")
+    click.echo(text)
+
+
+@twin.command()
 @click.argument("scenario_path", metavar="SCENARIO", type=click.Path(exists=True, dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=A,B,C", help="Values to sweep.")
 @click.option("--replications", type=click.IntRange(min=1), help="Per variant (default 5).")
@@ -175,7 +340,22 @@ def sweep(
 
 @twin.command()
 @click.argument("scenario_path", metavar="SCENARIO", type=click.Path(exists=True, dir_okay=False))
-@click.option("--target", required=True, metavar="URL", help="The running service's base URL.")
+@click.option(
+    "--target",
+    required=True,
+    metavar="URL",
+    help="The running service's base URL, or a broker's amqp://HOST:PORT/ that `twin consume` "
+    "reads.",
+)
+@click.option(
+    "--ledger",
+    metavar="URL",
+    help="amqp:// targets: the ledger the consumer writes (sqlite:///PATH or postgresql://...), "
+    "read back after the run.",
+)
+@click.option(
+    "--prefix", default="mfg", show_default=True, help="amqp:// targets: the topology's prefix."
+)
 @click.option(
     "--speed",
     type=click.FloatRange(min=0, min_open=True),
@@ -201,7 +381,8 @@ def sweep(
     "--timeout",
     "timeout_s",
     type=click.FloatRange(min=0, min_open=True),
-    help="Request timeout in seconds (default: the scenario's integration.timeout).",
+    help="Request timeout in seconds (default: the scenario's integration.timeout); amqp:// "
+    "targets: how long outcomes may stall before the rest is unanswered (default 10).",
 )
 @click.option(
     "--client",
@@ -219,20 +400,23 @@ def sweep(
     help="Exit 1 on a failed assertion or a driver that fell behind; write junit.xml.",
 )
 def load(
-    scenario_path, target, speed, max_in_flight, keys_path, late_ms, timeout_s, client, seed,
-    out_dir, overrides, check,
+    scenario_path, target, ledger, prefix, speed, max_in_flight, keys_path, late_ms, timeout_s,
+    client, seed, out_dir, overrides, check,
 ) -> None:  # fmt: skip
-    """Load-test a running service at TARGET with SCENARIO's traffic, in real time / SPEED."""
+    """Load-test a running service (or broker) at TARGET with SCENARIO's traffic, in real
+    time / SPEED."""
     from sim.load import LoadOptions, load_run
-    from sim.load.keys import read_client_keys
+    from sim.load.keys import read_source_users
 
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
     try:
-        keys, operate_key = read_client_keys(keys_path)
+        users, operate_key = read_source_users(keys_path)
+        keys = {source: key for source, (_name, key) in users.items()}
         options = LoadOptions(
-            target, keys, operate_key, speed, max_in_flight, late_ms / 1000, timeout_s, client
-        )
+            target, keys, operate_key, speed, max_in_flight, late_ms / 1000, timeout_s, client,
+            ledger, prefix, users,
+        )  # fmt: skip
         announce = lambda line: click.echo(line, err=True)  # noqa: E731
         outcome = load_run(scenario_path, options, overrides, out_dir, check, announce)
     except ConfigurationError as error:

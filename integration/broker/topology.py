@@ -44,8 +44,8 @@ class Topology:
     prefix: str = "mfg"
     queues: int = 4
     delivery_limit: int = 5
-    """deliveries of one message before the broker dead-letters it (a consumer that crashes
-    on it every time cannot loop for ever)"""
+    """redeliveries of one message before the broker dead-letters it, at its next return (a
+    consumer that crashes on it every time cannot loop for ever)"""
 
     @property
     def inbound(self) -> str:
@@ -78,9 +78,7 @@ class Topology:
         """Declare everything on an aio-pika channel (idempotent)."""
         from aio_pika import ExchangeType
 
-        inbound = await channel.declare_exchange(
-            self.inbound, "x-consistent-hash", durable=True
-        )
+        inbound = await channel.declare_exchange(self.inbound, "x-consistent-hash", durable=True)
         dead = await channel.declare_exchange(self.dead, ExchangeType.FANOUT, durable=True)
         await channel.declare_exchange(self.outcomes, ExchangeType.TOPIC, durable=True)
         dead_queue = await channel.declare_queue(

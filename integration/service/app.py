@@ -30,9 +30,9 @@ from integration.service.admission import (
 )
 from integration.service.alerts import DEFAULT_ALERT_INTERVAL_S, AlertMonitor
 from integration.service.console import install_console
+from integration.service.dead_letters import dead_letter_routes
 from integration.service.inputs import (
     EXPIRE_BODY,
-    Selection,
     ServiceError,
     batch_items,
     older_than,
@@ -302,19 +302,7 @@ def create_app(
         status = await runner.call(core.work_order_status, work_order)
         return json.loads(json.dumps(status, default=str))
 
-    @app.get("/v1/dead-letters", tags=["dead letters"])
-    async def dead_letters(_key: Caller, selection: Annotated[Selection, Depends()]) -> dict:
-        """Dead letters filtered by code, status and business identifiers."""
-        letters = await runner.call(core.dead_letters, selection.to_filter())
-        return {"dead_letters": [_dead_letter_view(letter) for letter in letters]}
-
-    @app.post("/v1/dead-letters/replay", tags=["dead letters"], responses={403: {}})
-    async def replay(_key: Operator, selection: Annotated[Selection, Depends()]) -> dict:
-        """Replay the selected open dead letters (needs an `operate` key)."""
-        outcomes = await runner.call(core.replay, selection.to_filter())
-        for outcome in outcomes:
-            metrics.replays.labels(outcome.status.value).inc()
-        return {"outcomes": [outcome.to_dict() for outcome in outcomes]}
+    app.include_router(dead_letter_routes(core, runner, metrics, caller, operator, body_of))
 
     @app.post(
         "/v1/holds/expire",
@@ -390,30 +378,4 @@ def _result_view(result: Outcome | BaseException) -> dict[str, Any]:
         "status": "FAILED",
         "code": code,
         "problems": [problem],
-    }
-
-
-def _dead_letter_view(letter) -> dict[str, Any]:
-    return {
-        "id": letter.id,
-        "message_id": letter.message_id,
-        "message_type": letter.message_type,
-        "source_system": letter.source_system,
-        "code": letter.code.value,
-        "problems": [p.to_dict() for p in letter.problems],
-        "raw": letter.raw,
-        "raw_encoding": letter.raw_encoding,
-        "correlation_id": letter.correlation_id,
-        "plant": letter.ids.plant,
-        "item": letter.ids.item,
-        "work_order": letter.ids.work_order,
-        "lot": letter.ids.lot,
-        "supplier": letter.ids.supplier,
-        "period": letter.ids.period,
-        "attempts": letter.attempts,
-        "history": list(letter.history),
-        "status": letter.status,
-        "waits_on": list(letter.waits_on),
-        "created_at": letter.created_at.isoformat(),
-        "updated_at": letter.updated_at.isoformat(),
     }

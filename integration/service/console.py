@@ -2,8 +2,9 @@
 
 Pages: the overview (governance tiles, open incidents, latency, recent alert notices; its
 figures refresh every few seconds from `/console/live/overview`), dead letters filtered by
-business ids, code and correlation id, one correlation id's story, and the replay of a
-selection (an `operate` key, a confirmation page, then the result). Jinja2 escapes every
+business ids, code and correlation id, one correlation id's story, and the replay or discard
+(closed by hand, with a reason) of a selection (an `operate` key, a confirmation page, then the
+result). Jinja2 escapes every
 value; every page is served under a Content-Security-Policy that allows only this origin's
 stylesheet and script (no inline script or style). Sign-in and sessions: `sessions.py`.
 """
@@ -22,12 +23,18 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from integration.durations import format_duration
 from integration.errors import ErrorCode, StoreError
 from integration.service.alerts import AlertMonitor
-from integration.service.inputs import Selection, ServiceError, refuse_unstorable_text
+from integration.service.inputs import (
+    MAX_REASON,
+    Selection,
+    ServiceError,
+    refuse_unstorable_text,
+)
 from integration.service.keys import ApiKeys
 from integration.service.metrics import ServiceMetrics
 from integration.service.runner import CoreRunner
 from integration.service.sessions import COOKIE, Session, Sessions
 from integration.store.base import DeadLetterFilter
+from integration.text import is_storable
 
 __all__ = ["SECURITY_HEADERS", "install_console"]
 
@@ -43,8 +50,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 _MAX_FORM_BYTES = 64 * 1024
-_MAX_SELECTION = 500  # dead letters one replay may name
+_MAX_SELECTION = 500  # dead letters one replay or discard may name
 _SHOWN = 500  # dead letters one page lists
+STATUSES = ("open", "replayed", "resolved", "discarded", "any")
 _FILTERS = ("item", "plant", "work_order", "lot", "supplier", "period", "code", "correlation_id")
 T = TypeVar("T")
 
@@ -165,7 +173,7 @@ def install_console(
         return page(
             "dead_letters.html",
             **base(session, letters=letters[:_SHOWN], total=len(letters), chosen=chosen,
-                   codes=[code.value for code in ErrorCode]),
+                   codes=[code.value for code in ErrorCode], statuses=STATUSES),
         )  # fmt: skip
 
     @router.get("/story")
@@ -181,15 +189,28 @@ def install_console(
             **base(session, story=told, correlation_id=correlation_id, message_of=message_of),
         )  # fmt: skip
 
-    @router.post("/replay/confirm")
-    async def confirm_replay(request: Request, session: Viewer) -> Response:
-        ids = _replay_request(session, await _form(request))
+    @router.post("/{action}/confirm")
+    async def confirm(request: Request, session: Viewer, action: str) -> Response:
+        if action not in ("replay", "discard"):
+            _refuse(404, "There is no such page.")
+        ids = _chosen_letters(session, await _form(request), action)
         letters = await read(core.dead_letters, DeadLetterFilter(ids=ids))
-        return page("confirm.html", **base(session, letters=letters))
+        return page("confirm.html", **base(session, letters=letters, action=action))
+
+    @router.post("/discard")
+    async def discard(request: Request, session: Viewer) -> Response:
+        form = await _form(request)
+        ids = _chosen_letters(session, form, "discard")
+        reason = _one(form, "reason").strip()
+        if not reason or len(reason) > MAX_REASON or not is_storable(reason):
+            _refuse(400, f"Say why in at most {MAX_REASON} characters of plain text.")
+        closed = await read(core.discard, DeadLetterFilter(ids=ids), reason)
+        letters = await read(core.dead_letters, DeadLetterFilter(ids=ids, status=None))
+        return page("discarded.html", **base(session, closed=closed, letters=letters))
 
     @router.post("/replay")
     async def replay(request: Request, session: Viewer) -> Response:
-        ids = _replay_request(session, await _form(request))
+        ids = _chosen_letters(session, await _form(request), "replay")
         outcomes = await read(core.replay, DeadLetterFilter(ids=ids))
         for outcome in outcomes:
             metrics.replays.labels(outcome.status.value).inc()
@@ -230,15 +251,16 @@ def _check_csrf(session: Session, form: dict[str, list[str]]) -> None:
                                 "the page and try again.")  # fmt: skip
 
 
-def _replay_request(session: Session, form: dict[str, list[str]]) -> tuple[int, ...]:
-    """The dead letters a replay form names, once its CSRF token and key allow it."""
+def _chosen_letters(session: Session, form: dict[str, list[str]], action: str) -> tuple[int, ...]:
+    """The dead letters a replay or discard form names, once its CSRF token and key allow
+    it."""
     _check_csrf(session, form)
     if not session.key.operate:
         _refuse(403, f"Your key {session.key.name} is read-only: it may see dead letters but "
-                     "not replay them. Sign in with an operate key to replay.")  # fmt: skip
+                     f"not {action} them. Sign in with an operate key to {action}.")  # fmt: skip
     ids = form.get("id", [])
     if not ids:
-        _refuse(400, "Select at least one dead letter to replay.")
+        _refuse(400, f"Select at least one dead letter to {action}.")
     if len(ids) > _MAX_SELECTION or not all(value.isdigit() for value in ids):
         _refuse(400, f"Select up to {_MAX_SELECTION} dead letters by their ids.")
     return tuple(sorted({int(value) for value in ids}))
@@ -253,8 +275,8 @@ def _selection(request: Request) -> tuple[DeadLetterFilter, dict[str, str]]:
     chosen = {name: value.strip() for name, value in request.query_params.items()
               if name in (*_FILTERS, "status") and value.strip()}  # fmt: skip
     status = chosen.setdefault("status", "open")
-    if status not in ("open", "replayed", "resolved", "any"):
-        _refuse(400, "Status is one of open, replayed, resolved or any.")
+    if status not in STATUSES:
+        _refuse(400, f"Status is one of {', '.join(STATUSES)}.")
     try:
         code = ErrorCode(chosen["code"]) if "code" in chosen else None
     except ValueError:

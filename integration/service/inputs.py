@@ -4,13 +4,14 @@ bodies of batches and hold expiries."""
 import json
 import re
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from integration.errors import ErrorCode
+from integration.master import Text
 from integration.store.base import DeadLetterFilter
 from integration.text import is_storable, shown
 
@@ -18,12 +19,17 @@ __all__ = [
     "ServiceError",
     "Selection",
     "EXPIRE_BODY",
+    "DISCARD_BODY",
+    "MAX_REASON",
     "batch_items",
+    "discard_request",
     "older_than",
     "refuse_unstorable_text",
 ]
 
 MAX_OLDER_THAN_S = 1e9  # about 31 years: any hold at all, far inside timedelta's range
+MAX_REASON = 500  # characters of a discard's reason
+MAX_DISCARD_IDS = 500  # dead letters one discard may name by id
 
 
 class ServiceError(Exception):
@@ -58,7 +64,7 @@ class Selection:
     def __init__(
         self,
         code: Annotated[ErrorCode | None, Query()] = None,
-        status: Annotated[str, Query(pattern="^(open|replayed|resolved|any)$")] = "open",
+        status: Annotated[str, Query(pattern="^(open|replayed|resolved|discarded|any)$")] = "open",
         plant: str | None = None,
         item: str | None = None,
         work_order: str | None = None,
@@ -168,3 +174,81 @@ def older_than(body: bytes) -> timedelta | None:
     except ValidationError as error:
         raise RequestValidationError(error.errors()) from error
     return None if seconds is None else timedelta(seconds=seconds)
+
+
+_Id = Annotated[Text, Field(min_length=1, max_length=128)]
+
+
+class _Discard(BaseModel):
+    """The body of `POST /v1/dead-letters/discard`: which open dead letters (every given field
+    must match, at least one given) and why they are closed without a replay."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", title="DiscardDeadLetters")
+
+    reason: Annotated[Text, Field(min_length=1, max_length=MAX_REASON)] = Field(
+        description="Why: kept in each dead letter's history."
+    )
+    ids: tuple[Annotated[int, Field(ge=1, le=2**63 - 1, strict=True)], ...] = Field(
+        default=(), max_length=MAX_DISCARD_IDS
+    )
+    code: ErrorCode | None = None
+    plant: _Id | None = None
+    item: _Id | None = None
+    work_order: _Id | None = None
+    lot: _Id | None = None
+    supplier: _Id | None = None
+    period: _Id | None = None
+    correlation_id: _Id | None = None
+
+    @model_validator(mode="after")
+    def _selects_and_says_why(self) -> "_Discard":
+        if not self.reason.strip():
+            raise ValueError("reason may not be blank")
+        if not self.ids and not any(
+            getattr(self, name) is not None for name in _SELECTING if name != "ids"
+        ):
+            raise ValueError("select the dead letters to discard (ids, a code or a business id)")
+        return self
+
+
+_SELECTING = ("ids", "code", "plant", "item", "work_order", "lot", "supplier", "period",
+              "correlation_id")  # fmt: skip
+
+
+def _inlined(schema: Any, definitions: dict[str, Any]) -> Any:
+    """`schema` with its local `$defs` references replaced by what they name: an OpenAPI
+    document resolves `#/$defs/...` against itself, where they do not exist."""
+    if isinstance(schema, list):
+        return [_inlined(part, definitions) for part in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if "$ref" in schema:
+        return _inlined(definitions[schema["$ref"].removeprefix("#/$defs/")], definitions)
+    return {key: _inlined(value, definitions) for key, value in schema.items() if key != "$defs"}
+
+
+_DISCARD_SCHEMA = _Discard.model_json_schema()
+DISCARD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": _inlined(_DISCARD_SCHEMA, _DISCARD_SCHEMA.get("$defs", {}))
+            }
+        },
+    }
+}
+
+
+def discard_request(body: bytes) -> tuple[DeadLetterFilter, str]:
+    """The open dead letters a discard request selects, and its reason."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        raise ServiceError(400, "MALFORMED_PAYLOAD", f"the body is not JSON: {error}") from error
+    try:
+        request = _Discard.model_validate(data)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors()) from error
+    fields = {name: getattr(request, name) for name in _SELECTING}
+    return DeadLetterFilter(**fields), request.reason.strip()

@@ -133,7 +133,7 @@ class DeadLetter:
     ids: BusinessIds
     attempts: int
     history: tuple[dict[str, str], ...]
-    status: str  # open | replayed | resolved
+    status: str  # open | replayed | resolved | discarded
     waits_on: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
@@ -189,6 +189,9 @@ class Commit(NamedTuple):
     dead_letter: DeadLetterWrite | None = None
     resolved_dead_letter: int | None = None  # a dead letter that this commit settles
     resolution: str = "replayed"
+    # a resolution by hand (`discarded`): when, and why; its history records both
+    resolved_at: datetime | None = None
+    reason: str = ""
     streams: Mapping[str, int] = MappingProxyType({})  # stream -> its next expected seq
 
 

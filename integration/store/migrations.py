@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from integration.errors import ConfigurationError
-from integration.store.schema import SCHEMA_VERSION
+from integration.store.schema import SCHEMA_VERSION, SQLITE_SCHEMA
 
 __all__ = ["POSTGRES_MIGRATIONS", "SQLITE_MIGRATIONS", "announce_upgrade", "migration_steps"]
 
@@ -37,9 +37,41 @@ _V2 = (
     "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
 )
 
+
+def _sqlite_statement(opening: str) -> str:
+    """The statement of the current SQLite schema that begins with `opening`."""
+    statements = (s.strip() for s in SQLITE_SCHEMA.split(";"))
+    return next(s for s in statements if s.startswith(opening))
+
+
+# v2 -> v3: a dead letter may be discarded (closed by hand, never replayed). SQLite cannot alter
+# a CHECK: the table is built again as the schema now writes it, its waits (which refer to it)
+# set aside meanwhile, as foreign keys stay on.
+_V3_SQLITE = (
+    "CREATE TEMP TABLE dead_letter_wait_v2 AS SELECT * FROM dead_letter_wait",
+    "DROP TABLE dead_letter_wait",
+    "ALTER TABLE dead_letter RENAME TO dead_letter_v2",
+    _sqlite_statement("CREATE TABLE dead_letter ("),
+    "INSERT INTO dead_letter SELECT * FROM dead_letter_v2",
+    "DROP TABLE dead_letter_v2",
+    _sqlite_statement("CREATE INDEX dead_letter_message"),
+    _sqlite_statement("CREATE TABLE dead_letter_wait ("),
+    "INSERT INTO dead_letter_wait SELECT * FROM temp.dead_letter_wait_v2",
+    "DROP TABLE temp.dead_letter_wait_v2",
+    "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+)
+_V3_POSTGRES = (
+    "ALTER TABLE dead_letter DROP CONSTRAINT dead_letter_status_check",
+    (
+        "ALTER TABLE dead_letter ADD CONSTRAINT dead_letter_status_check"
+        " CHECK (status IN ('open', 'replayed', 'resolved', 'discarded'))"
+    ),
+    "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+)
+
 # Step i upgrades version i + 1 to i + 2. The v1 -> v2 statements read the same in both dialects.
-SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V2,)
-POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V2,)
+SQLITE_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V2, _V3_SQLITE)
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V2, _V3_POSTGRES)
 
 
 def migration_steps(

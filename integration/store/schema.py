@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __all__ = ["POSTGRES_SCHEMA", "SCHEMA_VERSION", "SQLITE_SCHEMA"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SQLITE_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -107,7 +107,7 @@ CREATE TABLE dead_letter (
     attempts        INTEGER NOT NULL DEFAULT 1,
     history         TEXT NOT NULL,
     status          TEXT NOT NULL DEFAULT 'open'
-                    CHECK (status IN ('open', 'replayed', 'resolved')),
+                    CHECK (status IN ('open', 'replayed', 'resolved', 'discarded')),
     created_at      TEXT NOT NULL,
     updated_at      TEXT NOT NULL,
     -- last, where the v1 -> v2 migration's ALTER TABLE puts it
@@ -219,7 +219,7 @@ CREATE TABLE dead_letter (
     attempts        INTEGER NOT NULL DEFAULT 1,
     history         TEXT NOT NULL,
     status          TEXT NOT NULL DEFAULT 'open'
-                    CHECK (status IN ('open', 'replayed', 'resolved')),
+                    CHECK (status IN ('open', 'replayed', 'resolved', 'discarded')),
     created_at      TIMESTAMPTZ NOT NULL,
     updated_at      TIMESTAMPTZ NOT NULL,
     -- last, where the v1 -> v2 migration's ALTER TABLE puts it

@@ -150,17 +150,29 @@ class SqlWrites:
         entry_ids = tuple([self._write_entry(inbox_id, inbox, entry) for entry in entries])
         dead_letter_id = self._write_dead_letter(commit.dead_letter) if commit.dead_letter else None
         if commit.resolved_dead_letter is not None:
-            self._execute(
-                "UPDATE dead_letter SET status = ? WHERE dead_letter_id = ?",
-                (commit.resolution, commit.resolved_dead_letter),
-            )
-            self._execute(
-                "DELETE FROM dead_letter_wait WHERE dead_letter_id = ?",
-                (commit.resolved_dead_letter,),
-            )
+            self._resolve_dead_letter(commit)
         if commit.streams:
             self._write_streams(commit.streams)
         return inbox_id, entry_ids, dead_letter_id, applied_seq
+
+    def _resolve_dead_letter(self, commit: Commit) -> None:
+        """Settle the dead letter; one resolved by hand (`resolved_at`) says when and why in
+        its history."""
+        dead_letter = commit.resolved_dead_letter
+        if commit.resolved_at is None:
+            self._execute(
+                "UPDATE dead_letter SET status = ? WHERE dead_letter_id = ?",
+                (commit.resolution, dead_letter),
+            )
+        else:
+            at = commit.resolved_at
+            event = {"at": at.isoformat(), "resolution": commit.resolution, "reason": commit.reason}
+            self._execute(
+                f"UPDATE dead_letter SET status = ?, history = {self._HISTORY_APPEND},"
+                " updated_at = ? WHERE dead_letter_id = ?",
+                (commit.resolution, json.dumps(event), self._ts(at), dead_letter),
+            )
+        self._execute("DELETE FROM dead_letter_wait WHERE dead_letter_id = ?", (dead_letter,))
 
     def _write_streams(self, streams: Mapping[str, int]) -> None:
         self._executemany(_UPSERT_STREAM, sorted(streams.items()))

@@ -167,6 +167,13 @@ class Driver:
             probe.cancel()
         return [send for send, ok in zip(sends, delivered, strict=True) if not ok]
 
+    def queue_depth(self) -> int:
+        """What the target holds of this driver's messages now: requests in flight."""
+        return self.in_flight
+
+    async def close(self) -> None:
+        await self.client.close()
+
     async def resend(self, sends: Sequence[Send]) -> list[Send]:
         """The heal phase: send parked deliveries again, now (not timed against a schedule)."""
         loop = asyncio.get_running_loop()

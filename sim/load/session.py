@@ -1,6 +1,7 @@
 """`twin load` end to end: the schedule, the timed run against the live target, the heal
 phase and the read-back, then the same summary, trace and report as `twin run`, with a `load`
-section of the driver's own figures."""
+section of the driver's own figures. The target is a service over HTTP, or a broker
+(`amqp://`, `sim.load.amqp`) whose consumer's ledger is read back (`sim.load.ledger`)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from integration import ConfigurationError, Outcome, SourceSystem, Status
+from sim.load.amqp import AmqpDriver, broker_driver, is_amqp
 from sim.load.client import AiohttpClient, Client
 from sim.load.driver import Driver, RetryPolicy, Timeline
 from sim.load.figures import LoadFigures
 from sim.load.http11 import Http11Client
+from sim.load.ledger import LedgerReader
 from sim.load.schedule import Schedule, Send, make_schedule
 from sim.model.measures import Measures, drift
 from sim.model.target import Books, TargetError
@@ -35,12 +38,15 @@ __all__ = ["LoadOptions", "load_run"]
 MIN_SAMPLE_S = 0.2  # drift is read back at most this often, whatever the speed
 READ_TIMEOUT_S = 60.0  # reads of the whole books after the run may take a while
 HEAL_ROUNDS = 3
+BROKER_STALL_S = 10.0  # outcomes unheard this long: a broker's consumer is not answering
 
 
 @dataclass(frozen=True)
 class LoadOptions:
     """Where and how hard to drive. `timeout_s` None: the scenario's `integration.timeout`,
-    in real seconds (a client setting against a real server, not compressed by `speed`)."""
+    in real seconds (a client setting against a real server, not compressed by `speed`); for
+    a broker, how long outcomes may stall before the messages still waiting are given up as
+    unanswered, None: `BROKER_STALL_S` (a consumer's restart takes seconds)."""
 
     target: str
     keys: Mapping[SourceSystem, str]
@@ -50,6 +56,15 @@ class LoadOptions:
     late_after_s: float = 0.010
     timeout_s: float | None = None
     client: str = "http11"  # or "aiohttp" (https:// targets always use aiohttp)
+    # amqp:// targets: the ledger the consumer writes, the topology's prefix, and per source
+    # the AMQP user (the key's name and the key)
+    ledger: str | None = None
+    prefix: str = "mfg"
+    users: Mapping[SourceSystem, tuple[str, str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if is_amqp(self.target) and self.ledger is None:
+            raise ConfigurationError("an amqp:// target needs --ledger URL, the consumer's ledger")
 
 
 def _identity(outcome: Outcome) -> tuple:
@@ -103,7 +118,7 @@ def _prime(measures: Measures, schedule: Schedule) -> None:
         measures.costed(item, costs)
 
 
-async def _sampling(driver: Driver, reader: HttpTarget, measures: Measures, schedule, every):
+async def _sampling(driver: Driver, reader: Reader, measures: Measures, schedule, every):
     """Drift of the target's stock against the truth at the same virtual moment."""
     loop = asyncio.get_running_loop()
     truth_at, cost = schedule.truth_until(), schedule.catalogue.standard_cost
@@ -115,10 +130,10 @@ async def _sampling(driver: Driver, reader: HttpTarget, measures: Measures, sche
         except TargetError:
             continue  # a target too busy to answer a read is seen in its latency, not here
         value, exceptions = drift(truth_at(now), book, cost)
-        measures.sample(now, driver.in_flight, value, exceptions)
+        measures.sample(now, driver.queue_depth(), value, exceptions)
 
 
-async def _drive(driver: Driver, reader: HttpTarget, measures, schedule, every):
+async def _drive(driver: Driver, reader: Reader, measures, schedule, every):
     """The timed run, then resends of what was parked: (still parked, virtual end time)."""
     sampler = asyncio.create_task(_sampling(driver, reader, measures, schedule, every))
     try:
@@ -130,7 +145,7 @@ async def _drive(driver: Driver, reader: HttpTarget, measures, schedule, every):
         return parked, driver.timeline.virtual(asyncio.get_running_loop().time())
     finally:
         sampler.cancel()
-        await driver.client.close()
+        await driver.close()
 
 
 # The driver's retries as the twin's middleware counts the same edge cases.
@@ -180,24 +195,48 @@ def make_client(options: LoadOptions, timeout_s: float) -> Client:
 def _driver(scenario: Scenario, options: LoadOptions, measures, figures, client) -> Driver:
     integration = scenario.integration
     timeline = Timeline(options.speed)
+    books = _Books(measures, timeline)
+    policy = RetryPolicy(
+        integration.max_attempts, integration.backoff.total_seconds() / options.speed
+    )
+    if is_amqp(options.target):
+        return broker_driver(
+            options.target, options.users, options.prefix, books, figures, timeline,
+            max_in_flight=options.max_in_flight, policy=policy,
+            stall_s=options.timeout_s or BROKER_STALL_S,
+        )  # fmt: skip
     return Driver(
         client or make_client(options, _timeout(scenario, options)),
         options.keys,
-        _Books(measures, timeline),
+        books,
         figures,
         timeline,
         max_in_flight=options.max_in_flight,
-        policy=RetryPolicy(
-            integration.max_attempts, integration.backoff.total_seconds() / options.speed
-        ),
+        policy=policy,
     )
+
+
+Reader = HttpTarget | LedgerReader  # where the books are read back from, and healed
+
+
+def _reader(options: LoadOptions, schedule: Schedule) -> Reader:
+    """The service's read API over HTTP, or for a broker the consumer's ledger."""
+    import httpx
+
+    if not is_amqp(options.target):
+        return HttpTarget(
+            httpx.Client(base_url=options.target, timeout=READ_TIMEOUT_S),
+            options.keys,
+            operate_key=options.operate_key,
+        )
+    return LedgerReader(schedule.catalogue.core_settings(), str(options.ledger))
 
 
 def _timeout(scenario: Scenario, options: LoadOptions) -> float:
     return options.timeout_s or scenario.integration.timeout.total_seconds()
 
 
-def _heal(reader: HttpTarget, measures: Measures, schedule: Schedule, scenario, at: float):
+def _heal(reader: Reader, measures: Measures, schedule: Schedule, scenario, at: float):
     """Expire every hold, replay dead letters, take the last sample, read the books back."""
     measures.healed(*reader.heal(scenario.start + timedelta(seconds=at)), at)
     value, exceptions = drift(schedule.truth, reader.stock(), schedule.catalogue.standard_cost)
@@ -215,20 +254,14 @@ def drive_scenario(
     """The load run of `scenario` against `options.target`: (summary, measures, books).
     `announce` hears what is about to be driven, once the schedule is made. `client` sends
     the messages (default: `options.client`, the HTTP/1.1 client for `http://` targets; e.g.
-    an `HttpxClient` with a transport of your own)."""
-    import httpx
-
+    an `HttpxClient` with a transport of your own; not for `amqp://` targets)."""
     started = time.perf_counter()
     schedule = make_schedule(scenario)
     measures = Measures(trace, scenario.measures.warmup.total_seconds())
     _prime(measures, schedule)
     figures = LoadFigures(options.late_after_s)
     driver = _driver(scenario, options, measures, figures, client)
-    reader = HttpTarget(
-        httpx.Client(base_url=options.target, timeout=READ_TIMEOUT_S),
-        options.keys,
-        operate_key=options.operate_key,
-    )
+    reader = _reader(options, schedule)
     every = max(scenario.measures.sample_interval.total_seconds() / options.speed, MIN_SAMPLE_S)
     try:
         if announce is not None:
@@ -249,6 +282,8 @@ def drive_scenario(
         "client": type(driver.client).__name__,
         **figures.summary(),
     }
+    if isinstance(driver, AmqpDriver):
+        summary["load"]["broker"] = driver.broker_figures()
     summary["run"] = run_figures(started, measures)
     return summary, measures, books
 

@@ -43,6 +43,8 @@ class Failing:
     held: bool
     delivery: Any
     """what was delivered (in a run, the envelope the operators correct)"""
+    dead_letter: int | None = None
+    """the core's dead letter of it, once there is one"""
 
 
 class Incidents:
@@ -90,6 +92,7 @@ class Incidents:
             known = self.failing[key] = Failing(event, now, kind or "", code, held, delivery)
         elif known.held != held or known.code != code:  # expired into a dead letter, re-coded
             known.at, known.code, known.held = now, code, held
+        known.dead_letter = outcome.dead_letter_id or known.dead_letter
         if applied == 0 and event.id not in self.open:
             self.open[event.id] = Incident(event, code, now)
 
@@ -133,6 +136,10 @@ class Incidents:
         self.operator_replays += replayed
         if self.trace is not None:
             self.trace.fixed(now, event_id, error_class, replayed)
+
+    def discarded(self, message_id: str) -> None:
+        """Operators closed the dead letter of `message_id` by hand: no longer failing."""
+        self.failing.pop(message_id, None)
 
     # --- what the monitoring sees ----------------------------------------------------------
     def open_failures(self) -> list[Failing]:

@@ -11,11 +11,13 @@ moves stock (an exception in the books is looked for among them).
 
 The fixes: `master_data`, a confirmation with a stale revision or a missing lot: it is sent
 again corrected (the order's own revision; the lots the floor holds most of) under a new
-message id and key (the superseded dead letter stays open, as the core has no way to close one
-by hand); `stock`: the warehouse counts the keys the failed message takes from and posts a
-StockAdjusted for what the books miss (truth less the effects still on their way), then the
-letters are replayed; anything else: replayed. An incident a fix did not close is taken up
-again at an evaluation that still covers it, up to `attempts` times.
+message id and key and, once it has posted, the superseded dead letter is discarded (closed
+without a replay); `stock`: the warehouse counts the keys the failed message takes from and
+posts a StockAdjusted for what the books miss (truth less the effects still on their way),
+then the letters are replayed; `quality`: quality releases the held lots the refused
+confirmation names (`sim.model.quality`), then every letter of the code and lot is replayed;
+anything else: replayed. An incident a fix did not close is taken up again at an evaluation
+that still covers it, up to `attempts` times.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from integration import (
     StockAdjusted,
     evaluate_alert,
 )
+from sim.model import quality
 from sim.model.incidents import Failing
 from sim.model.streams import sample_seconds
 from sim.model.target import Target, TargetError
@@ -189,6 +192,12 @@ class Operators:
             corrected = self._corrected(failing) if kind == "master_data" else None
             if corrected is not None:
                 self._send_corrected(failing, corrected)
+                yield from self._settled([failing.event])
+                self._discard_superseded(failing)
+            elif kind == "quality":
+                lots = self._held_lots(failing)
+                yield from self._settled(self._release(failing.event.plant, lots))
+                replayed = sum(self._replay(failing, lot=lot) for _item, lot in lots)
             else:
                 if kind == "stock":
                     yield from self._settled(self._count(failing))
@@ -236,6 +245,20 @@ class Operators:
             }
         )
         self._send(envelope, failing.event)
+
+    def _discard_superseded(self, failing: Failing) -> None:
+        """Close the dead letter the corrected message superseded, so that no replay (the
+        heal phase's) sends it again."""
+        if failing.dead_letter is None:
+            return
+        original: Envelope = failing.delivery
+        selection = DeadLetterFilter(ids=(failing.dead_letter,))
+        reason = f"superseded by the corrected message {original.message_id}-C"
+        try:
+            self.target.discard(selection, reason, self.world.at(self.world.env.now))
+        except TargetError:
+            return  # the target did not answer: the letter stays open
+        self.incidents.discarded(original.message_id)
 
     def _count(self, failing: Failing) -> list[PhysicalEvent]:
         """Count the keys the failed message takes from; a StockAdjusted per key whose books
@@ -298,16 +321,29 @@ class Operators:
             yield env.timeout(POLL)
             waited += POLL
 
-    def _replay(self, failing: Failing) -> int:
-        """Replay the open dead letters of the failure's code and business ids; how many
-        posted."""
+    def _held_lots(self, failing: Failing) -> list[tuple[str, str]]:
+        """(item, lot) of the lots the failed message names that quality holds, or, if
+        another fix released them meanwhile, that it names at all."""
+        plant = failing.event.plant
+        named = sorted(getattr(_message(failing), "component_lots", {}).items())
+        held = [(item, lot) for item, lot in named if (plant, item, lot) in self.world.held_lots]
+        return held or named
+
+    def _release(self, plant: str, lots: list[tuple[str, str]]) -> list[PhysicalEvent]:
+        """Quality releases the held lots among `lots`; the releases' events."""
+        released = (quality.release(self.world, (plant, item, lot)) for item, lot in lots)
+        return [event for event in released if event is not None]
+
+    def _replay(self, failing: Failing, lot: str | None = None) -> int:
+        """Replay the open dead letters of the failure's code and business ids (its `lot`
+        rather than its work order, when given: every letter a released lot held back); how
+        many posted."""
         message = _message(failing)
+        names = ("plant", "item", "work_order") if lot is None else ("plant", "item")
         fields = {
-            name: value
-            for name in ("plant", "item", "work_order")
-            if isinstance(value := getattr(message, name, None), str)
+            name: value for name in names if isinstance(value := getattr(message, name, None), str)
         }
-        selection = DeadLetterFilter(code=_CODES.get(failing.code), **fields)
+        selection = DeadLetterFilter(code=_CODES.get(failing.code), lot=lot, **fields)
         now = self.world.env.now
         try:
             outcomes: list[Outcome] = self.target.replay(selection, self.world.at(now))

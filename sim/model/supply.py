@@ -9,6 +9,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 from integration import GoodsReceived, SourceSystem, SubcontractReceived, SubcontractShipped
+from sim.model import quality
 from sim.model.calendar import DAY
 from sim.model.catalogue import STORES, SUBCONTRACTOR, TwinLine
 from sim.model.truth import PhysicalEvent, quantity
@@ -106,6 +107,7 @@ class Supply:
             unit_price=price.quantize(Decimal("0.01")),
         )
         world.reporter(self.id, WMS).report(event, message, f"GRN-{self.id}-{self._receipts}")
+        quality.inspect(world, event, item, lot)
 
     def _subcontracting(self):
         """Every half cycle, ship components for a batch of each assembly; each batch comes

@@ -101,6 +101,10 @@ class Target(Protocol):
         """Replay the open dead letters `selection` picks, at `at` (an operator's replay by
         filter)."""
 
+    def discard(self, selection: DeadLetterFilter, reason: str, at: datetime) -> int:
+        """Close the open dead letters `selection` picks without replaying them, at `at`, for
+        `reason` (an operator's discard of a superseded message); how many it closed."""
+
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         """Expire holds due by `at`, then replay open dead letters: (expired, replayed)."""
 

@@ -40,6 +40,8 @@ class World:
     unsent: int = 0  # messages reported but not yet handed to the middleware
     reporters: dict[tuple[str, SourceSystem], Reporter] = field(default_factory=dict)
     outages: Outages = field(init=False)
+    held_lots: set[tuple[str, str, str]] = field(default_factory=set)  # (plant, item, lot) QC
+    # holds (sim.model.quality)
 
     def __post_init__(self) -> None:
         self.outages = Outages(self.scenario.faults.outages, self.scenario.horizon)

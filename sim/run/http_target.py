@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpTarget", "outcome_from", "retry_after"]
 
-# the dead-letter filter's fields the service's replay takes as query parameters
+# the dead-letter filter's fields the service's replay takes as query parameters (and its
+# discard in its body)
 _FILTERS = ("code", "plant", "item", "work_order", "lot", "supplier", "period")
 
 
@@ -162,6 +163,17 @@ class HttpTarget:
         params = {name: str(value) for name, value in params.items() if value is not None}
         answer = self._call("POST", "/v1/dead-letters/replay", self.operate_key, params=params)
         return [outcome_from(o) for o in answer["outcomes"]]
+
+    def discard(self, selection: DeadLetterFilter, reason: str, at: datetime) -> int:
+        """`POST /v1/dead-letters/discard` with the selection and reason as its JSON body (the
+        `operate_key` is needed); `at` is not sent, the service's clock stamps it."""
+        if self.operate_key is None:
+            raise TargetRefused("a discard needs an operate_key")
+        fields = {name: getattr(selection, name) for name in _FILTERS}
+        body = {name: str(value) for name, value in fields.items() if value is not None}
+        body = {**body, "ids": list(selection.ids), "reason": reason}
+        answer = self._call("POST", "/v1/dead-letters/discard", self.operate_key, json=body)
+        return len(answer["discarded"])
 
     def books(self) -> Books:
         """Reconciliation (with the service's count of negative-stock exceptions), dead letters

@@ -14,6 +14,7 @@ from typing import Any
 
 import simpy
 
+from sim.model import quality
 from sim.model.calendar import ShiftCalendar
 from sim.model.catalogue import Catalogue
 from sim.model.measures import Measures, drift
@@ -147,11 +148,13 @@ def advance(env: simpy.Environment, until: float, measures: Measures, progress) 
 
 
 def _heal(world: World, middleware: Middleware, target: Target) -> None:
-    """Faults off, the floor stopped: flush what the MES held back, resend what it parked, let
-    the pipes drain, then expire holds and replay dead letters."""
+    """Faults off, the floor stopped: quality releases its held lots, flush what the MES held
+    back, resend what it parked, let the pipes drain, then expire holds and replay dead
+    letters."""
     env, scenario = world.env, world.scenario
     world.producing = False
     world.faults_on = False
+    quality.release_all(world)  # quality's review ends: what it held is released
     for reporter in world.reporters.values():
         reporter.flush()
     middleware.resend_parked()

@@ -121,6 +121,11 @@ class InProcessTarget:
         self._join_group()
         return self.core.replay(selection)
 
+    def discard(self, selection: DeadLetterFilter, reason: str, at: datetime) -> int:
+        self.clock.set(at)
+        self._join_group()
+        return len(self.core.discard(selection, reason))
+
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         self.clock.set(at)
         return self.core.expire_holds(), replay_rounds(self.core.replay)
@@ -175,6 +180,9 @@ class NullTarget:
 
     def replay(self, selection: DeadLetterFilter, at: datetime) -> list[Outcome]:
         return []
+
+    def discard(self, selection: DeadLetterFilter, reason: str, at: datetime) -> int:
+        return 0
 
     def heal(self, at: datetime) -> tuple[list[Outcome], list[Outcome]]:
         return [], []

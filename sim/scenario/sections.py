@@ -155,6 +155,12 @@ class EdgeCases(Spec):
     missing_lot_rate: Rate = Field(
         0.01, description="a backflush of a lot-controlled part names no lot"
     )
+    quality_hold_rate: Rate = Field(
+        0.0,
+        description="a received lot is put on quality hold (QC sends QualityHold from the "
+        "MES); the floor, not told in time, still draws on it and the core refuses those "
+        "backflushes (LOT_ON_HOLD) until the lot is released",
+    )
     supplier_interval: Duration = Field(
         timedelta(hours=12), description="replenishment cycle per plant"
     )

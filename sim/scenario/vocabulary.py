@@ -24,6 +24,7 @@ EDGE_CASES = (
     "partial_completion",
     "period_close",
     "plant_overlay",
+    "quality_hold",
     "rate_limited",
     "renumbered_resend",
     "reorder",

@@ -1,6 +1,7 @@
 """The console's pages in process (the real app over `httpx.ASGITransport`, on a manual
 clock): sign-in and its cookie, the Content-Security-Policy, escaping, idle expiry, CSRF on
-sign-out, the governance tiles after an alert round, and p95 from the latency histogram."""
+sign-out, the governance tiles after an alert round, discarding a dead letter (operate keys
+only, with a reason), and p95 from the latency histogram."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from integration import AlertRule, AlertRules
+from integration import AlertRule, AlertRules, DeadLetterFilter
 from integration.service import ApiKey, ApiKeys, create_app
 from integration.service.console import SECURITY_HEADERS
 from integration.service.metrics import ServiceMetrics
@@ -145,6 +146,52 @@ def test_the_tiles_show_the_ledger_after_an_alert_round_with_the_incident_and_it
     assert (figure("failed"), figure("incidents"), figure("reconciliation")) == ("1", "1", "0")
     assert "oldest open for 5m" in tiles
     assert "shortages" in tiles and "WO-1" in tiles
+
+
+def test_an_operate_key_discards_with_a_confirmation_and_a_reason_a_read_only_key_cannot(console):
+    app, core, envelopes, _clock = console
+    letter = core.submit(confirm(envelopes).model_copy(update={"correlation_id": "C-9"}))
+    assert letter.code.value == "BACKFLUSH_SHORTAGE"
+    chosen = {"id": str(letter.dead_letter_id)}
+
+    async def csrf_of(client) -> str:
+        page = await client.get("/console/dead-letters")
+        assert 'id="discard-selected"' in page.text
+        return re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+
+    async def script(client):
+        await sign_in(client, READ_ONLY_KEY)
+        csrf = await csrf_of(client)
+        refused = await client.post("/console/discard/confirm", data={**chosen, "csrf": csrf})
+        assert refused.status_code == 403 and "may see dead letters but not discard" in refused.text
+        forged = {**chosen, "csrf": csrf, "reason": "x"}
+        assert (await client.post("/console/discard", data=forged)).status_code == 403
+        await sign_in(client)
+        csrf = await csrf_of(client)
+        guessed = await client.post("/console/discard", data={**chosen, "csrf": "guess"})
+        assert guessed.status_code == 403 and "did not come from the console" in guessed.text
+        confirming = await client.post("/console/discard/confirm", data={**chosen, "csrf": csrf})
+        assert confirming.status_code == 200 and 'id="discard-reason"' in confirming.text
+        assert 'action="/console/discard"' in confirming.text
+        no_reason = await client.post("/console/discard", data={**chosen, "csrf": csrf})
+        assert no_reason.status_code == 400 and "Say why" in no_reason.text
+        reason = f"superseded {HOSTILE}"
+        done = await client.post(
+            "/console/discard", data={**chosen, "csrf": csrf, "reason": reason}
+        )
+        assert done.status_code == 200 and "1 dead letter discarded" in done.text
+        assert "<img src=x" not in done.text and "superseded &#34;&gt;&lt;img" in done.text
+        story = await client.get("/console/story", params={"correlation_id": "C-9"})
+        assert "discarded (closed by hand)" in story.text and "discarded: superseded" in story.text
+        listed = await client.get("/console/dead-letters", params={"status": "discarded"})
+        assert f'id="dead-letter-{letter.dead_letter_id}"' in listed.text
+        again = await client.post("/console/discard", data={**chosen, "csrf": csrf, "reason": "y"})
+        assert "the selection was no longer open" in again.text
+
+    run(app, script)
+    (closed,) = core.dead_letters(DeadLetterFilter(status="discarded"))
+    assert closed.history[-1]["reason"] == f"superseded {HOSTILE}"
+    assert core.dead_letters() == [] and core.replay() == []
 
 
 def test_p95_interpolates_within_the_bucket_as_prometheus_does():

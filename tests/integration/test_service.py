@@ -222,6 +222,45 @@ def test_replay_needs_an_operator_and_keeps_the_sender_it_was_sent_by(served, en
     assert replayed and {o["code"] for o in replayed} == {"UNAUTHORISED_SOURCE"}
 
 
+def test_a_discard_needs_an_operator_a_selection_and_a_reason_and_closes_the_letter(served, env):
+    rejected = post(served, env(PeriodClosed(plant="P1", period="2025-07")), source="MES")
+    assert rejected.json()["code"] == "UNAUTHORISED_SOURCE"
+    letter_id = rejected.json()["dead_letter_id"]
+    url = f"{served.url}/v1/dead-letters/discard"
+    body = {"ids": [letter_id], "reason": "superseded by a corrected confirmation"}
+    read_only = httpx.post(url, json=body, headers={"Authorization": f"Bearer {READ_ONLY_KEY}"})
+    assert (read_only.status_code, read_only.json()["code"]) == (403, "FORBIDDEN")
+    ops = {"Authorization": f"Bearer {OPS_KEY}"}
+    for wrong, status, code in (
+        ({"ids": [letter_id]}, 422, "SCHEMA_INVALID"),  # no reason
+        ({"ids": [letter_id], "reason": "  "}, 422, "SCHEMA_INVALID"),
+        ({"reason": "everything"}, 422, "SCHEMA_INVALID"),  # no selection
+        ({"ids": [letter_id], "reason": "x", "status": "any"}, 422, "SCHEMA_INVALID"),
+    ):
+        answer = httpx.post(url, json=wrong, headers=ops)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), wrong
+        assert "Traceback" not in answer.text
+    malformed = httpx.post(url, content=b"{oops", headers=ops)
+    assert (malformed.status_code, malformed.json()["code"]) == (400, "MALFORMED_PAYLOAD")
+    still = httpx.get(f"{served.url}/v1/dead-letters", params={"period": "2025-07"},
+                      headers=ops).json()["dead_letters"]  # fmt: skip
+    assert [letter["status"] for letter in still] == ["open"]
+    answer = httpx.post(url, json=body, headers=ops)
+    assert answer.status_code == 200
+    (closed,) = answer.json()["discarded"]
+    assert (closed["id"], closed["status"]) == (letter_id, "discarded")
+    assert closed["history"][-1]["resolution"] == "discarded"
+    assert closed["history"][-1]["reason"] == body["reason"]
+    assert httpx.post(url, json=body, headers=ops).json() == {"discarded": []}
+    replayed = httpx.post(
+        f"{served.url}/v1/dead-letters/replay", params={"period": "2025-07"}, headers=ops
+    )
+    assert replayed.json() == {"outcomes": []}
+    listed = httpx.get(f"{served.url}/v1/dead-letters", params={"status": "discarded"},
+                       headers=ops).json()["dead_letters"]  # fmt: skip
+    assert [letter["id"] for letter in listed] == [letter_id]
+
+
 def test_metrics_count_outcomes_dead_letters_and_duplicates(served, env):
     message = confirm(env)
     post(served, message)

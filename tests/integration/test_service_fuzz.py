@@ -51,11 +51,13 @@ OPERATIONS = (
     "GET /v1/work-orders/{work_order}",
     "GET /v1/dead-letters",
     "POST /v1/dead-letters/replay",
+    "POST /v1/dead-letters/discard",
     "POST /v1/holds/expire",
     "GET /v1/reconciliation",
 )
 UNAUTHENTICATED = ("GET /healthz", "GET /metrics")  # answer without a key
-OPERATE = ("POST /v1/dead-letters/replay", "POST /v1/holds/expire")  # `operate` keys only
+# `operate` keys only
+OPERATE = ("POST /v1/dead-letters/replay", "POST /v1/dead-letters/discard", "POST /v1/holds/expire")
 WRITES = ("POST /v1/messages", "POST /v1/messages/batch", *OPERATE)
 
 MES = {"Authorization": f"Bearer {KEYS['MES']}"}

@@ -172,6 +172,15 @@ class RecordingTarget:
         return getattr(self.inner, name)  # whatever else the port grows, delegated unrecorded
 
 
+def over_http(chosen: Scenario) -> dict[str, Any]:
+    """The summary of `chosen` run against the service's real app (in process, through
+    `HttpTarget` and an `operate` key)."""
+    from tests.integration.test_http_target import asgi_target
+
+    settings = Catalogue.generate(chosen, Streams(chosen.seed)).core_settings()
+    return simulate(chosen, target=asgi_target(settings)).summary
+
+
 def recorded(overrides: Iterable[str] = ()) -> tuple[Run, RecordingTarget, RecordingTrace]:
     """Simulate the small scenario through a recording target and a recording trace."""
     chosen = scenario(overrides)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from integration import Status
+from integration import DeadLetterFilter, Status, open_store
 from sim.run.rebuild import rebuild
 from sim.run.runner import simulate
 from sim.run.session import run_scenario
@@ -74,8 +74,35 @@ def test_mttd_and_mttr_equal_the_arithmetic_of_interval_response_and_fix():
     assert stale["mttr"]["mean_s"] == pytest.approx(_mean([r - t for t, r in closed]), abs=1e-3)
     assert stale["open_at_end"] == len(openings) - len(closed)
     governance = summary["governance"]
-    assert governance["alerts"] == {"stale-revisions": 1}
+    # an episode ends once every stale letter is corrected and the superseded one discarded
+    assert set(governance["alerts"]) == {"stale-revisions"}
+    assert 1 <= governance["alerts"]["stale-revisions"] <= len(openings)
     assert governance["fixes"]["master_data"] == len(closed)
+
+
+def test_a_correction_discards_the_superseded_letter_so_no_replay_sends_it_again(tmp_path):
+    """Before discards existed, the heal phase replayed the superseded confirmation after its
+    correction had posted, and it came back as OVER_COMPLETION."""
+    summary = simulate(harness.scenario(ALERTING), out=tmp_path).summary
+    store = open_store(tmp_path / "ledger.db")
+    try:
+        discarded = store.dead_letters(DeadLetterFilter(status="discarded"))
+        still_open = store.dead_letters(DeadLetterFilter())
+    finally:
+        store.close()
+    assert len(discarded) == summary["governance"]["fixes"]["master_data"] > 0
+    for letter in discarded:
+        assert letter.code.value == STALE and letter.history[-1]["resolution"] == "discarded"
+        assert letter.history[-1]["reason"] == (
+            f"superseded by the corrected message {letter.message_id}-C"
+        )
+    assert {letter.code.value for letter in still_open} <= {STALE}
+    by_code = summary["dead_letters"]["by_code"]
+    assert "OVER_COMPLETION" not in by_code
+    assert by_code.get(STALE, 0) == summary["governance"]["by_code"][STALE]["open_at_end"]
+    over_http = harness.over_http(harness.scenario(ALERTING))
+    assert over_http["dead_letters"] == summary["dead_letters"]
+    assert over_http["governance"]["fixes"] == summary["governance"]["fixes"]
 
 
 def test_with_alerting_off_nothing_is_detected_before_the_heal_phase():
@@ -142,10 +169,6 @@ def test_operators_count_stock_and_replay_by_filter_in_process_and_over_http():
     """Book shortages (receipts posted hours after the floor used the parts, negative stock
     blocked): the warehouse counts, operators replay the shortages by filter through the
     Target port, and the books end equal to the truth, the same over HTTP."""
-    from sim.model.catalogue import Catalogue
-    from sim.model.streams import Streams
-    from tests.integration.test_http_target import asgi_target
-
     overrides = (
         "horizon=12h",
         "integration.negative_stock=block",
@@ -161,8 +184,7 @@ def test_operators_count_stock_and_replay_by_filter_in_process_and_over_http():
     assert 0 < governance["replays"]["by_operators"] <= governance["replays"]["total"]
     assert summary["drift"]["final_unexplained_value"] == "0.00"
     assert governance["by_code"]["BACKFLUSH_SHORTAGE"]["mttd"]["mean_s"] < 5 * 60
-    settings = Catalogue.generate(scenario, Streams(scenario.seed)).core_settings()
-    over_http = simulate(scenario, target=asgi_target(settings)).summary["governance"]
+    over_http = harness.over_http(scenario)["governance"]
     assert over_http["replays"] == governance["replays"]
     assert over_http["fixes"] == governance["fixes"]
 
