@@ -22,6 +22,25 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _ledger_options(command):
+    """`--db` and `--settings`: the ledger and the core's settings, as `serve` and `consume`
+    both take them."""
+    command = click.option(
+        "--settings",
+        "settings_path",
+        required=True,
+        type=click.Path(exists=True),
+        help="Core settings (plants, locations, policies) as JSON or YAML.",
+    )(command)
+    return click.option(
+        "--db",
+        "db_url",
+        default="sqlite:///reports/service/ledger.db",
+        show_default=True,
+        help="Ledger store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB[?schema=S].",
+    )(command)
+
+
 @click.group()
 @click.version_option(package_name="mfg-twin", prog_name="twin")
 def twin() -> None:
@@ -29,20 +48,7 @@ def twin() -> None:
 
 
 @twin.command()
-@click.option(
-    "--db",
-    "db_url",
-    default="sqlite:///reports/service/ledger.db",
-    show_default=True,
-    help="Ledger store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB[?schema=S].",
-)
-@click.option(
-    "--settings",
-    "settings_path",
-    required=True,
-    type=click.Path(exists=True),
-    help="Core settings (plants, locations, policies) as JSON or YAML.",
-)
+@_ledger_options
 @click.option(
     "--keys",
     "keys_path",
@@ -149,14 +155,7 @@ def _announce(line: str) -> None:
     show_default=True,
     help="The broker, with the consumer's own user.",
 )
-@click.option(
-    "--db",
-    "db_url",
-    default="sqlite:///reports/service/ledger.db",
-    show_default=True,
-    help="Ledger store: sqlite:///PATH or postgresql://USER@HOST:PORT/DB[?schema=S].",
-)
-@click.option("--settings", "settings_path", required=True, type=click.Path(exists=True))
+@_ledger_options
 @click.option(
     "--keys",
     "keys_path",
