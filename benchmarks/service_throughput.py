@@ -3,7 +3,7 @@
     python benchmarks/service_throughput.py [--messages 9600] [--repeat 1] [--concurrency 16]
         [--batch-sizes 100,500] [--pg-url postgresql://postgres@127.0.0.1:5432/test]
         [--client auto|aiohttp|httpx] [--no-async-commit] [--py-spy DIR]
-        [--compare-with DIR [--compare-only]]
+        [--compare-with DIR | --baseline REV] [--compare-only]
 
 What is measured (the issue's spec), each run on a fresh `twin serve` subprocess (uvicorn with
 uvloop + httptools, one process) over a fresh ledger:
@@ -56,10 +56,11 @@ shared with core_throughput.py) and starts its own processes (no import from tes
 Subprocesses, temporary files and schemas are removed even when a run fails or the script is
 interrupted.
 
-Side by side (`--compare-with DIR`, service_compare.py): PostgreSQL single, the largest batch
-and SQLite single again for the service of another checkout of the project in DIR and for this
-one, alternately, in the same invocation (`side_by_side`, with each side's speedup); with
-`--compare-only`, only the trivial baseline and these.
+Side by side (`--compare-with DIR`, or `--baseline REV` for a git revision exported to a
+temporary directory; service_compare.py): PostgreSQL single, the largest batch and SQLite single
+again for the service of another checkout of the project and for this one, alternately, in the
+same invocation (`side_by_side`, with each side's speedup); with `--compare-only`, only the
+trivial baseline and these.
 
 This script runs the measurements in order and prints the report; the parts, beside it:
 service_processes.py (the subprocesses and their config), service_load.py (the load client and
@@ -82,7 +83,7 @@ from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
 
-from checkout import ROOT, source_revision
+from checkout import ROOT, export_packages, source_revision
 
 if str(ROOT) not in sys.path:  # `integration` and `sim` from this checkout
     sys.path.insert(0, str(ROOT))
@@ -308,9 +309,15 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         help="another checkout of the project: measure its service and this one's side by side",
     )
     parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        default=None,
+        help="a git revision: export it and measure it side by side (as --compare-with)",
+    )
+    parser.add_argument(
         "--compare-only",
         action="store_true",
-        help="with --compare-with: only the trivial baseline and the side-by-side runs",
+        help="with a baseline: only the trivial baseline and the side-by-side runs",
     )
     parser.add_argument(
         "--senders-only",
@@ -330,9 +337,19 @@ def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, list[in
         parser.error("--messages, --repeat, --concurrency and --batch-sizes must be positive")
     if min(sizes) < 1 or max(sizes) > 1000:
         parser.error("batch sizes must be 1..1000 (the service's limit)")
-    if args.compare_only and not args.compare_with:
-        parser.error("--compare-only needs --compare-with DIR")
+    if args.baseline and args.compare_with:
+        parser.error("--baseline REV and --compare-with DIR: choose one")
+    if args.compare_only and not (args.compare_with or args.baseline):
+        parser.error("--compare-only needs --compare-with DIR or --baseline REV")
     return args, sizes
+
+
+def _baseline_checkout(args: argparse.Namespace, tmp: Path) -> Path | None:
+    """The checkout to measure beside this one: --compare-with DIR, or --baseline REV exported."""
+    if args.baseline:
+        export_packages(args.baseline, tmp / "baseline", "integration", "sim")
+        return tmp / "baseline"
+    return Path(args.compare_with).resolve() if args.compare_with else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,10 +379,11 @@ def main(argv: list[str] | None = None) -> int:
             runs = ServiceRuns(
                 workload, client, tmp, config, args.repeat, args.concurrency, pg_url, schemas
             )
-            if args.compare_with:
+            baseline = _baseline_checkout(args, tmp)
+            if baseline is not None:
                 report["side_by_side"] = side_by_side(
                     runs,
-                    Path(args.compare_with).resolve(),
+                    baseline,
                     single,
                     batches,
                     report["trivial"]["requests_per_s"],

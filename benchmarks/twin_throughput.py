@@ -1,11 +1,27 @@
-"""The twin end to end at benchmark scale; prints JSON.
-
-Runs scenarios/month_end_3_plants.yaml in process against the real core with a SQLite ledger
-file, then the same scenario against a null target (the twin alone, to split twin time from
-core time), then a 3-day run of it for the memory comparison. Each variant runs in a fresh
-process so peak RSS is its own.
+"""The twin end to end as `twin run` runs it, at benchmark scale; prints JSON.
 
     .venv/bin/python benchmarks/twin_throughput.py [--set horizon=5d ...]
+        [--baseline REV [--baseline-horizon 6d] [--repeat 1]]
+
+Variants of scenarios/month_end_3_plants.yaml, each in a fresh process so its peak RSS is its
+own:
+
+* `run`: `run_scenario`, the path of `twin run` -- the real core (in a process of its own where
+  the run pipelines), its SQLite ledger a WAL file in the run directory, the gzip trace on, the
+  summary and report written. `wall_s` is the whole call; `ledger_bytes_per_message` and
+  `trace_bytes_per_message` are the run directory's files over the messages sent.
+* `twin`: the twin alone with its trace, against a null target (books nothing).
+* `3day`: `run` over 3 days, for the memory ratio.
+
+`per_message_us` splits the wall time per message: what the wall target allows, the twin alone,
+and what the core adds to it (run minus twin).
+
+With `--baseline REV` (e.g. `71a49ea`), the `run` and `twin` variants also run for git revision
+REV's `sim` and `integration`, alternately with this checkout's, at `--baseline-horizon`, in the
+same invocation: `side_by_side.speedup` is the baseline's run wall over this checkout's (the
+best of `--repeat` each), `per_message_ratio` this checkout's per-message figures over the
+baseline's. Both sides go through the public API only (`sim.run_scenario`, `sim.simulate`),
+which a revision with another layout of `sim/` also has.
 """
 
 from __future__ import annotations
@@ -16,36 +32,72 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from checkout import ROOT, export_packages
+from checkout import ROOT, export_packages, source_revision
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "month_end_3_plants.yaml"
-TARGETS = {"wall_s_max": 120, "peak_rss_mb_max": 1536, "rss_ratio_max": 2.0}
+TARGETS = {
+    "wall_s_max": 120,
+    "peak_rss_mb_max": 1536,
+    "rss_ratio_max": 2.0,
+    "speedup_min": 2.4,
+    "per_message_ratio_max": 0.5,
+}
+VARIANTS = ("run", "twin", "3day")
+
+
+def _trace(path: Path):
+    """A trace file as `twin run` writes it, wherever the checkout keeps the class."""
+    try:
+        from sim.report.trace import Trace
+    except ImportError:  # a revision before sim/ was regrouped
+        from sim.output import Trace
+    return Trace(path)
+
+
+def _file_bytes(out: Path, *names: str) -> int:
+    return sum((out / name).stat().st_size for name in names if (out / name).exists())
 
 
 def _variant(name: str, overrides: list[str]) -> dict:
-    # the public API only: a baseline revision beside this checkout may lay sim/ out otherwise
-    from sim import NullTarget, load_scenario, simulate
+    from sim import NullTarget, load_scenario, run_scenario, simulate
 
-    scenario = load_scenario(SCENARIO, overrides)
-    with tempfile.TemporaryDirectory() as out:
-        target = NullTarget() if name == "null" else None
-        run = simulate(scenario, Path(out), target=target)
-    summary = run.summary
-    # a null target books nothing, so its drift says nothing
-    drift = None if name == "null" else summary["drift"]["final_unexplained_value"]
+    with tempfile.TemporaryDirectory() as work:
+        out = Path(work)
+        started = time.perf_counter()
+        if name == "twin":
+            trace = _trace(out / "trace.jsonl.gz")
+            try:
+                summary = simulate(
+                    load_scenario(SCENARIO, overrides), out, target=NullTarget(), trace=trace
+                ).summary
+            finally:
+                trace.close()
+        else:
+            summary = run_scenario(SCENARIO, overrides, out, progress=False).summary
+        wall = time.perf_counter() - started
+        messages = summary["events"]["messages"]
+        figures = {
+            "variant": name,
+            "truth_events": summary["events"]["truth"],
+            "messages": messages,
+            "wall_s": round(wall, 3),
+            "simulate_wall_s": summary["run"]["wall_s"],
+            "messages_per_s": round(messages / wall, 1),
+            "peak_rss_mb": summary["run"]["peak_rss_mb"],
+            "trace_bytes_per_message": round(_file_bytes(out, "trace.jsonl.gz") / messages, 1),
+        }
+        if name == "twin":
+            return figures
+        ledger = _file_bytes(out, "ledger.db", "ledger.db-wal")
     return {
-        "variant": name,
-        "horizon_days": scenario.horizon.total_seconds() / 86400,
-        "truth_events": summary["events"]["truth"],
-        "messages": summary["events"]["messages"],
-        "wall_s": summary["run"]["wall_s"],
-        "truth_events_per_s": summary["run"]["events_per_s"],
-        "messages_per_s": summary["run"]["messages_per_s"],
-        "peak_rss_mb": summary["run"]["peak_rss_mb"],
+        **figures,
+        "ledger_bytes_per_message": round(ledger / messages, 1),
         "duplicates_posted": summary["duplicates"]["posted"],
-        "final_unexplained_value": drift,
+        "final_unexplained_value": summary["drift"]["final_unexplained_value"],
+        "processes": summary["run"].get("processes", 1),
     }
 
 
@@ -59,56 +111,73 @@ def _in_subprocess(name: str, overrides: list[str], source: Path = ROOT) -> dict
     return json.loads(done.stdout)
 
 
-def _side_by_side(revision: str, overrides: list[str], repeat: int) -> dict:
-    """This checkout's wall times beside `revision`'s, alternating which goes first."""
-    with tempfile.TemporaryDirectory() as work:
-        sources = {"this_checkout": ROOT, "baseline": Path(work) / "baseline"}
-        commit = export_packages(revision, sources["baseline"], "integration", "sim")
-        walls: dict[str, list[float]] = {name: [] for name in sources}
-        for turn in range(repeat):
-            for name in list(sources) if turn % 2 else list(reversed(sources)):
-                walls[name].append(_in_subprocess("core", overrides, sources[name])["wall_s"])
+def _per_message(run: dict, twin: dict) -> dict:
+    """Wall microseconds per message: the twin alone and what the core adds to it."""
     return {
-        "baseline_revision": commit,
-        "wall_s": walls,
-        "speedup": round(min(walls["baseline"]) / min(walls["this_checkout"]), 3),
+        "twin_alone": round(1e6 * twin["wall_s"] / twin["messages"], 1),
+        "core_added": round(1e6 * (run["wall_s"] - twin["wall_s"]) / run["messages"], 1),
     }
 
 
-def _per_message(core: dict, null: dict) -> dict:
-    """Wall microseconds per message: what the wall target allows, the twin alone (the null
-    target) and what the core adds to it."""
-    messages = core["messages"]
+def _side_by_side(revision: str, overrides: list[str], repeat: int) -> dict:
+    """This checkout's run and twin beside `revision`'s, alternating which goes first."""
+    with tempfile.TemporaryDirectory() as work:
+        sources = {"this_checkout": ROOT, "baseline": Path(work) / "baseline"}
+        commit = export_packages(revision, sources["baseline"], "integration", "sim")
+        found: dict[str, dict[str, list[dict]]] = {
+            side: {"run": [], "twin": []} for side in sources
+        }
+        for turn in range(repeat):
+            for side in list(sources) if turn % 2 else list(reversed(sources)):
+                for variant in ("run", "twin"):
+                    figures = _in_subprocess(variant, overrides, sources[side])
+                    found[side][variant].append(figures)
+    best = {
+        side: {variant: min(runs, key=lambda r: r["wall_s"]) for variant, runs in kinds.items()}
+        for side, kinds in found.items()
+    }
+    per_message = {side: _per_message(b["run"], b["twin"]) for side, b in best.items()}
+    ours, theirs = per_message["this_checkout"], per_message["baseline"]
     return {
-        "allowed_at_target": round(1e6 * TARGETS["wall_s_max"] / messages, 1),
-        "twin_alone": round(1e6 * null["wall_s"] / null["messages"], 1),
-        "core_added": round(1e6 * (core["wall_s"] - null["wall_s"]) / messages, 1),
+        "baseline_revision": commit,
+        "wall_s": {
+            side: {v: [r["wall_s"] for r in runs] for v, runs in kinds.items()}
+            for side, kinds in found.items()
+        },
+        "messages": {side: b["run"]["messages"] for side, b in best.items()},
+        "speedup": round(
+            best["baseline"]["run"]["wall_s"] / best["this_checkout"]["run"]["wall_s"], 3
+        ),
+        "per_message_us": per_message,
+        "per_message_ratio": {part: round(ours[part] / theirs[part], 3) for part in ours},
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--variant", choices=("core", "null", "3day"))
+    parser.add_argument("--variant", choices=VARIANTS)
     parser.add_argument("--baseline", metavar="REV", help="a git revision to run beside")
     parser.add_argument("--baseline-horizon", default="6d")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     if args.variant:
         extra = ["horizon=3d"] if args.variant == "3day" else []
         print(json.dumps(_variant(args.variant, [*args.overrides, *extra])))
         return
-    core = _in_subprocess("core", args.overrides)
-    null = _in_subprocess("null", args.overrides)
-    three_days = _in_subprocess("3day", args.overrides)
+    figures = {name: _in_subprocess(name, args.overrides) for name in VARIANTS}
+    run, twin, three_days = (figures[name] for name in VARIANTS)
     report = {
         "scenario": SCENARIO.name,
-        "core": core,
-        "null_target": null,
-        "three_days": three_days,
-        "core_share_of_wall": round(1 - null["wall_s"] / core["wall_s"], 3),
-        "rss_ratio_full_to_3_days": round(core["peak_rss_mb"] / three_days["peak_rss_mb"], 2),
-        "per_message_us": _per_message(core, null),
+        "revision": source_revision("integration", "sim"),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
+        **figures,
+        "rss_ratio_full_to_3_days": round(run["peak_rss_mb"] / three_days["peak_rss_mb"], 2),
+        "per_message_us": {
+            "allowed_at_target": round(1e6 * TARGETS["wall_s_max"] / run["messages"], 1),
+            **_per_message(run, twin),
+        },
         "targets": TARGETS,
     }
     if args.baseline:
@@ -117,6 +186,7 @@ def main() -> None:
             "horizon": args.baseline_horizon,
             **_side_by_side(args.baseline, horizon, args.repeat),
         }
+    report["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(report, indent=2))
 
 
