@@ -19,9 +19,10 @@ What is measured, each run on a fresh topology prefix and (for the core) a fresh
   of whatever arrived, up to the prefetch, no database) draining what was published;
   end_to_end: that consumer running while this process publishes, messages / (last ack -
   first publish). `floor.end_to_end` is the floor the targets compare with (the issue's).
-  end_to_end_with_outcomes (diagnostic): the same consumer also publishing one confirmed
-  outcome per message before its acks, and this process reading them: everything the broker
-  path of `twin consume` does, without the core and the database.
+  end_to_end_with_outcomes (diagnostic): the same consumer also publishing its group's
+  outcomes as one confirmed batch before its acks, and this process reading them: the broker
+  path of `twin consume` (which publishes a batch per routing key), without the core and the
+  database.
 * http_batch_postgres: the same mix through `twin serve`'s batch endpoint (500 per request,
   2 in flight), with service_throughput.py's helpers, back-pressure off: the synchronous
   path's best rate.
@@ -124,8 +125,9 @@ async def measure_floor(timed, queues: int, prefetch: int, tmp: Path) -> dict:
 
 
 async def floor_with_outcomes(timed, queues: int, prefetch: int, tmp: Path) -> float:
-    """The floor's consumer publishing one confirmed outcome per message before its acks, and
-    this process reading them: the broker work of `twin consume`'s path without the core."""
+    """The floor's consumer publishing each group's outcomes as one confirmed batch before its
+    acks, and this process reading them: the broker work of `twin consume`'s path without
+    the core."""
     topology = fresh_topology(queues)
     try:
         consumer = start_floor_consumer(topology, len(timed), prefetch, tmp, outcomes=True)

@@ -1,12 +1,14 @@
 """`twin consume`: the core as a RabbitMQ consumer (topology in `topology.py`).
 
-One channel with a prefetch of P consumes every inbound queue. Whatever has arrived (up to P
-deliveries) is one group: submitted with one `Core.submit_many` on the core's own thread, each
-message authorised as the sender its AMQP `user_id` maps to (the broker refuses a publish
-whose `user_id` is not the publishing connection's user, so it is an authenticated origin).
-Only after the store has committed are the outcomes published to the outcomes exchange and
-the rejected deliveries to the dead-letter exchange, every publish confirmed by the broker,
-and only then is the group acked. A crash anywhere before the ack redelivers the group: the
+One channel with a prefetch of P consumes every inbound queue (its deliveries read straight
+from aiormq: `deliveries.py`). Whatever has arrived (up to P deliveries) is one group:
+submitted with one `Core.submit_many` on the core's own thread, each message authorised as
+the sender its AMQP `user_id` maps to (the broker refuses a publish whose `user_id` is not
+the publishing connection's user, so it is an authenticated origin).
+Only after the store has committed are the outcomes published to the outcomes exchange, one
+message per routing key holding that key's outcomes of the group (`replies.py`), and each
+rejected delivery to the dead-letter exchange, every publish confirmed by the broker, and
+only then is the group acked. A crash anywhere before the ack redelivers the group: the
 core answers DUPLICATE for what it had committed, and the replies go out again. While one
 group's replies are being confirmed, the next group is already being submitted (the core
 works while the event loop waits on the broker); groups are acked in order, and a failed
@@ -38,18 +40,15 @@ from dataclasses import dataclass, field
 from datetime import UTC
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractConnection,
-    AbstractExchange,
-    AbstractIncomingMessage,
-)
+import aiormq.abc
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
+from integration.broker.deliveries import Delivery, ack_up_to, settle, subscribe
 from integration.broker.metrics import ConsumerMetrics
 from integration.broker.replies import (
     Reply,
     dead_letter_reply,
-    outcome_reply,
+    outcome_batches,
     unauthorised_reply,
 )
 from integration.broker.topology import HEADER_CODE, Topology
@@ -102,17 +101,18 @@ class _ConnectionLost(Exception):
 
 @dataclass
 class _Session:
-    """One connection's channels: deliveries arrive in `inbox`; replies go out confirmed."""
+    """One connection's channels: deliveries arrive in `inbox` from `consuming` (aiormq's
+    channel of `declaring`); replies go out confirmed."""
 
     connection: AbstractConnection
-    consuming: AbstractChannel
+    declaring: AbstractChannel
+    consuming: aiormq.abc.AbstractChannel
     outcomes: AbstractExchange
     dead: AbstractExchange
-    inbox: asyncio.Queue[AbstractIncomingMessage]
+    inbox: asyncio.Queue[Delivery]
     lost: asyncio.Event
     finishing: asyncio.Future | None = None  # the previous group's replies and ack
-    subscribed: list[tuple] = field(default_factory=list)  # (queue, consumer tag)
-    queue_of: dict[str, str] = field(default_factory=dict)  # consumer tag -> queue name
+    subscribed: list[str] = field(default_factory=list)  # consumer tags
 
 
 class Consumer:
@@ -173,8 +173,8 @@ class Consumer:
             while not self._stopping.is_set():
                 await self._handle(await self._next_group(session), session)
             tasks[-1].cancel()  # subscribes to nothing more
-            for queue, tag in session.subscribed:
-                await queue.cancel(tag)
+            for tag in session.subscribed:
+                await session.consuming.basic_cancel(tag)
             await self._handle(_drained(session.inbox, self.options.prefetch), session)
             await self._finished(session)
         finally:
@@ -187,12 +187,7 @@ class Consumer:
     @staticmethod
     async def _subscribe(names: tuple[str, ...], session: _Session) -> None:
         for name in names:
-            queue = await session.consuming.get_queue(name, ensure=False)
-            # aiormq and aio-pika start a task per delivery in arrival order and `put`
-            # on an unbounded queue never waits: the inbox keeps the delivery order.
-            tag = await queue.consume(session.inbox.put)
-            session.queue_of[tag] = name
-            session.subscribed.append((queue, tag))
+            session.subscribed.append(await subscribe(session.consuming, name, session.inbox))
 
     async def _stand_by(self, names: tuple[str, ...], session: _Session) -> None:
         """After the standby delay, subscribe to the peers' queues: active for none of them
@@ -227,14 +222,15 @@ class Consumer:
         lost = asyncio.Event()
         connection.close_callbacks.add(lambda *_: lost.set())
         try:
-            consuming = await connection.channel(publisher_confirms=False)
-            await consuming.set_qos(prefetch_count=self.options.prefetch)
-            await self.options.topology.declare(consuming)
+            declaring = await connection.channel(publisher_confirms=False)
+            await declaring.set_qos(prefetch_count=self.options.prefetch)
+            await self.options.topology.declare(declaring)
             publishing = await connection.channel(publisher_confirms=True, on_return_raises=True)
             topology = self.options.topology
             return _Session(
                 connection,
-                consuming,
+                declaring,
+                await declaring.get_underlay_channel(),
                 await publishing.get_exchange(topology.outcomes, ensure=False),
                 await publishing.get_exchange(topology.dead, ensure=False),
                 asyncio.Queue(),
@@ -244,7 +240,7 @@ class Consumer:
             await connection.close()
             raise
 
-    async def _next_group(self, session: _Session) -> list[AbstractIncomingMessage]:
+    async def _next_group(self, session: _Session) -> list[Delivery]:
         """What has arrived, up to the prefetch, once something has; [] when stopping."""
         if session.inbox.empty():
             arrival = asyncio.ensure_future(session.inbox.get())
@@ -266,7 +262,7 @@ class Consumer:
             return [arrival.result(), *_drained(session.inbox, self.options.prefetch - 1)]
         return _drained(session.inbox, self.options.prefetch)
 
-    async def _handle(self, group: list[AbstractIncomingMessage], session: _Session) -> None:
+    async def _handle(self, group: list[Delivery], session: _Session) -> None:
         """Submit the group in one transaction; then, once the previous group is finished,
         publish this one's replies and ack it in the background (`_finish`)."""
         if not group:
@@ -274,11 +270,10 @@ class Consumer:
         if self.options.crash_on is not None:
             self._crash_on_poison(group)
         self.metrics.redeliveries.inc(sum(1 for delivery in group if delivery.redelivered))
-        by_queue = Counter(session.queue_of.get(d.consumer_tag or "", "") for d in group)
-        for queue, count in by_queue.items():
+        for queue, count in Counter(delivery.queue for delivery in group).items():
             self.metrics.queue_deliveries.labels(queue).inc(count)
         if self.options.ack_before_commit:
-            await group[-1].ack(multiple=True)
+            await ack_up_to(session.consuming, group[-1])
         senders = [self._sender_of(delivery) for delivery in group]
         submitted = [(d, s) for d, s in zip(group, senders, strict=True) if s is not None]
         results = await asyncio.get_running_loop().run_in_executor(
@@ -286,35 +281,39 @@ class Consumer:
         )
         self._observe(submitted, results)
         replies = [unauthorised_reply(d) for d, s in zip(group, senders, strict=True) if s is None]
-        failed = []
+        failed, answered = [], []
         for (delivery, sender), result in zip(submitted, results, strict=True):
             if isinstance(result, BaseException):
                 failed.append(delivery)
-            else:
-                replies.extend(self._replies(result, delivery, sender))
+                continue
+            answered.append((result, delivery, sender.source.value))
+            dead = dead_letter_reply(result, delivery, sender.source.value)
+            if dead is not None:
+                replies.append(dead)
+        replies.extend(outcome_batches(answered))
         await self._finished(session)  # acks stay in group order
         session.finishing = asyncio.ensure_future(self._finish(group, replies, failed, session))
 
-    def _crash_on_poison(self, group: list[AbstractIncomingMessage]) -> None:
+    def _crash_on_poison(self, group: list[Delivery]) -> None:
         """The test-only poison (`ConsumerOptions.crash_on`): exit as a segfault would."""
         for delivery in group:
             if self.options.crash_on in delivery.body:
-                count = (delivery.headers or {}).get("x-delivery-count", 0)
+                count = delivery.headers.get("x-delivery-count", 0)
                 _log.error("poison %s, x-delivery-count %s: exiting", delivery.message_id, count)
                 logging.shutdown()  # the line above reaches the log; nothing else runs
                 os._exit(CRASH_EXIT_CODE)
 
     async def _finish(
         self,
-        group: list[AbstractIncomingMessage],
+        group: list[Delivery],
         replies: list[Reply],
-        failed: list[AbstractIncomingMessage],
+        failed: list[Delivery],
         session: _Session,
     ) -> None:
         """Publish the replies, each confirmed, then ack the group (the failed excepted)."""
         await asyncio.gather(*(self._publish(reply, session) for reply in replies))
         if not self.options.ack_before_commit:
-            await _settle(group, failed)
+            await settle(session.consuming, group, failed)
         self._backoff = self.options.first_backoff_s  # this session works: start again short
 
     @staticmethod
@@ -324,13 +323,11 @@ class Consumer:
             finishing, session.finishing = session.finishing, None
             await finishing
 
-    def _sender_of(self, delivery: AbstractIncomingMessage) -> Sender | None:
+    def _sender_of(self, delivery: Delivery) -> Sender | None:
         key = self.keys.named(delivery.user_id) if delivery.user_id else None
         return key.sender if key is not None else None
 
-    def _observe(
-        self, submitted: list[tuple[AbstractIncomingMessage, Sender]], results: list
-    ) -> None:
+    def _observe(self, submitted: list[tuple[Delivery, Sender]], results: list) -> None:
         committed_at = self.clock.now()
         self.metrics.groups.observe(len(submitted))
         for (delivery, _sender), result in zip(submitted, results, strict=True):
@@ -340,14 +337,6 @@ class Consumer:
                 sent = delivery.timestamp
                 sent = sent if sent.tzinfo else sent.replace(tzinfo=UTC)
                 self.metrics.lag.observe(max(0.0, (committed_at - sent).total_seconds()))
-
-    def _replies(
-        self, outcome: Outcome, delivery: AbstractIncomingMessage, sender: Sender
-    ) -> list[Reply]:
-        source = sender.source.value
-        dead = dead_letter_reply(outcome, delivery, source)
-        replies = [outcome_reply(outcome, delivery, source)]
-        return replies if dead is None else [*replies, dead]
 
     async def _publish(self, reply: Reply, session: _Session) -> None:
         """Publish and wait for the broker's confirm (a nack or a return raises)."""
@@ -377,19 +366,7 @@ class Consumer:
             _log.info("queue depth polling stopped: %s", error)
 
 
-async def _settle(group: list[AbstractIncomingMessage], failed: list) -> None:
-    """Ack the group, the failed deliveries excepted: those go back to their queue."""
-    if not failed:
-        await group[-1].ack(multiple=True)  # the group is every unacked delivery up to it
-        return
-    for delivery in failed:
-        await delivery.nack(requeue=True)
-    for delivery in group:
-        if delivery not in failed:
-            await delivery.ack()
-
-
-def _drained(inbox: asyncio.Queue, limit: int) -> list[AbstractIncomingMessage]:
+def _drained(inbox: asyncio.Queue, limit: int) -> list[Delivery]:
     group = []
     while len(group) < limit and not inbox.empty():
         group.append(inbox.get_nowait())

@@ -5,7 +5,8 @@
         │       └─(delivery limit passed)─▶ {prefix}.dead   at-least-once dead-lettering
     consumer ──(the core rejected it: code and problems in headers)──▶ {prefix}.dead   fanout
         └──▶ {prefix}.dead   quorum queue: every dead letter, once
-    consumer ──(routing key: STATUS.MessageType)──▶ {prefix}.outcomes   topic exchange
+    consumer ──(routing key: STATUS.MessageType; a group's outcomes of that key in one
+                message, a JSON list: `replies.py`)──▶ {prefix}.outcomes   topic exchange
 
 A stream (a work order's messages from one source) always hashes to the same queue, and a
 queue has one active consumer at a time, so a stream's messages reach the core in the order
@@ -27,6 +28,7 @@ __all__ = [
     "HEADER_REASON",
     "HEADER_DEAD_LETTER_ID",
     "HEADER_SOURCE",
+    "HEADER_COUNT",
 ]
 
 HEADER_CODE = "x-mfg-code"  # the core's error code of a dead letter
@@ -34,6 +36,7 @@ HEADER_PROBLEMS = "x-mfg-problems"  # its problems, as JSON text
 HEADER_REASON = "x-mfg-reason"  # rejected | unauthorised | delivery-limit
 HEADER_DEAD_LETTER_ID = "x-mfg-dead-letter-id"  # the core's dead letter, for replay
 HEADER_SOURCE = "x-mfg-source"  # the source system the consumer authenticated
+HEADER_COUNT = "x-mfg-outcomes"  # how many outcomes a batch on the outcomes exchange holds
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@ the source's key in the keys file `twin serve` reads (password: the key), so the
 authenticates the source by RabbitMQ's validated `user_id`. The body is the envelope's JSON,
 byte for byte what `twin load` posts over HTTP.
 
-Outcomes come back on an exclusive queue bound to `{prefix}.outcomes` (every routing key).
+Outcomes come back on an exclusive queue bound to `{prefix}.outcomes` (every routing key), in
+batches: one message per routing key and consumer group, its body the JSON list of
+{message_id, correlation_id, source, outcome}; every outcome of a batch is heard when it comes.
 A delivery's latency runs from its scheduled send time to its outcome (corrected for
 coordinated omission); it counts as late when its publish is confirmed more than `late_after`
 after that time. A broker holds what it confirmed, so a confirmed message is never published
@@ -137,8 +139,9 @@ class AmqpPublisher:
 
 
 class OutcomeReader:
-    """Outcomes from the outcomes exchange, each handed at once, in the broker's order, to
-    `on_outcome(message_id, outcome, heard)` (`heard` on the event loop's clock)."""
+    """Outcomes from the outcomes exchange, each handed at once, in the broker's order (a
+    batch's in its order), to `on_outcome(message_id, outcome, heard)` (`heard` on the event
+    loop's clock, the batch's)."""
 
     def __init__(self, target: str, user: SourceUser | None, topology: Topology) -> None:
         self.url = target if user is None else user_url(target, user)
@@ -165,9 +168,9 @@ class OutcomeReader:
     async def _on_message(self, message: Any) -> None:
         now = asyncio.get_running_loop().time()
         self.last_heard = now
-        self.heard += 1
-        outcome = outcome_from(json.loads(message.body))
-        self.on_outcome(message.message_id or outcome.message_id or "", outcome, now)
+        for answer in json.loads(message.body):
+            self.heard += 1
+            self.on_outcome(answer["message_id"] or "", outcome_from(answer["outcome"]), now)
 
     async def close(self) -> None:
         if self._connection is not None:

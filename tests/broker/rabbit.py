@@ -25,7 +25,8 @@ import aio_pika
 import pytest
 
 from integration import Envelope
-from integration.broker import Topology, routing_key
+from integration.broker import Topology, outcome_routing_key, routing_key
+from integration.broker.topology import HEADER_COUNT
 from tests.integration.served import KEYS
 
 HOST = os.environ.get("MFG_TWIN_AMQP_HOST", "127.0.0.1:5672")
@@ -148,15 +149,16 @@ class Delivered:
 
 
 class Rabbit:
-    """A topology of its own (a unique prefix), a tap queue on its outcomes exchange, and
-    everything deleted by `cleanup`."""
+    """A topology of its own (a unique prefix), a tap queue on its outcomes exchange (each
+    message there a batch: `integration/broker/replies.py`), and everything deleted by
+    `cleanup`."""
 
     def __init__(self, queues: int = 4, delivery_limit: int = 5) -> None:
         prefix = f"t-{uuid.uuid4().hex[:10]}"
         self.topology = Topology(prefix=prefix, queues=queues, delivery_limit=delivery_limit)
         self.tap = f"{self.topology.prefix}.tap"
         self.extra_queues: list[str] = []
-        self.outcomes: list[Delivered] = []  # everything read from the tap so far
+        self.answers: list[dict] = []  # every batch item read from the tap so far
 
     def declare(self) -> Rabbit:
         async def declare() -> None:
@@ -248,18 +250,29 @@ class Rabbit:
 
         _run(publish())
 
-    def read_tap(self) -> list[Delivered]:
-        """Outcomes published since the last read (all of them stay in `outcomes`)."""
+    def read_tap(self) -> None:
+        """Read the batches published since the last read into `answers` (message_id,
+        correlation_id, source, outcome), each batch checked: routed by its outcomes' key,
+        counted in its header."""
         new = self.drain(self.tap)
-        self.outcomes.extend(new)
-        return new
+        for batch in new:
+            items = batch.json()
+            keys = {outcome_routing_key(a["outcome"]["status"], a["outcome"]["message_type"])
+                    for a in items}  # fmt: skip
+            assert keys == {batch.routing_key}, f"{batch.routing_key} holds outcomes of {keys}"
+            assert batch.headers[HEADER_COUNT] == len(items)
+            self.answers.extend(items)
+
+    @property
+    def outcomes(self) -> list[dict]:
+        """Every outcome read so far, in the order published."""
+        return [answer["outcome"] for answer in self.answers]
 
     def by_message(self) -> dict[str, list[dict]]:
         """Every outcome read so far, by message id, in the order published."""
         found: dict[str, list[dict]] = {}
-        for delivered in self.outcomes:
-            outcome = delivered.json()
-            found.setdefault(outcome["message_id"], []).append(outcome)
+        for answer in self.answers:
+            found.setdefault(answer["message_id"], []).append(answer["outcome"])
         return found
 
     def wait_outcomes(

@@ -87,6 +87,11 @@ def test_poison_messages_reach_the_dead_letter_queue_once_and_replay_after_the_f
     assert rejected.correlation_id == f"corr-{nowhere.message_id}"
     assert sum(rabbit.ready().values()) == 0, "nothing left to redeliver"
     assert [o["status"] for o in rabbit.by_message()[nowhere.message_id]] == ["REJECTED"]
+    rabbit.wait_outcomes(["poison-1"], statuses=("REJECTED",))  # unreadable: the delivery's id
+    answers = {answer["message_id"]: answer for answer in rabbit.answers}
+    for message_id, source in ((nowhere.message_id, "WMS"), ("poison-1", "MES")):
+        assert answers[message_id]["correlation_id"] == f"corr-{message_id}"
+        assert answers[message_id]["source"] == source
     assert consumer.metric('mfg_twin_broker_dead_lettered_total{code="UNKNOWN_LOCATION"}') == 1
 
     # The held receipt was acked: the item's creation releases it, in its own outcome.
