@@ -89,12 +89,15 @@ class ParsedPayload(NamedTuple):
     """The result of reading a raw payload: an envelope, or the problems that stopped it.
 
     `raw` is the payload as stored: its text, or (`raw_encoding` "base64") the base64 of its
-    exact bytes when they are not UTF-8 text without NUL (see `integration.text`)."""
+    exact bytes when they are not UTF-8 text without NUL (see `integration.text`). `digest`
+    is the envelope's `payload_hash` when reading it gave that for free (an envelope given as
+    an object is serialised once, for both), else ""."""
 
     raw: str
     envelope: Envelope | None
     problems: tuple[Problem, ...] = ()
     raw_encoding: str = TEXT
+    digest: str = ""
 
 
 _QUANTITY_ERRORS = {
@@ -191,7 +194,7 @@ def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPay
     if isinstance(payload, Envelope):
         text = _envelope_text(payload)
         if text is not None:
-            return ParsedPayload(raw=text, envelope=payload)
+            return ParsedPayload(raw=text, envelope=payload, digest=_digest_of_text(payload, text))
         payload = payload.model_dump()  # built unvalidated: read again, to refuse it
     raw, encoding = encode_raw(_dict_text(payload) if isinstance(payload, dict) else payload)
     if encoding != TEXT:
@@ -240,8 +243,26 @@ def payload_hash(envelope: Envelope) -> str:
     """
     message = envelope.message
     body = type(message).__pydantic_serializer__.to_json(message)  # model_dump_json(), as bytes
+    return _digest(body, envelope)
+
+
+def _digest(body: bytes, envelope: Envelope) -> str:
     stamp = envelope.occurred_at.isoformat().encode()
     return hashlib.sha256(body + b"|" + stamp).hexdigest()[:32]
+
+
+# The message is the envelope's last field: its JSON ends `,"message":BODY}`. No string before
+# it can hold `,"` (JSON escapes every quote in a string), so the first match is the key.
+_MESSAGE_KEY = ',"message":'
+
+
+def _digest_of_text(envelope: Envelope, text: str) -> str:
+    """`payload_hash` of an envelope from its own JSON (`model_dump_json`): the message body
+    is there already, serialised as `payload_hash` would serialise it again."""
+    at = text.find(_MESSAGE_KEY)
+    if at < 0 or not text.endswith("}"):
+        return payload_hash(envelope)
+    return _digest(text[at + len(_MESSAGE_KEY) : -1].encode(), envelope)
 
 
 _ID_FIELDS = ("plant", "item", "work_order", "lot", "supplier", "period")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 
 from pydantic import ValidationError
@@ -74,13 +74,16 @@ class Pipeline(Steps):
     def _in_transaction(self) -> bool:
         return self._transaction_thread == threading.get_ident()
 
-    @contextmanager
-    def caught_up(self) -> Iterator[None]:
+    def caught_up(self) -> AbstractContextManager[None]:
         """Under the writer lock, with the books caught up with other writers' commits. Inside
-        this thread's transaction, already so: it holds the lock, nobody else can commit."""
+        this thread's transaction, already so: it holds the lock, nobody else can commit (and
+        a message's delivery, which asks twice, pays for no generator)."""
         if self._in_transaction():
-            yield
-            return
+            return nullcontext()
+        return self._locked_and_synced()
+
+    @contextmanager
+    def _locked_and_synced(self) -> Iterator[None]:
         with self.store.exclusive():
             self.sync()
             yield
@@ -109,7 +112,10 @@ class Pipeline(Steps):
             return self._dead_letter_unreadable(
                 parsed.raw, parsed.problems, raw_encoding=parsed.raw_encoding
             )
-        return self._run(Attempt(parsed.envelope, parsed.raw, self.clock.now(), sender=sender))
+        attempt = Attempt(
+            parsed.envelope, parsed.raw, self.clock.now(), sender=sender, digest=parsed.digest
+        )
+        return self._run(attempt)
 
     def _forget(self) -> None:
         """Drop the in-memory books (ahead of a store that rolled back): the next step
@@ -190,8 +196,9 @@ class Pipeline(Steps):
                 parsed.raw, parsed.problems, dead_letter.id, parsed.raw_encoding
             )
         env = parsed.envelope
+        digest = payload_hash(env)
         record = self.store.inbox_record(env.message_id, str(env.source_system))
-        if record is not None and record.payload_hash != payload_hash(env):
+        if record is not None and record.payload_hash != digest:
             record = None  # the dead letter's message id was taken by another payload
         if record is not None and record.status is InboxStatus.POSTED:
             self._write(Commit(resolved_dead_letter=dead_letter.id, resolution="resolved"))
@@ -204,13 +211,16 @@ class Pipeline(Steps):
             seq_consumed=record is not None and record.code not in PARKED,
             dead_letter=dead_letter,
             sender=Sender(SourceSystem(dead_letter.sender)) if dead_letter.sender else None,
+            digest=digest,
         )
 
     def _expire_holds(self, older_than: timedelta | None = None) -> list[Outcome]:
-        outcomes = []
+        outcomes: list[Outcome] = []
         now = self.clock.now()
         if older_than is None:
             expired, why = self.holds.expired(now), "held past the hold timeout"
+            if not expired:  # the common case, asked twice per delivery (caller, then submit)
+                return outcomes
         else:
             seconds = older_than.total_seconds()
             expired = self.holds.held_for(now, older_than)

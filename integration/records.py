@@ -30,6 +30,7 @@ from integration.validation import Sender
 __all__ = [
     "Attempt",
     "identity_of",
+    "digest_of",
     "outcome_of_record",
     "message_ids",
     "entry_write",
@@ -49,11 +50,17 @@ class Attempt(NamedTuple):
     seq_consumed: bool = False  # its sequence number was used by an earlier terminal outcome
     dead_letter: DeadLetter | None = None  # set when replaying
     sender: Sender | None = None  # who an authenticated channel says sent it
+    digest: str = ""  # the envelope's payload hash, when reading it gave that (ParsedPayload)
 
 
 def identity_of(env: Envelope) -> Identity:
     """What the inbox keeps unique of a message: its id in its source, its key in its type."""
     return Identity(str(env.source_system), env.message_id, env.message.type, env.idempotency_key)
+
+
+def digest_of(attempt: Attempt) -> str:
+    """The attempt's payload hash: the one reading its payload gave, or computed now."""
+    return attempt.digest or payload_hash(attempt.envelope)
 
 
 def outcome_of_record(record: InboxRecord) -> Outcome:
@@ -115,7 +122,7 @@ def inbox_write(
     return InboxWrite(
         env.message_id,
         env.idempotency_key,
-        payload_hash(env),
+        digest_of(attempt),
         env.message.type,
         str(env.source_system),  # its value, as a plain str
         env.stream,
@@ -131,6 +138,7 @@ def inbox_write(
         late,
         unique,
         attempt.inbox_id,
+        env.correlation_id,
     )
 
 

@@ -12,7 +12,7 @@ from collections import deque
 from datetime import datetime
 
 from integration.clock import Clock
-from integration.envelope import Envelope, business_ids, payload_hash
+from integration.envelope import Envelope, business_ids
 from integration.errors import ErrorCode, MessageRejected, Problem
 from integration.holds import HeldMessage, HoldIndex
 from integration.ledger import imbalances, out_of_range
@@ -20,6 +20,7 @@ from integration.outcome import Outcome, Status
 from integration.records import (
     Attempt,
     dead_letter_write,
+    digest_of,
     entry_write,
     identity_of,
     inbox_write,
@@ -189,7 +190,7 @@ class Steps:
         identity = identity_of(env)
         same_id = (found.source_system, found.message_id) == identity[:2]
         same_key = (found.message_type, found.idempotency_key) == identity[2:]
-        if found.payload_hash != payload_hash(env) or (same_id and not same_key):
+        if found.payload_hash != digest_of(attempt) or (same_id and not same_key):
             problem = Problem(
                 ErrorCode.IDEMPOTENCY_CONFLICT,
                 f"{found.message_id}/{found.idempotency_key} was first seen with "

@@ -103,6 +103,7 @@ class InboxWrite(NamedTuple):
     late: bool = False
     unique: bool = True  # False only with idempotency switched off (negative controls)
     inbox_id: int | None = None  # set: update that record instead of inserting
+    correlation_id: str = ""  # the envelope's, which a correlation's story is found by
 
 
 class EntryWrite(NamedTuple):
@@ -138,7 +139,7 @@ class DeadLetter:
     created_at: datetime
     updated_at: datetime
     raw_encoding: str = TEXT  # "base64": `raw` is the base64 of bytes that are not text
-    correlation_id: str = ""  # the envelope's, when the raw payload is a JSON object
+    correlation_id: str = ""  # the raw payload's, when it is a JSON object that has one
 
     def raw_bytes(self) -> bytes:
         """The payload exactly as it was received."""
@@ -297,7 +298,8 @@ class LedgerStore(Protocol):
         """Every dependency an open dead letter waits for, sorted."""
 
     def correlated(self, correlation_id: str) -> list[InboxRecord]:
-        """The inbox records whose envelope carries this correlation id, oldest first."""
+        """The inbox records whose envelope carries this correlation id, oldest first
+        (an indexed column, filled on write)."""
 
     def entry_summaries(self, inbox_ids: Iterable[int]) -> list[EntrySummary]:
         """The journal entries these inbox records posted, in order."""

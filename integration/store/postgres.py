@@ -29,7 +29,12 @@ from integration.store.base import (
     DuplicateDelivery,
     Identity,
 )
-from integration.store.migrations import POSTGRES_MIGRATIONS, announce_upgrade, migration_steps
+from integration.store.migrations import (
+    POSTGRES_MIGRATIONS,
+    announce_upgrade,
+    migration_steps,
+    run_step,
+)
 from integration.store.postgres_batch import DeferredBatch
 from integration.store.postgres_writes import PostgresWrites
 from integration.store.schema import POSTGRES_SCHEMA, SCHEMA_VERSION
@@ -179,9 +184,13 @@ class PostgresStore(SqlReads, PostgresWrites):
         if steps:
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("writer", schema),))
         for step in steps:
-            for statement in step:
-                self._db.execute(statement)
+            run_step(step, self._migration_sql)
             self.upgraded_from = version
+
+    def _migration_sql(self, sql: str, params: tuple) -> list[tuple]:
+        """A migration's statement (`?` placeholders) and its rows, if it has any."""
+        cursor = self._db.execute(_pg_sql(sql), params)
+        return cursor.fetchall() if cursor.description else []
 
     def schema_version(self) -> int:
         return int(self._one("SELECT value FROM meta WHERE key = 'schema_version'"))

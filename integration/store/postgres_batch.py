@@ -2,41 +2,33 @@
 
 Written one statement at a time, a batch of postings cost a round trip per statement per
 message (savepoint, inbox, entry, stream position, release), and the service spent half its
-time waiting on PostgreSQL. Inside a batch, the rows of inbox records, journal entries, their
-lines, stock moves, stock exceptions and stream positions are instead kept here and sent
-together, one statement (`_FLUSH`, the rows as jsonb arrays) for every `_CHUNK` messages, for
-what is left when the batch ends, and before anything else touches the database. A batch
-expected to be larger than a chunk runs in pipeline mode: the server writes one chunk while
-the core decides the next. Every batch's last rows go with its COMMIT, in one round trip, and
-its opening query with the BEGIN. What a commit must answer at once is known without asking the
-server:
+time waiting on PostgreSQL. Inside a batch, the rows are instead kept (deferred.py: what is
+kept, and how a commit is answered without asking) and sent together, one statement (`_FLUSH`,
+the rows as jsonb arrays) for every group of `_CHUNK` messages, for what is left
+when the batch ends, and before anything else touches the database. A batch expected to be
+larger than a group runs in pipeline mode: the server writes one group while the core decides
+the next. Every batch's last rows go with its COMMIT, in one round trip, and its opening query
+(MAX(applied_seq), blocks of ids, the expected identities present) with the BEGIN.
 
-* ids: inbox and journal entry ids are drawn from their identity sequences in blocks, as many
-  as the batch has messages. Ids a block does not use are skipped, as PostgreSQL skips the
-  ids of rolled-back inserts: ids are unique and increase in commit order, with gaps.
-* the order of effect: the batch holds the row lock that orders every writer's commits, so
-  it reads MAX(applied_seq) once and counts on from there.
-* clashes: the batch looks up the identities (`Identity`: message id per source, key per
-  message type) it was told to expect in one query when it begins, and remembers every one it
-  inserts since; a message it was not told about is looked up on its own. A clash raises
-  `DuplicateDelivery` before anything of its commit is kept, and the batch goes on, as with a
-  savepoint.
+Inbox and journal entry ids are drawn from their identity sequences in blocks, as many as the
+batch has messages. Ids a block does not use are skipped, as PostgreSQL skips the ids of
+rolled-back inserts: ids are unique and increase in commit order, with gaps.
 
-Any other failure surfaces when rows are sent or at the next answer waited for (the server
-checks the rows itself: `_FLUSH` fails when an outcome's record is missing), so it cannot be
-pinned on one commit: it marks the batch broken, every later commit and the batch's end raise,
-and the transaction rolls back.
+A failure surfaces when rows are sent or at the next answer waited for (the server checks the
+rows itself: `_FLUSH` fails when an outcome's record is missing), so it cannot be pinned on one
+commit: it marks the batch broken, every later commit and the batch's end raise, and the
+transaction rolls back.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from integration.errors import StoreError
-from integration.store.base import DuplicateDelivery, Identity
+from integration.store.base import Identity
+from integration.store.deferred import DeferredRows
 from integration.store.sql_writes import (
     ENTRY_COLUMNS,
     EXCEPTION_COLUMNS,
@@ -81,7 +73,8 @@ _CHUNK = 25  # messages whose rows are sent at a time
 _TEXT6 = ("text",) * 6
 _INBOX_TYPES = (
     "bigint", "text", "text", "smallint", "text", "text", "text", "text", "bigint", *_TEXT6, "text",
-    "timestamptz", "text", "text", "timestamptz", "timestamptz", "text", "smallint", "bigint",
+    "text", "timestamptz", "text", "text", "timestamptz", "timestamptz", "text", "smallint",
+    "bigint",
 )  # fmt: skip
 _OUTCOME_TYPES = ("text", "text", "timestamptz", "timestamptz", "text", "smallint", "bigint")
 _OUTCOME_COLUMNS = "status, code, committed_at, hold_deadline, waits_on, late, applied_seq"
@@ -121,38 +114,29 @@ SELECT CASE WHEN missing = 0 THEN 0
     ELSE ('inbox records to update are missing: ' || missing)::integer END
 FROM (SELECT %s - count(*) AS missing FROM outcomes) AS checked
 """
-_OUTCOME = slice(17, 24)  # a new inbox row's outcome columns and applied_seq, after its id
+# `DeferredRows.pending()`'s tables, in `_FLUSH`'s parameter order
+_FLUSH_ARRAYS = (
+    "inbox", "outcomes", "journal_entry", "journal_line", "stock_move", "stock_exception",
+    "stream_position",
+)  # fmt: skip
 
 
-class DeferredBatch:
-    """The rows one batch has written and not yet sent, and what it knows without asking."""
+class DeferredBatch(DeferredRows):
+    """The rows one batch has written and not yet sent (deferred.py), with PostgreSQL's ids
+    (sequence blocks), lookups and sending (`_FLUSH`)."""
 
     def __init__(self, db: psycopg.Connection, expected: Iterable[Identity]) -> None:
         """Send the batch's opening query; `opened` reads its answer. In between, the store
         collects it in the round trip that begins the transaction."""
+        super().__init__(expected)
         self.version = 0
-        self.broken = False
         self._db = db
-        expected = list(expected)
-        self._block = max(len(expected), 1)
-        self._checked_ids = {_scoped_id(identity) for identity in expected}
-        self._checked_keys = {_scoped_key(identity) for identity in expected}
-        self._taken_ids: set[tuple[str, str]] = set()
-        self._taken_keys: set[tuple[str, str]] = set()
-        params = {"n": self._block, **_asked(expected)}
+        self._block = max(len(self.expected), 1)
+        params = {"n": self._block, **_asked(self.expected)}
         # Planned anew each time: the generic plan psycopg's prepared statement would settle on
         # knows neither the batch's size nor its ids, and scans where it should look up.
         self._opening = db.execute(_BEGIN, params, prepare=False)
         self._ids: dict[str, deque[int]] = {}
-        self._new_inbox: dict[int, list] = {}  # inbox_id -> its row, until sent
-        self._outcomes: list[tuple] = []  # changes to records sent before
-        self._rows: dict[str, list[tuple]] = {
-            "journal_entry": [],
-            "journal_line": [],
-            "stock_move": [],
-            "stock_exception": [],
-        }
-        self._streams: dict[str, int] = {}
 
     def opened(self, version: int) -> None:
         """The transaction has begun at this data version: read the opening query's answer."""
@@ -163,104 +147,37 @@ class DeferredBatch:
             self._take(Identity(*found))
 
     @property
+    def chunk(self) -> int:  # type: ignore[override]
+        """New inbox records kept before they are sent (`_CHUNK`, read when asked)."""
+        return _CHUNK
+
+    @property
     def sends_in_chunks(self) -> bool:
         """Whether the batch is expected to be large enough to send its rows in chunks (in
         pipeline mode, so that the server writes while the core decides). A small batch
         sends once, at the end, and pipeline mode would only cost it time."""
-        return self._block > _CHUNK
+        return self._block > self.chunk
 
-    def check(self) -> None:
-        """Raise if an earlier write of this batch failed: nothing more may be written."""
-        if self.broken:
-            raise StoreError("an earlier write of this batch failed: the batch rolls back")
+    def _present(self, identity: Identity) -> bool:
+        found = self._db.execute(_PRESENT, _asked([identity]), prepare=False)
+        return found.fetchone() is not None
 
-    # --- what a commit adds ----------------------------------------------------------------
-    def claim(self, identity: Identity) -> None:
-        """Take a new record's message id (in its source) and idempotency key (in its type),
-        or raise `DuplicateDelivery` when the inbox (or this batch) already holds either."""
-        scoped_id, scoped_key = _scoped_id(identity), _scoped_key(identity)
-        clash = scoped_id in self._taken_ids or scoped_key in self._taken_keys
-        checked = scoped_id in self._checked_ids and scoped_key in self._checked_keys
-        if not clash and not checked:
-            found = self._db.execute(_PRESENT, _asked([identity]), prepare=False)
-            clash = found.fetchone() is not None
-        if clash:
-            raise DuplicateDelivery(f"inbox already holds the id or the key of {identity}")
-        self._take(identity)
-
-    def add_inbox(self, values: tuple, posted: bool) -> tuple[int, int | None]:
-        """A new inbox record (`INBOX_COLUMNS`); its id and place in the order of effect."""
-        if len(self._new_inbox) >= _CHUNK:
-            self.flush()
-        inbox_id, applied = self._next_id("inbox"), self._next_applied(posted)
-        self._new_inbox[inbox_id] = [inbox_id, *values, applied]
-        return inbox_id, applied
-
-    def update_inbox(self, outcome: tuple, inbox_id: int, posted: bool) -> tuple[int, int | None]:
-        """A record's outcome (`INBOX_OUTCOME`) changes; its id and place in the order of
-        effect. A record not sent yet is sent with its new outcome."""
-        applied = self._next_applied(posted)
-        unsent = self._new_inbox.get(inbox_id)
-        if unsent is None:
-            self._outcomes.append((*outcome, applied, inbox_id))
-        else:
-            unsent[_OUTCOME] = (*outcome, applied)
-        return inbox_id, applied
-
-    def add_entry(self, values: tuple) -> int:
-        """A journal entry (`ENTRY_COLUMNS`); its id, for its lines, moves and exceptions."""
-        entry_id = self._next_id("journal_entry")
-        self._rows["journal_entry"].append((entry_id, *values))
-        return entry_id
-
-    def add_rows(self, table: str, rows: list[tuple]) -> None:
-        """Lines, moves or exceptions of an entry already added."""
-        self._rows[table].extend(rows)
-
-    def add_streams(self, streams: Mapping[str, int]) -> None:
-        self._streams.update(streams)
-
-    # --- sending ---------------------------------------------------------------------------
     def flush(self) -> None:
         """Send every pending row. The server checks them (`_FLUSH` fails when an outcome's
         record is missing). A failure breaks the batch (see the module docstring); in pipeline
         mode it surfaces at the next answer waited for, at the latest the COMMIT's."""
         self.check()
-        rows = self._rows
-        if not (self._new_inbox or self._outcomes or rows["journal_entry"] or self._streams):
+        rows = self.pending()
+        if rows is None:
             return
-        arrays = (
-            list(self._new_inbox.values()),
-            self._outcomes,
-            rows["journal_entry"],
-            rows["journal_line"],
-            rows["stock_move"],
-            rows["stock_exception"],
-            list(self._streams.items()),
-        )
         # the arrays as JSON text (timestamps and quantities as strings), then the updates
-        params = [*(json.dumps(array) for array in arrays), len(self._outcomes)]
+        params = [*(json.dumps(rows[table]) for table in _FLUSH_ARRAYS), len(rows["outcomes"])]
         try:
             self._db.execute(_FLUSH, params)
         except BaseException:
             self.broken = True
             raise
-        self._new_inbox = {}
-        self._outcomes = []
-        for pending in rows.values():
-            pending.clear()
-        self._streams.clear()
-
-    # --- what the batch knows without asking -----------------------------------------------
-    def _take(self, identity: Identity) -> None:
-        self._taken_ids.add(_scoped_id(identity))
-        self._taken_keys.add(_scoped_key(identity))
-
-    def _next_applied(self, posted: bool) -> int | None:
-        if not posted:
-            return None
-        self._applied += 1
-        return self._applied
+        self._sent()
 
     def _next_id(self, table: str) -> int:
         ids = self._ids[table]
@@ -269,14 +186,6 @@ class DeferredBatch:
             block = self._db.execute(f"SELECT {_IDS.format(table, column, self._block)}")
             ids.extend(sorted(block.fetchone()[0]))
         return ids.popleft()
-
-
-def _scoped_id(identity: Identity) -> tuple[str, str]:
-    return identity.source_system, identity.message_id
-
-
-def _scoped_key(identity: Identity) -> tuple[str, str]:
-    return identity.message_type, identity.idempotency_key
 
 
 def _asked(identities: list[Identity]) -> dict[str, list[str]]:

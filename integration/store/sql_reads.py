@@ -26,9 +26,9 @@ from integration.store.base import (
     InboxStatus,
     StockBalance,
 )
-from integration.text import TEXT
+from integration.text import is_storable
 
-__all__ = ["SqlReads"]
+__all__ = ["SqlReads", "correlation_of", "stored_correlation"]
 
 _ID_COLUMNS = ("plant", "item", "work_order", "lot", "supplier", "period")
 _INBOX_COLUMNS = (
@@ -49,29 +49,26 @@ def _moment(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def _like(text: str) -> str:
-    """A LIKE pattern (escape character backslash) matching any text that contains `text`."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _json_text(correlation_id: str) -> tuple[str, list[str]]:
-    """SQL that finds raw JSON holding `correlation_id` as a string, and its parameters: the
-    id as JSON writes it with non-ASCII kept (pydantic, JavaScript) or escaped (Python's
-    default). A candidate is confirmed on the parsed payload (`correlation_of`)."""
-    forms = {json.dumps(correlation_id, ensure_ascii=flag)[1:-1] for flag in (False, True)}
-    sql = " OR ".join(["{column} LIKE ? ESCAPE '\\'"] * len(forms))
-    return f"({sql})", [_like(form) for form in sorted(forms)]
-
-
 def correlation_of(raw: str) -> str:
-    """The `correlation_id` of a raw envelope (JSON text), or "" when it has none readable."""
+    """The `correlation_id` of a raw envelope (JSON text), or "" when it has none readable:
+    what a dead letter's `correlation_id` column holds (an inbox record's is its envelope's)."""
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         return ""
     found = data.get("correlation_id") if isinstance(data, dict) else None
     return found if isinstance(found, str) else ""
+
+
+# The longest correlation id an envelope may carry (`Envelope.correlation_id`).
+_CORRELATION_LIMIT = 128
+
+
+def stored_correlation(raw: str) -> str:
+    """What the `correlation_id` columns keep of a raw envelope: its correlation id when an
+    envelope could carry it (storable text, 128 characters at most), else ""."""
+    found = correlation_of(raw)
+    return found if len(found) <= _CORRELATION_LIMIT and is_storable(found) else ""
 
 
 class SqlReads:
@@ -127,13 +124,16 @@ class SqlReads:
         return found[0] if found else None
 
     def inbox_record(self, message_id: str, source_system: str | None = None) -> InboxRecord | None:
-        if source_system is None:
-            found = self._inbox("message_id = ? ORDER BY inbox_id", (message_id,))
-        else:
-            found = self._inbox(
-                "message_id = ? AND source_system = ? ORDER BY inbox_id",
-                (message_id, source_system),
-            )
+        # Each half is one partial index's (see the schema): the records with unique ids, and
+        # those without.
+        source = "" if source_system is None else " AND source_system = ?"
+        params = (message_id,) if source_system is None else (message_id, source_system)
+        found = self._inbox(
+            "inbox_id IN (SELECT inbox_id FROM inbox WHERE unique_ids = 1 AND message_id = ?"
+            f"{source} UNION ALL SELECT inbox_id FROM inbox WHERE unique_ids = 0"
+            f" AND message_id = ?{source}) ORDER BY inbox_id LIMIT 1",
+            params * 2,
+        )
         return found[0] if found else None
 
     def held(self) -> list[InboxRecord]:
@@ -173,7 +173,7 @@ class SqlReads:
         if selection.ids:
             where.append(f"dead_letter_id IN ({', '.join('?' * len(selection.ids))})")
             params += list(selection.ids)
-        for column in ("code", "status", *_ID_COLUMNS):
+        for column in ("code", "status", *_ID_COLUMNS, "correlation_id"):
             value = getattr(selection, column)
             if value is not None:
                 where.append(f"{column} = ?")
@@ -184,23 +184,15 @@ class SqlReads:
                 " WHERE dependency = ?)"
             )
             params.append(selection.waits_on)
-        if selection.correlation_id is not None:
-            # found by text, then confirmed on the parsed payload (no JSON in portable SQL)
-            found, patterns = _json_text(selection.correlation_id)
-            where.append(f"raw_encoding = 'text' AND {found.format(column='raw')}")
-            params += patterns
         rows = self._rows(
             "SELECT dead_letter_id, message_id, idempotency_key, message_type, source_system,"
             " sender, code, problems, raw, plant, item, work_order, lot, supplier, period,"
-            " attempts, history, status, created_at, updated_at, raw_encoding"
+            " attempts, history, status, created_at, updated_at, raw_encoding, correlation_id"
             f" FROM dead_letter WHERE {' AND '.join(where)}"
             " ORDER BY dead_letter_id",
             params,
         )
-        letters = [self._dead_letter(row) for row in rows]
-        if selection.correlation_id is None:
-            return letters
-        return [one for one in letters if one.correlation_id == selection.correlation_id]
+        return [self._dead_letter(row) for row in rows]
 
     def dead_letter_counts(self) -> dict[str, int]:
         return dict(self._rows("SELECT status, COUNT(*) FROM dead_letter GROUP BY status"))
@@ -236,16 +228,12 @@ class SqlReads:
             created_at=_dt(row[18]),
             updated_at=_dt(row[19]),
             raw_encoding=row[20],
-            correlation_id=correlation_of(row[8]) if row[20] == TEXT else "",
+            correlation_id=row[21],
         )
 
     # --- a correlation id's story, and governance counts ------------------------------------
     def correlated(self, correlation_id: str) -> list[InboxRecord]:
-        found, patterns = _json_text(correlation_id)
-        candidates = self._inbox(
-            f"{found.format(column='envelope')} ORDER BY inbox_id", tuple(patterns)
-        )
-        return [one for one in candidates if correlation_of(one.envelope_json) == correlation_id]
+        return self._inbox("correlation_id = ? ORDER BY inbox_id", (correlation_id,))
 
     def entry_summaries(self, inbox_ids: Iterable[int]) -> list[EntrySummary]:
         chosen = list(inbox_ids)

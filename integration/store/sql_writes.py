@@ -1,11 +1,14 @@
 """The write side of one commit in portable SQL, shared by the SQL adapters.
 
-An adapter wraps `_write(commit)` in its transaction (or savepoint) and supplies:
+An adapter wraps `_write(commit)` in its transaction and supplies:
 `_execute(sql, params)` returning a cursor (`?` placeholders), `_executemany(sql, rows)` and
 `_HISTORY_APPEND` (the SQL expression appending one JSON event to a dead letter's history).
 Timestamps are written as ISO 8601 text and quantities as exact decimal text, which both
 SQLite and PostgreSQL (into `timestamptz` and `NUMERIC`) take as they are.
 It may override `_insert_entry` where its driver knows the new row's id without `RETURNING`.
+Inside a batch (`_deferred` set), new inbox records, their outcomes, journal entries with their
+rows and stream positions go to the batch's `DeferredRows` instead (deferred.py), which the
+adapter sends together; the rest (dead letters) is written at once, after what is pending.
 """
 
 from __future__ import annotations
@@ -22,42 +25,51 @@ from integration.store.base import (
     Commit,
     DeadLetterWrite,
     EntryWrite,
+    Identity,
     InboxStatus,
     InboxWrite,
 )
+from integration.store.deferred import DeferredRows
+from integration.store.sql_reads import stored_correlation
+from integration.text import TEXT
 
 __all__ = [
     "ENTRY_COLUMNS",
     "EXCEPTION_COLUMNS",
     "INBOX_COLUMNS",
+    "INBOX_OUTCOME",
     "INSERT_ENTRY",
+    "INSERT_EXCEPTION",
+    "INSERT_LINE",
+    "INSERT_MOVE",
     "LINE_COLUMNS",
     "MOVE_COLUMNS",
+    "UPSERT_STREAM",
     "SqlWrites",
-    "exception_rows",
-    "line_rows",
-    "move_rows",
+    "posting_rows",
 ]
 
 # Posting stamps the record with the next position in the order of effect; a held or rejected
 # record has none. MAX + 1 is safe: writers of one ledger are serialised (one SQLite writer;
 # PostgreSQL's data_version row lock, taken first in every commit).
 _NEXT_APPLIED = "(SELECT COALESCE(MAX(applied_seq), 0) + 1 FROM inbox)"
-_INBOX_OUTCOME = "status = ?, code = ?, committed_at = ?, hold_deadline = ?, waits_on = ?, late = ?"
+INBOX_OUTCOME = "status, code, committed_at, hold_deadline, waits_on, late"
+_SET_OUTCOME = ", ".join(f"{column} = ?" for column in INBOX_OUTCOME.split(", "))
 _UPDATE_INBOX = {
-    posted: f"UPDATE inbox SET {_INBOX_OUTCOME},"
+    posted: f"UPDATE inbox SET {_SET_OUTCOME},"
     f" applied_seq = {_NEXT_APPLIED if posted else 'NULL'}"
     " WHERE inbox_id = ? RETURNING inbox_id, applied_seq"
     for posted in (True, False)
 }
+# the outcome last: a pending row's outcome is replaced in place (deferred.py)
 INBOX_COLUMNS = (
     "message_id, idempotency_key, unique_ids, payload_hash, message_type, source_system,"
-    " stream, source_seq, plant, item, work_order, lot, supplier, period, envelope, received_at,"
-    " status, code, committed_at, hold_deadline, waits_on, late"
+    " stream, source_seq, plant, item, work_order, lot, supplier, period, envelope,"
+    f" correlation_id, received_at, {INBOX_OUTCOME}"
 )
 _INSERT_INBOX = {
     posted: f"INSERT INTO inbox ({INBOX_COLUMNS}, applied_seq)"
-    f" VALUES ({', '.join('?' * 22)}, {_NEXT_APPLIED if posted else 'NULL'})"
+    f" VALUES ({', '.join('?' * 23)}, {_NEXT_APPLIED if posted else 'NULL'})"
     " RETURNING inbox_id, applied_seq"
     for posted in (True, False)
 }
@@ -70,19 +82,20 @@ _RETURNING_ENTRY_ID = INSERT_ENTRY + " RETURNING entry_id"
 # Accounts as plain text: drivers bind an exact str without adapting a str subclass.
 _ACCOUNT_TEXT = {account: account.value for account in Account}
 LINE_COLUMNS = "entry_id, line_no, plant, account, currency, amount_minor, work_order, item"
-_INSERT_LINE = f"INSERT INTO journal_line ({LINE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+INSERT_LINE = f"INSERT INTO journal_line ({LINE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 MOVE_COLUMNS = "entry_id, plant, item, location, lot, qty, value_minor, account"
-_INSERT_MOVE = f"INSERT INTO stock_move ({MOVE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
+INSERT_MOVE = f"INSERT INTO stock_move ({MOVE_COLUMNS}) VALUES ({', '.join('?' * 8)})"
 EXCEPTION_COLUMNS = "entry_id, plant, item, location, lot, qty_after"
-_INSERT_EXCEPTION = (
+INSERT_EXCEPTION = (
     f"INSERT INTO stock_exception ({EXCEPTION_COLUMNS}) VALUES ({', '.join('?' * 6)})"
 )
 _INSERT_DEAD_LETTER = (
     "INSERT INTO dead_letter (message_id, idempotency_key, message_type, source_system, sender,"
     " code, problems, raw, plant, item, work_order, lot, supplier, period, history, created_at,"
-    f" updated_at, raw_encoding) VALUES ({', '.join('?' * 18)}) RETURNING dead_letter_id"
+    " updated_at, raw_encoding, correlation_id)"
+    f" VALUES ({', '.join('?' * 19)}) RETURNING dead_letter_id"
 )
-_UPSERT_STREAM = (
+UPSERT_STREAM = (
     "INSERT INTO stream_position VALUES (?, ?)"
     " ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq"
 )
@@ -114,10 +127,21 @@ def exception_rows(entry_id: int, exceptions) -> list[tuple]:
     ]
 
 
+def posting_rows(entry_id: int, entry: EntryWrite) -> tuple[list, list, list]:
+    """An entry's journal_line, stock_move and stock_exception rows (`POSTING_TABLES`)."""
+    lines, moves, exceptions = entry.posting
+    return (
+        line_rows(entry_id, lines),
+        move_rows(entry_id, entry.currency, moves),
+        exception_rows(entry_id, exceptions),
+    )
+
+
 class SqlWrites:
     """Everything one `Commit` writes, as SQL statements on the adapter's connection."""
 
     _HISTORY_APPEND: str
+    _deferred: DeferredRows | None = None  # the open batch's pending rows, if any
 
     def _execute(self, sql: str, params: tuple | list = ()) -> Any:
         raise NotImplementedError
@@ -175,10 +199,24 @@ class SqlWrites:
         self._execute("DELETE FROM dead_letter_wait WHERE dead_letter_id = ?", (dead_letter,))
 
     def _write_streams(self, streams: Mapping[str, int]) -> None:
-        self._executemany(_UPSERT_STREAM, sorted(streams.items()))
+        if self._deferred is None:
+            self._executemany(UPSERT_STREAM, sorted(streams.items()))
+        else:
+            self._deferred.add_streams(streams)
 
     def _write_inbox(self, row: InboxWrite) -> tuple[int, int | None]:
         posted = row.status is InboxStatus.POSTED
+        batch = self._deferred
+        if batch is not None:
+            if row.inbox_id is not None:
+                return batch.update_inbox(self._inbox_outcome(row), row.inbox_id, posted)
+            if row.unique:
+                batch.claim(
+                    Identity(
+                        row.source_system, row.message_id, row.message_type, row.idempotency_key
+                    )
+                )
+            return batch.add_inbox(self._inbox_values(row), posted)
         if row.inbox_id is not None:
             found = self._execute(
                 _UPDATE_INBOX[posted], (*self._inbox_outcome(row), row.inbox_id)
@@ -201,6 +239,7 @@ class SqlWrites:
             row.source_seq,
             *row.ids,
             row.envelope_json,
+            row.correlation_id,
             self._ts(row.received_at),
             *self._inbox_outcome(row),
         )
@@ -222,14 +261,19 @@ class SqlWrites:
         return self._execute(_RETURNING_ENTRY_ID, row).fetchone()[0]
 
     def _write_entry(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> int:
+        batch = self._deferred
+        if batch is not None:
+            entry_id = batch.add_entry(self._entry_values(inbox_id, inbox, entry))
+            batch.add_posting(posting_rows(entry_id, entry))
+            return entry_id
         entry_id = self._insert_entry(self._entry_values(inbox_id, inbox, entry))
-        lines, moves, exceptions = entry.posting
+        lines, moves, exceptions = posting_rows(entry_id, entry)
         if lines:
-            self._executemany(_INSERT_LINE, line_rows(entry_id, lines))
+            self._executemany(INSERT_LINE, lines)
         if moves:
-            self._executemany(_INSERT_MOVE, move_rows(entry_id, entry.currency, moves))
+            self._executemany(INSERT_MOVE, moves)
         if exceptions:
-            self._executemany(_INSERT_EXCEPTION, exception_rows(entry_id, exceptions))
+            self._executemany(INSERT_EXCEPTION, exceptions)
         return entry_id
 
     def _entry_values(self, inbox_id: int, inbox: InboxWrite, entry: EntryWrite) -> tuple:
@@ -281,6 +325,7 @@ class SqlWrites:
                     at,
                     at,
                     row.raw_encoding,
+                    stored_correlation(row.raw) if row.raw_encoding == TEXT else "",
                 ),
             ).fetchone()[0]
         if row.waits_on:

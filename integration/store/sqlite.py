@@ -1,4 +1,10 @@
-"""The embedded SQLite adapter of the `LedgerStore` port (stdlib sqlite3, WAL for files)."""
+"""The embedded SQLite adapter of the `LedgerStore` port (stdlib sqlite3, WAL for files).
+
+Each `commit` outside a batch is its own transaction. Inside `batch()`, one transaction holds
+the write lock throughout, and the commits' rows are deferred and written together
+(sqlite_batch.py); they are written before any other statement runs, so reads inside a batch
+see its commits.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +20,21 @@ from integration.store.base import (
     DuplicateDelivery,
     Identity,
 )
-from integration.store.migrations import SQLITE_MIGRATIONS, announce_upgrade, migration_steps
+from integration.store.deferred import DeferredRows
+from integration.store.migrations import (
+    SQLITE_MIGRATIONS,
+    announce_upgrade,
+    migration_steps,
+    run_step,
+)
 from integration.store.schema import SCHEMA_VERSION, SQLITE_SCHEMA
 from integration.store.sql_reads import SqlReads
 from integration.store.sql_writes import INSERT_ENTRY, SqlWrites
+from integration.store.sqlite_batch import SqliteBatch
 
 __all__ = ["SqliteStore"]
 
-
-# (begin, end, undo) of one commit: its own transaction, or a savepoint inside a batch.
-_TRANSACTION = ("BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",))
-_SAVEPOINT = ("SAVEPOINT step", "RELEASE step", ("ROLLBACK TO step", "RELEASE step"))
+_FAILURES = (sqlite3.Error, OverflowError)  # what SQLite (or binding a value) raises
 
 
 class SqliteStore(SqlReads, SqlWrites):
@@ -42,12 +52,13 @@ class SqliteStore(SqlReads, SqlWrites):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._in_batch = False
+        self._deferred: DeferredRows | None = None  # the open batch's rows, if any
         self._migrate()
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """The raw connection, for audits in plain SQL (and fault injection in tests)."""
+        """The raw connection, for audits in plain SQL (and fault injection in tests). Inside
+        a batch, it does not see the rows the batch has not written yet."""
         return self._db
 
     def _migrate(self) -> None:
@@ -84,8 +95,7 @@ class SqliteStore(SqlReads, SqlWrites):
 
     def _upgrade(self, version: int) -> None:
         for step in migration_steps(version, SQLITE_MIGRATIONS, self.path):
-            for statement in step:
-                self._db.execute(statement)
+            run_step(step, lambda sql, params: self._db.execute(sql, params).fetchall())
             self.upgraded_from = version
 
     def exclusive(self) -> AbstractContextManager[None]:
@@ -105,52 +115,76 @@ class SqliteStore(SqlReads, SqlWrites):
     # --- the one write ---------------------------------------------------------------------
     @contextmanager
     def batch(self, expected: Iterable[Identity] = ()) -> Iterator[None]:
-        """One transaction around many commits; each commit inside is a savepoint (a local
-        lookup costs no round trip, so `expected` is not needed)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        self._in_batch = True
+        """One transaction around many commits, whose rows are deferred and written together
+        (sqlite_batch.py); `expected` identities are looked up in one query when it begins."""
         try:
-            yield
-            self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
-            self._db.execute("ROLLBACK")
+            raise StoreError(f"SQLite failure: {error}") from error
+        try:
+            batch = self._deferred = SqliteBatch(self._db, expected)
+            yield
+            batch.flush()
+            self._db.execute("COMMIT")
+        except _FAILURES as error:
+            self._rollback()
             raise StoreError(f"SQLite failure: {error}") from error
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         finally:
-            self._in_batch = False
+            self._deferred = None
 
     def commit(self, commit: Commit) -> Committed:
+        if self._deferred is not None:
+            return self._commit_deferred(commit, self._deferred)
         db = self._db
-        begin, end, undo = _SAVEPOINT if self._in_batch else _TRANSACTION
         try:
-            db.execute(begin)
+            db.execute("BEGIN IMMEDIATE")
             inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
-            db.execute(end)
+            db.execute("COMMIT")
             return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq)
         except sqlite3.IntegrityError as error:
-            self._undo(undo)
+            self._rollback()
             if "inbox" in str(error):
                 raise DuplicateDelivery(f"inbox already holds this message: {error}") from error
             raise StoreError(f"integrity failure: {error}") from error
-        except (sqlite3.Error, OverflowError) as error:
-            if db.in_transaction:
-                self._undo(undo)
+        except _FAILURES as error:
+            self._rollback()
             raise StoreError(f"SQLite failure: {error}") from error
         except BaseException:  # e.g. a record to update is missing: undo what was written
-            if db.in_transaction:
-                self._undo(undo)
+            self._rollback()
             raise
 
-    def _undo(self, statements: tuple[str, ...]) -> None:
-        for statement in statements:
-            self._db.execute(statement)
+    def _commit_deferred(self, commit: Commit, batch: DeferredRows) -> Committed:
+        """A commit inside a batch: a clash raises before anything is kept; any other
+        failure (part of the commit may be kept) breaks the whole batch."""
+        batch.check()
+        try:
+            inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
+        except DuplicateDelivery:
+            raise
+        except BaseException as error:
+            batch.broken = True
+            if isinstance(error, _FAILURES):
+                raise StoreError(f"SQLite failure: {error}") from error
+            raise
+        return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq)
+
+    def _flush(self) -> None:
+        """Write a batch's deferred rows before any other statement reads or writes."""
+        if self._deferred is not None:
+            try:
+                self._deferred.flush()
+            except _FAILURES as error:
+                raise StoreError(f"SQLite failure: {error}") from error
 
     def _execute(self, sql: str, params: tuple | list = ()) -> sqlite3.Cursor:
+        self._flush()
         return self._db.execute(sql, params)
 
     def _executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._flush()
         self._db.executemany(sql, rows)
 
     def _insert_entry(self, row: tuple) -> int:
@@ -158,9 +192,11 @@ class SqliteStore(SqlReads, SqlWrites):
 
     # --- the reads' access to the database (see SqlReads) --------------------------------
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        self._flush()
         return self._db.execute(sql, params).fetchall()
 
     def _stream(self, sql: str) -> Iterator[tuple]:
+        self._flush()
         yield from self._db.cursor().execute(sql)
 
     def close(self) -> None:

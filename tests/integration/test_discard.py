@@ -17,6 +17,7 @@ from integration.store.base import DeadLetterFilter
 from integration.store.schema import SCHEMA_VERSION
 from tests.builders import START, Envelopes, confirm, master_data, settings
 from tests.integration.pg import fresh_schema, schema_url
+from tests.integration.test_migration_v4 import as_v3
 
 WO_UNKNOWN = DeadLetterFilter(code=ErrorCode.WORK_ORDER_UNKNOWN)
 
@@ -90,10 +91,11 @@ def test_a_discard_needs_a_reason_and_writes_nothing_without_one(url):
 def test_a_v2_ledger_upgrades_and_takes_a_discard(tmp_path):
     """The v3 step builds the dead-letter table again (SQLite cannot alter its CHECK): the
     letters and their waits survive, and the new status is accepted."""
-    path = tmp_path / "v2.db"
-    core, env, _clock = _core(str(path))
+    current, path = tmp_path / "current.db", tmp_path / "v2.db"
+    core, env, _clock = _core(str(current))
     core.submit(confirm(env))
     core.close()
+    as_v3(current, path)
     with sqlite3.connect(path) as db:  # back to v2: the table as v2 wrote it
         (create,) = db.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'dead_letter'"

@@ -115,6 +115,27 @@ class Dialect:
     shape: Callable[[], object]
 
 
+def sqlite_shape(path: Path) -> dict:
+    """An SQLite ledger's tables: their columns and indexes, as PRAGMAs report them."""
+    with sqlite3.connect(path) as db:
+        tables = [
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        ]
+        found = {}
+        for table in tables:
+            indexes = db.execute(f"PRAGMA index_list({table})").fetchall()
+            found[table] = (
+                db.execute(f"PRAGMA table_info({table})").fetchall(),
+                sorted(
+                    (name, unique, partial, db.execute(f"PRAGMA index_info({name})").fetchall())
+                    for _, name, unique, _, partial in indexes
+                ),
+            )
+    db.close()
+    return found
+
+
 @contextmanager
 def sqlite_dialect(tmp_path: Path) -> Iterator[Dialect]:
     written, ledger = tmp_path / "written.db", tmp_path / "v1.db"
@@ -140,38 +161,9 @@ def sqlite_dialect(tmp_path: Path) -> Iterator[Dialect]:
         db.close()
         return rows
 
-    def shape_at(path: Path) -> Callable[[], object]:
-        def shape() -> object:
-            with sqlite3.connect(path) as db:
-                tables = [
-                    r[0]
-                    for r in db.execute(
-                        "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-                    )
-                ]
-                found = {}
-                for table in tables:
-                    indexes = db.execute(f"PRAGMA index_list({table})").fetchall()
-                    found[table] = (
-                        db.execute(f"PRAGMA table_info({table})").fetchall(),
-                        sorted(
-                            (
-                                name,
-                                unique,
-                                partial,
-                                db.execute(f"PRAGMA index_info({name})").fetchall(),
-                            )
-                            for _, name, unique, _, partial in indexes
-                        ),
-                    )
-            db.close()
-            return found
-
-        return shape
-
     def fresh() -> object:
         SqliteStore(tmp_path / "fresh.db").close()
-        return shape_at(tmp_path / "fresh.db")()
+        return sqlite_shape(tmp_path / "fresh.db")
 
     yield Dialect(
         "sqlite",
@@ -180,7 +172,7 @@ def sqlite_dialect(tmp_path: Path) -> Iterator[Dialect]:
         lambda: SqliteStore(ledger),
         audit,
         fresh,
-        shape_at(ledger),
+        lambda: sqlite_shape(ledger),
     )
 
 
