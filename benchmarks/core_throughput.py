@@ -1,7 +1,7 @@
 """Throughput of `Core.submit` against the raw floor of the same work, printed as one JSON object.
 
     python benchmarks/core_throughput.py [--messages 30000] [--repeat 1] [--profile FILE]
-                                         [--baseline REV]
+                                         [--baseline REV] [--group 1]
 
 What is measured (the issue's spec):
 
@@ -18,6 +18,9 @@ What is measured (the issue's spec):
   and pragmas. Row values are read back from the core run and pre-built before timing, so the
   floor is "validate, then insert what must be inserted" with no bookkeeping at all.
 
+* `--group N`: N messages per transaction for the core (`Core.transaction()`, as `twin run`'s
+  in-process target groups 1,000) and for the floor alike; 1 (the default) is a transaction
+  per message, as a service without group commit.
 * side by side (`--baseline REV`, e.g. `HEAD` to measure uncommitted changes): the core runs
   again, this checkout's and git revision REV's, each in a fresh subprocess, alternately, on
   the same machine load (see side_by_side.py); `side_by_side.speedup_*` = baseline time /
@@ -72,15 +75,26 @@ def new_core(path: str, workload: Workload) -> Core:
     return core
 
 
-def run_core(path: str, workload: Workload) -> tuple[Core, float, float]:
-    """A core with the setup posted, then the timed submit loop: (core, wall s, CPU s)."""
+def groups(items: list, size: int) -> list[list]:
+    """`items` in consecutive groups of `size` (the last may be shorter)."""
+    return [items[n : n + size] for n in range(0, len(items), size)]
+
+
+def run_core(path: str, workload: Workload, group: int = 1) -> tuple[Core, float, float]:
+    """A core with the setup posted, then the timed submit loop, `group` messages per
+    `Core.transaction()` (1: each submit its own): (core, wall s, CPU s)."""
     core = new_core(path, workload)
-    submit = core.submit
-    timed = workload.timed
+    submit, transaction = core.submit, core.transaction
+    timed = groups(workload.timed, group)
     gc.collect()
     start, start_cpu = time.perf_counter(), time.process_time()
-    for raw in timed:
-        submit(raw)
+    for block in timed:
+        if group == 1:
+            submit(block[0])
+            continue
+        with transaction():
+            for raw in block:
+                submit(raw)
     return core, time.perf_counter() - start, time.process_time() - start_cpu
 
 
@@ -150,8 +164,9 @@ def _insert(db: sqlite3.Connection, message: MessageRows) -> None:
         db.executemany(INSERT_MOVE, [(entry_id, *move) for move in moves])
 
 
-def run_floor(path: str, workload: Workload, rows: list[MessageRows]) -> float:
-    """Validate each envelope, then write its rows in one transaction; returns the wall time."""
+def run_floor(path: str, workload: Workload, rows: list[MessageRows], group: int = 1) -> float:
+    """Validate each envelope, then write its rows, `group` messages per transaction; returns
+    the wall time."""
     store = SqliteStore(path)  # the same schema and pragmas as the core's store
     db = store.connection
     setup_rows, timed_rows = rows[: workload.setup_count], rows[workload.setup_count :]
@@ -161,17 +176,18 @@ def run_floor(path: str, workload: Workload, rows: list[MessageRows]) -> float:
     db.execute("COMMIT")
     validate = Envelope.model_validate_json
     execute, executemany = db.execute, db.executemany
-    work = list(zip(workload.timed, timed_rows, strict=True))
+    work = groups(list(zip(workload.timed, timed_rows, strict=True)), group)
     gc.collect()
     start = time.perf_counter()
-    for raw, (inbox, entries) in work:
-        validate(raw)
+    for block in work:
         execute("BEGIN IMMEDIATE")
-        inbox_id = execute(INSERT_INBOX, inbox).lastrowid
-        for entry, lines, moves in entries:
-            entry_id = execute(INSERT_ENTRY, (inbox_id, *entry)).lastrowid
-            executemany(INSERT_LINE, [(entry_id, *line) for line in lines])
-            executemany(INSERT_MOVE, [(entry_id, *move) for move in moves])
+        for raw, (inbox, entries) in block:
+            validate(raw)
+            inbox_id = execute(INSERT_INBOX, inbox).lastrowid
+            for entry, lines, moves in entries:
+                entry_id = execute(INSERT_ENTRY, (inbox_id, *entry)).lastrowid
+                executemany(INSERT_LINE, [(entry_id, *line) for line in lines])
+                executemany(INSERT_MOVE, [(entry_id, *move) for move in moves])
         execute("COMMIT")
     wall = time.perf_counter() - start
     written = db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0]
@@ -191,14 +207,14 @@ def run_validate_only(workload: Workload) -> float:
 
 
 # --- the core alone, for side_by_side.py -------------------------------------------------
-def core_only(messages: int, directory: str | None) -> int:
+def core_only(messages: int, directory: str | None, group: int) -> int:
     """The core runs alone: {kind: {"wall": s, "cpu": s}} as JSON on stdout."""
     workload = build_workload(messages)
     times = {}
     with tempfile.TemporaryDirectory(prefix="core-bench-", dir=directory) as tmp:
         paths = (":memory:", str(Path(tmp) / "core.sqlite"))
         for kind, path in zip(KINDS, paths, strict=True):
-            core, wall, cpu = run_core(path, workload)
+            core, wall, cpu = run_core(path, workload, group)
             check_core(core, workload)
             core.close()
             times[kind] = {"wall": wall, "cpu": cpu}
@@ -305,12 +321,19 @@ def main(argv: list[str] | None = None) -> int:
         help="also time this checkout's core and that of git revision REV (e.g. HEAD, for "
         "uncommitted changes) side by side: `side_by_side` in the report",
     )
+    parser.add_argument(
+        "--group",
+        type=int,
+        default=1,
+        help="messages per transaction, for the core (Core.transaction) and the floor alike; "
+        "1000 is what `twin run`'s in-process target groups",
+    )
     parser.add_argument("--core-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.messages < 1 or args.repeat < 1:
-        parser.error("--messages and --repeat must be at least 1")
+    if args.messages < 1 or args.repeat < 1 or args.group < 1:
+        parser.error("--messages, --repeat and --group must be at least 1")
     if args.core_only:
-        return core_only(args.messages, args.dir)
+        return core_only(args.messages, args.dir, args.group)
 
     workload = build_workload(args.messages)
     n = len(workload.timed)
@@ -321,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         wal_fs = filesystem_of(tmp)
         side = SideBySide(__file__, args.baseline, Path(tmp)) if args.baseline else None
         for r in range(args.repeat):
-            core, wall, _cpu = run_core(":memory:", workload)
+            core, wall, _cpu = run_core(":memory:", workload, args.group)
             core_memory.append(wall)
             if rows is None:
                 checks = check_core(core, workload)
@@ -329,17 +352,19 @@ def main(argv: list[str] | None = None) -> int:
             core.close()
 
             wal_path = str(Path(tmp) / f"core-{r}.sqlite")
-            core, wall, _cpu = run_core(wal_path, workload)
+            core, wall, _cpu = run_core(wal_path, workload, args.group)
             core_wal.append(wall)
             check_core(core, workload)
             if rows_per_message(core.store.connection) != rows:
                 raise SystemExit("the WAL-file run wrote other rows than the in-memory run")
             core.close()
             if side is not None:
-                side.run(r, args.messages, tmp)
+                side.run(r, args.messages, tmp, args.group)
 
-            floor_memory.append(run_floor(":memory:", workload, rows))
-            floor_wal.append(run_floor(str(Path(tmp) / f"floor-{r}.sqlite"), workload, rows))
+            floor_memory.append(run_floor(":memory:", workload, rows, args.group))
+            floor_wal.append(
+                run_floor(str(Path(tmp) / f"floor-{r}.sqlite"), workload, rows, args.group)
+            )
             validate_only.append(run_validate_only(workload))
 
     memory, wal = _rate(n, _best(core_memory)), _rate(n, _best(core_wal))
@@ -349,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "messages": n,
         "repeat": args.repeat,
+        "messages_per_transaction": args.group,
         "mix": mix_summary(workload, rows[workload.setup_count :]),
         "memory": memory,
         "wal_file": wal,
@@ -366,9 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "checks": checks,
         "floor_definition": (
-            "Envelope.model_validate_json + BEGIN IMMEDIATE; 1 inbox row, its journal_entry "
-            "header(s), the same journal_line and stock_move rows the core wrote for that "
-            "message; COMMIT"
+            "per --group messages: BEGIN IMMEDIATE; for each, Envelope.model_validate_json, "
+            "1 inbox row, its journal_entry header(s), the same journal_line and stock_move "
+            "rows the core wrote for that message; COMMIT"
         ),
         "wal_file_pragmas": "journal_mode=WAL, synchronous=NORMAL (SqliteStore defaults)",
         "wal_file_filesystem": wal_fs,

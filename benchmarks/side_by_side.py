@@ -20,10 +20,13 @@ from checkout import ROOT, export_packages
 KINDS = ("memory", "wal_file")
 
 
-def core_times(script: str, source: Path, messages: int, directory: str) -> dict[str, dict]:
-    """{kind: {"wall": s, "cpu": s}} of one core run per kind, with the `integration`
-    package found under `source`, in a subprocess."""
+def core_times(
+    script: str, source: Path, messages: int, directory: str, group: int
+) -> dict[str, dict]:
+    """{kind: {"wall": s, "cpu": s}} of one core run per kind, `group` messages per
+    transaction, with the `integration` package found under `source`, in a subprocess."""
     command = [sys.executable, script, "--core-only", "--messages", str(messages)]
+    command += ["--group", str(group)]
     done = subprocess.run(
         [*command, "--dir", directory],
         env={**os.environ, "PYTHONPATH": str(source)},
@@ -43,12 +46,12 @@ class SideBySide:
         self.commit = export_packages(revision, self.sources["baseline"], "integration")
         self.times: dict[str, list[dict]] = {name: [] for name in self.sources}
 
-    def run(self, repeat: int, messages: int, directory: str) -> None:
+    def run(self, repeat: int, messages: int, directory: str, group: int) -> None:
         """One run of each, the baseline first on odd repeats."""
         names = list(self.sources)
         for name in names if repeat % 2 == 0 else reversed(names):
             self.times[name].append(
-                core_times(self.script, self.sources[name], messages, directory)
+                core_times(self.script, self.sources[name], messages, directory, group)
             )
 
     def report(self, messages: int) -> dict:
