@@ -5,6 +5,7 @@ that crash before or after commit. (A source that is down keeps its outbox: `Rep
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import simpy
@@ -28,6 +29,7 @@ class Delivery:
     envelope: Envelope
     event: PhysicalEvent
     queued_at: float = 0.0
+    scheduled: int = -1  # `Middleware._hands` when its publish was scheduled (see `_depth`)
 
 
 class Middleware:
@@ -49,10 +51,11 @@ class Middleware:
         self._tokens, self._refilled_at = self._bucket, 0.0
         # stream -> message id -> a message held back behind the stream's next one
         self._held_back: dict[str, dict[str, tuple[Envelope, PhysicalEvent]]] = {}
+        self._hands = 0  # messages published straight to an idle consumer, ever
         if integration.pattern is Pattern.QUEUE:
-            self.queue = simpy.Store(world.env)
-            for _ in range(integration.consumers):
-                world.env.process(self._consumer())
+            self._waiting: deque[Delivery] = deque()  # in the broker, every consumer busy
+            self._idle = integration.consumers  # consumers waiting for a message
+            self._instant = (-1.0, 0)  # (the last such publish's time, `_hands` before it)
         else:
             self.server = simpy.Resource(world.env, integration.consumers)
 
@@ -139,6 +142,7 @@ class Middleware:
     def _transmit(self, delivery: Delivery) -> None:
         """One copy over the network; a lost copy is redelivered (at least once)."""
         self.in_flight += 1
+        delivery.scheduled = self._hands
         faults = self.scenario.faults
         if self._fault("loss", faults.loss_rate):
             self.world.measures.cover("loss")
@@ -159,41 +163,85 @@ class Middleware:
             self.world.env.process(self._call(delivery))
 
     # --- pattern: queue ------------------------------------------------------------------------
+    # Consumers are counted, not run as processes: a message published while one is idle is
+    # taken at once, else it waits (in order) for the next consumer that finishes; each stage
+    # (service, Retry-After, backoff) is one timeout. The same order of service, draws,
+    # refusals and depths as consumers pulling from a `simpy.Store`, without its put and get
+    # events; only a zero service time with a zero backoff counts fewer `buffer_full` retries
+    # (a store's consumer took two more same-instant hops to free the slot).
+    def _depth(self, scheduled: int = -1) -> int:
+        """Messages in the broker as a `simpy.Store` counts them for an event scheduled when
+        `_hands` was `scheduled`: a message handed to an idle consumer this instant still
+        counts until the Store's put event, which comes after every event of this instant
+        scheduled before that publish (earlier instants: all of them)."""
+        when, before = self._instant
+        if when != self.world.env.now:
+            return len(self._waiting)
+        return len(self._waiting) + self._hands - max(scheduled, before)
+
     def _enqueue(self, delivery: Delivery) -> None:
         integration = self.scenario.integration
+        now = self.world.env.now
         back_at = self._middleware_down()
         if back_at:  # the broker refuses the publish; the sender tries again when it is back
             self.world.measures.cover("outage")
-            self.world.after(back_at - self.world.env.now, lambda: self._enqueue(delivery))
+            delivery.scheduled = self._hands
+            self.world.after(back_at - now, lambda: self._enqueue(delivery))
             return
-        if len(self.queue.items) >= integration.buffer:
+        depth = self._depth(delivery.scheduled)
+        if depth >= integration.buffer:
             self.world.measures.cover("buffer_full")
+            delivery.scheduled = self._hands
             self.world.after(integration.backoff.total_seconds(), lambda: self._enqueue(delivery))
             return
-        delivery.queued_at = self.world.env.now
-        self.queue.put(delivery)
-        self._peak = max(self._peak, len(self.queue.items))
+        delivery.queued_at = now
+        self._peak = max(self._peak, depth + 1)
+        if self._idle:
+            self._idle -= 1
+            if self._instant[0] != now:
+                self._instant = (now, self._hands)
+            self._hands += 1
+            self._consume(delivery)
+        else:
+            self._waiting.append(delivery)
 
-    def _consumer(self):
-        env = self.world.env
-        integration = self.scenario.integration
-        while True:
-            delivery = yield self.queue.get()
-            while back_at := self._middleware_down():  # the broker hands nothing out
-                yield env.timeout(back_at - env.now)
-            queued = env.now - delivery.queued_at
-            while True:
-                answer, wait = yield from self._endpoint(delivery, queued)
-                if answer in (OK, CRASHED):
-                    break
-                yield env.timeout(wait or integration.backoff.total_seconds())
-            if answer == CRASHED:  # not acknowledged: the broker redelivers it
-                self.world.after(
-                    self.scenario.faults.redelivery_after.total_seconds(),
-                    lambda d=delivery: self._enqueue(d),
-                )
-            else:
-                self.in_flight -= 1
+    def _consume(self, delivery: Delivery) -> None:
+        """A consumer takes `delivery` now; while the middleware is down it hands nothing out."""
+        back_at = self._middleware_down()
+        if back_at:
+            self.world.after(back_at - self.world.env.now, lambda: self._consume(delivery))
+            return
+        self._attempt(delivery, self.world.env.now - delivery.queued_at)
+
+    def _attempt(self, delivery: Delivery, queued: float) -> None:
+        """One call of the ERP endpoint; a 503 or 429 is tried again after its Retry-After."""
+        refused = self._refusal()
+        if refused is not None:
+            self._again(delivery, queued, refused[1])
+            return
+        self.world.after(self._service_time(), lambda: self._served(delivery, queued))
+
+    def _again(self, delivery: Delivery, queued: float, wait: float | None) -> None:
+        wait = wait or self.scenario.integration.backoff.total_seconds()
+        self.world.after(wait, lambda: self._attempt(delivery, queued))
+
+    def _served(self, delivery: Delivery, queued: float) -> None:
+        answer, wait = self._serve(delivery, queued)
+        if answer not in (OK, CRASHED):
+            self._again(delivery, queued, wait)
+            return
+        if answer == CRASHED:  # not acknowledged: the broker redelivers it
+            delivery.scheduled = self._hands
+            self.world.after(
+                self.scenario.faults.redelivery_after.total_seconds(),
+                lambda: self._enqueue(delivery),
+            )
+        else:
+            self.in_flight -= 1
+        if self._waiting:  # the consumer takes the next message, or waits for one
+            self._consume(self._waiting.popleft())
+        else:
+            self._idle += 1
 
     # --- pattern: sync -------------------------------------------------------------------------
     def _call(self, delivery: Delivery):
@@ -245,9 +293,17 @@ class Middleware:
 
     # --- the ERP endpoint ----------------------------------------------------------------------
     def _endpoint(self, delivery: Delivery, queued: float):
-        """Serve one request: (answer, retry-after seconds or None)."""
-        env = self.world.env
-        now = env.now
+        """Serve one request (a process step): (answer, retry-after seconds or None)."""
+        refused = self._refusal()
+        if refused is not None:
+            return refused
+        yield self.world.env.timeout(self._service_time())
+        return self._serve(delivery, queued)
+
+    def _refusal(self) -> tuple[str, float] | None:
+        """The ERP's answer before it serves a request now: 503 with Retry-After while it is
+        down, 429 over the rate limit; None when it serves it."""
+        now = self.world.env.now
         outage_end = self.world.down_until(ERP_DOWN)
         if outage_end:
             self.world.measures.cover("outage")
@@ -256,7 +312,15 @@ class Middleware:
         if limited is not None:
             self.world.measures.cover("rate_limited")
             return LIMITED, limited
-        yield env.timeout(sample_seconds(self._service, self.scenario.integration.service_time))
+        return None
+
+    def _service_time(self) -> float:
+        return sample_seconds(self._service, self.scenario.integration.service_time)
+
+    def _serve(self, delivery: Delivery, queued: float) -> tuple[str, float | None]:
+        """The end of the service time: the consumer may crash before the commit, the core
+        answers, and the consumer may crash before it acknowledges."""
+        env = self.world.env
         faults = self.scenario.faults
         if self._fault("crash_before_commit", faults.crash_before_commit_rate):
             self.world.measures.cover("crash")
@@ -291,8 +355,10 @@ class Middleware:
     def queue_depth(self) -> int:
         """The most messages waiting at once since the last call (the queue, or for the sync
         pattern the callers waiting for a server slot)."""
-        queue = self.queue.items if self.scenario.integration.pattern is Pattern.QUEUE else None
-        waiting = len(queue) if queue is not None else len(self.server.queue)
+        if self.scenario.integration.pattern is Pattern.QUEUE:
+            waiting = self._depth()
+        else:
+            waiting = len(self.server.queue)
         peak, self._peak = max(self._peak, waiting), waiting
         return peak
 

@@ -92,6 +92,8 @@ class Outages:
     def until(self, now: float, systems: tuple[System | None, ...], plant: str | None) -> float:
         """The end of the first listed window of `systems` (a plant's or all plants') that
         covers `now`; 0.0 when none does. An overlapping window is found again at that end."""
+        if not self._windows:  # most scenarios: asked several times a message
+            return 0.0
         return next(
             (
                 end
