@@ -242,14 +242,22 @@ def consume(
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field.")
 @click.option("--check", is_flag=True, help="Exit 1 on a failed assertion; write junit.xml.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(scenario_path, seed, out_dir, overrides, check, quiet) -> None:
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 2),
+    help="1: the twin and the core in one process; 2: the core in a second one, fed in blocks "
+    "(default: 2 on 2+ cores unless the scenario's flow reads the core's answers).",
+)
+def run(scenario_path, seed, out_dir, overrides, check, quiet, processes) -> None:
     """Simulate SCENARIO against the in-process core and write a run directory."""
     from sim.run.session import run_scenario
 
     if seed is not None:
         overrides = (*overrides, f"seed={seed}")
     try:
-        outcome = run_scenario(scenario_path, overrides, out_dir, progress=not quiet, junit=check)
+        outcome = run_scenario(
+            scenario_path, overrides, out_dir, progress=not quiet, junit=check, processes=processes
+        )
     except ConfigurationError as error:
         raise click.UsageError(str(error)) from error
     click.echo(outcome.headline())

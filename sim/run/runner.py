@@ -26,6 +26,7 @@ from sim.model.streams import Streams
 from sim.model.target import Target
 from sim.model.truth import Truth
 from sim.model.world import World
+from sim.run.pipelined import DeferredMeasures, PipelinedTarget, pipelined, processes_for
 from sim.run.summary import summarise
 from sim.run.targets import InProcessTarget
 from sim.scenario.document import Scenario
@@ -37,11 +38,13 @@ Progress = Callable[[float, int], None]  # (virtual seconds done, messages so fa
 
 @dataclass
 class Run:
-    """What a finished run leaves: the summary, the series and the measures behind them."""
+    """What a finished run leaves: the summary, the series and the measures behind them, and
+    how many processes it used (2: the core in its own, `sim.run.pipelined`)."""
 
     summary: dict[str, Any]
     series: list[dict[str, Any]]
     measures: Measures
+    processes: int = 1
 
 
 def _store_url(scenario: Scenario, out: Path | None) -> str:
@@ -72,42 +75,66 @@ def simulate(
     target: Target | None = None,
     trace=None,
     progress: Progress | None = None,
+    processes: int | None = None,
 ) -> Run:
-    """Run `scenario` against `target` (the in-process core by default, its ledger in `out`)."""
+    """Run `scenario` against `target` (the in-process core by default, its ledger in `out`,
+    in a process of its own when `processes_for(scenario, processes)` says 2)."""
     started = time.perf_counter()
     streams = Streams(scenario.seed)
     catalogue = Catalogue.generate(scenario, streams)
-    if target is None:
-        target = InProcessTarget(
-            catalogue.core_settings(), _store_url(scenario, out), scenario.start
-        )
     measures = Measures(trace, scenario.measures.warmup.total_seconds())
-    world, middleware = build_world(
-        scenario, streams, catalogue, measures, lambda world: Middleware(world, target)
-    )
-    env = world.env
+    used, seen = 1, measures  # the processes, and the measures the twin feeds
+    if target is None:
+        used, target, seen = _core(scenario, out, catalogue, measures, processes)
     try:
+        world, middleware = build_world(
+            scenario, streams, catalogue, seen, lambda world: Middleware(world, target)
+        )
         Operators(world, target).start()
-        env.process(_sampling(world, middleware, target))
-        advance(env, scenario.horizon.total_seconds(), measures, progress)
+        world.env.process(_sampling(world, middleware, target))
+        advance(world.env, scenario.horizon.total_seconds(), measures, progress)
         _heal(world, middleware, target)
+        books = target.books()  # after every answer (a pipelined run's all came back)
+        if isinstance(seen, DeferredMeasures):
+            seen.settled()
         summary = summarise(
-            scenario, measures, dict(world.truth.stock), catalogue.standard_cost, target.books()
+            scenario, measures, dict(world.truth.stock), catalogue.standard_cost, books
         )
     finally:
         target.close()
-    summary["run"] = run_figures(started, measures)
-    return Run(summary, measures.series, measures)
+    core_rss_kb = target.core_peak_rss_kb if isinstance(target, PipelinedTarget) else 0
+    summary["run"] = run_figures(started, measures, used, core_rss_kb)
+    return Run(summary, measures.series, measures, used)
 
 
-def run_figures(started: float, measures: Measures) -> dict[str, float]:
-    """The `run` section: wall time since `started` (a `time.perf_counter()`), rates, memory."""
+def _core(
+    scenario: Scenario,
+    out: Path | None,
+    catalogue: Catalogue,
+    measures: Measures,
+    processes: int | None,
+) -> tuple[int, Target, Measures | DeferredMeasures]:
+    """The in-process core, in this process or (`processes_for`) in one of its own, with the
+    measures the twin feeds: (processes, target, measures)."""
+    args = (catalogue.core_settings(), _store_url(scenario, out), scenario.start)
+    if processes_for(scenario, processes) == 2:
+        return 2, *pipelined(*args, measures)
+    return 1, InProcessTarget(*args), measures
+
+
+def run_figures(
+    started: float, measures: Measures, processes: int = 1, other_rss_kb: int = 0
+) -> dict[str, float]:
+    """The `run` section: wall time since `started` (a `time.perf_counter()`), rates, the
+    processes, and memory: this process's peak plus `other_rss_kb` (the core's process's)."""
     wall = max(time.perf_counter() - started, 1e-9)
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + other_rss_kb
     return {
         "wall_s": round(wall, 3),
         "events_per_s": round(measures.truth_events / wall, 1),
         "messages_per_s": round(measures.messages / wall, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "processes": processes,
     }
 
 
@@ -169,9 +196,12 @@ def _heal(world: World, middleware: Middleware, target: Target) -> None:
 
 
 def _sample(world: World, middleware: Middleware, target: Target) -> None:
-    truth, cost = dict(world.truth.stock), world.catalogue.standard_cost
-    value, exceptions = drift(truth, target.stock(), cost)
-    world.measures.sample(world.env.now, middleware.queue_depth(), value, exceptions)
+    truth, depth, now = dict(world.truth.stock), middleware.queue_depth(), world.env.now
+    if isinstance(world.measures, DeferredMeasures):  # the books as of now come back later
+        world.measures.sample_books(now, depth, truth, world.catalogue, target.stock())
+        return
+    value, exceptions = drift(truth, target.stock(), world.catalogue.standard_cost)
+    world.measures.sample(now, depth, value, exceptions)
 
 
 def _sampling(world: World, middleware: Middleware, target: Target):

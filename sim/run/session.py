@@ -68,16 +68,18 @@ def run_scenario(
     out_dir: str | Path | None = None,
     progress: bool = True,
     junit: bool = False,
+    processes: int | None = None,
 ) -> RunOutcome:
-    """Run one scenario file into a run directory and return where it went and its summary."""
+    """Run one scenario file into a run directory and return where it went and its summary
+    (`processes`: 1 or 2, or None to let `simulate` choose)."""
     scenario = load_scenario(path, tuple(overrides))
     out = prepare_run_dir(scenario, out_dir)
     trace = Trace(out / "trace.jsonl.gz")
     try:
         if progress:
-            run = _with_progress(scenario, out, trace)
+            run = _with_progress(scenario, out, trace, processes)
         else:
-            run = simulate(scenario, out, trace=trace)
+            run = simulate(scenario, out, trace=trace, processes=processes)
     finally:
         trace.close()
     write_run(out, run.summary, run.series, run.measures.encoded_histograms())
@@ -96,7 +98,7 @@ def report_run(out: Path) -> RunOutcome:
     return RunOutcome(out, run.summary)
 
 
-def _with_progress(scenario: Scenario, out: Path, trace: Trace):
+def _with_progress(scenario: Scenario, out: Path, trace: Trace, processes: int | None):
     horizon = scenario.horizon.total_seconds()
     with ProgressDisplay(f"twin run {scenario.name}", horizon) as shown:
 
@@ -105,4 +107,4 @@ def _with_progress(scenario: Scenario, out: Path, trace: Trace):
             days = f"day {virtual_s / 86400:.1f} of {horizon / 86400:.1f}"
             shown.update(virtual_s, f"{days}, {messages:,} messages ({rate:,.0f}/s)")
 
-        return simulate(scenario, out, trace=trace, progress=advance)
+        return simulate(scenario, out, trace=trace, progress=advance, processes=processes)

@@ -99,7 +99,7 @@ SUMMARY_KEYS: dict[str, Any] = {
         "fixes": {"*": None},
     },
     "assertions": {"#": dict.fromkeys(("passed", "value"))},
-    "run": dict.fromkeys(("wall_s", "events_per_s", "messages_per_s", "peak_rss_mb")),
+    "run": dict.fromkeys(("wall_s", "events_per_s", "messages_per_s", "peak_rss_mb", "processes")),
     "load": ANY,
 }
 
