@@ -2,7 +2,8 @@
 PostgreSQL.
 
 * Overload: the service's capacity is measured first (a closed loop of many connections), then
-  twice that rate is offered for 10 s, open-model, receipts alternating between the WMS and the
+  twice that rate is offered for 10 s, open-model (with connections enough for the backlog to
+  pass the admission threshold), receipts alternating between the WMS and the
   ERP. Some submissions are refused with 429 OVERLOADED and a Retry-After; the service's own
   time for the accepted ones (`mfg_twin_submit_seconds`) stays within twice the configured
   bound at the 99th percentile (under it on a quiet machine); after the client has resent every refused one after its Retry-After,
@@ -14,6 +15,7 @@ PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import re
 import time
@@ -25,6 +27,7 @@ import psycopg
 import pytest
 
 from integration import GoodsReceived, SourceSystem
+from integration.service.admission import TARGET_SHARE
 from sim.load.client import RequestFailed
 from sim.load.http11 import Http11Client
 from tests.builders import D, Envelopes, master_data
@@ -33,7 +36,7 @@ from tests.integration.served import KEYS, OPS_KEY, Served
 
 BOUND_S = 0.5  # --max-wait-s: a bucket edge of mfg_twin_submit_seconds
 RAMP_S, RAMP_CONNECTIONS = 2.0, 32
-OVERLOAD_S, MAX_IN_FLIGHT = 10.0, 256
+OVERLOAD_S = 10.0
 SENDERS = (SourceSystem.WMS, SourceSystem.ERP)
 
 
@@ -128,11 +131,18 @@ async def measured_capacity(url: str, receipts: Receipts, deliveries: Deliveries
     return taken / (time.perf_counter() - started)
 
 
+def in_flight_for(capacity: float) -> int:
+    """Connections enough for the backlog to pass the admission threshold (TARGET_SHARE of
+    the bound's worth of messages at `capacity`) twice over: with fewer, a fast service never
+    has that many waiting, however high the rate offered, and refuses nothing."""
+    return max(256, math.ceil(2 * TARGET_SHARE * BOUND_S * capacity))
+
+
 async def offer(url: str, rate: float, receipts: Receipts, deliveries: Deliveries) -> None:
     """`rate` receipts a second for OVERLOAD_S, each sent at its time whatever the earlier
-    answers did (at most MAX_IN_FLIGHT connections), then every one delivered."""
+    answers did (at most `in_flight_for(rate / 2)` connections), then every one delivered."""
     client = Http11Client(url, timeout_s=60)
-    connections = asyncio.Semaphore(MAX_IN_FLIGHT)
+    connections = asyncio.Semaphore(in_flight_for(rate / 2))
 
     async def send(key: str, body: bytes) -> None:
         async with connections:
