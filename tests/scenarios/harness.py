@@ -81,6 +81,16 @@ def without_run(summary: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in summary.items() if k != "run"}, sort_keys=True, default=str)
 
 
+def busiest(times: list[float], window: float) -> int:
+    """The most of `times` (sorted) within any `window` seconds."""
+    most, begin = 0, 0
+    for end, t in enumerate(times):
+        while t - times[begin] >= window:
+            begin += 1
+        most = max(most, end - begin + 1)
+    return most
+
+
 def write_scenario(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path

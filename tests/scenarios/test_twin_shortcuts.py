@@ -101,16 +101,6 @@ def test_a_wrong_value_shows_in_the_comparison():
     assert batched.encoded_histograms()["receipt"]["total"] != per_value.encode().decode()
 
 
-def _busiest(times: list[float], window: float) -> int:
-    """The most submissions that start within any `window` seconds."""
-    busiest, begin = 0, 0
-    for end, t in enumerate(times):
-        while t - times[begin] >= window:
-            begin += 1
-        busiest = max(busiest, end - begin + 1)
-    return busiest
-
-
 @pytest.mark.parametrize("consumers", [1, 3])
 def test_each_consumer_serves_one_message_at_a_time(consumers):
     service = 30.0
@@ -123,4 +113,4 @@ def test_each_consumer_serves_one_message_at_a_time(consumers):
     times = sorted((at - start).total_seconds() for at, _envelope, _outcome in target.submitted)
     # A submission ends a service: within less than one service time, each consumer ends
     # at most one, and a busy broker keeps them all busy.
-    assert _busiest(times, service - 1e-6) == consumers
+    assert harness.busiest(times, service - 1e-6) == consumers
