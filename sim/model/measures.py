@@ -11,7 +11,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -19,6 +19,9 @@ from integration import Envelope, Outcome, Status
 from sim.model.incidents import Incidents
 from sim.model.truth import PhysicalEvent, StockKey
 from sim.scenario.vocabulary import EDGE_CASES, PARTS, PERCENTILES
+
+if TYPE_CHECKING:
+    from sim.model.catalogue import Catalogue
 
 __all__ = ["Measures", "drift"]
 
@@ -258,6 +261,20 @@ class Measures:
         _record(self.interval_latency, totals)
 
     # --- series and the end ------------------------------------------------------------------
+    def sample_books(
+        self,
+        now: float,
+        queue_depth: int,
+        truth: dict[StockKey, Decimal],
+        catalogue: Catalogue,
+        books: dict[StockKey, Decimal],
+    ) -> None:
+        """A sample of drift: the `truth` of now against the target's `books`, valued at the
+        catalogue's standard costs (`sim.run.pipelined.DeferredMeasures` takes the same call
+        and applies it once the books come back)."""
+        value, exceptions = drift(truth, books, catalogue.standard_cost)
+        self.sample(now, queue_depth, value, exceptions)
+
     def sample(self, now: float, queue_depth: int, drift_value: Decimal, exceptions: int) -> None:
         """Close one interval of the per-interval series (queue depth and drift measured now)."""
         if self.trace is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from integration import ConfigurationError, CoreSettings, DeadLetterFilter, Envelope, Outcome
 from sim.model.catalogue import Catalogue
-from sim.model.measures import Measures, drift
+from sim.model.measures import Measures
 from sim.model.target import Books
 from sim.model.truth import StockKey
 from sim.run.core_process import Call, CoreProcess
@@ -253,11 +253,10 @@ class DeferredMeasures:
         now), valued at the standard costs of now."""
         costs = copy.copy(catalogue)
         costs.items = dict(catalogue.items)  # an ECO replaces an item; it never changes one
-        self._later(books, self._sample, now, queue_depth, truth, costs.standard_cost)
+        self._later(books, self._sample, now, queue_depth, truth, costs)
 
-    def _sample(self, books, now, queue_depth, truth, cost) -> None:
-        value, exceptions = drift(truth, books, cost)
-        self.measures.sample(now, queue_depth, value, exceptions)
+    def _sample(self, books, now, queue_depth, truth, costs) -> None:
+        self.measures.sample_books(now, queue_depth, truth, costs, books)
 
     # --- what the flow may not read here -----------------------------------------------------
     def _refused(self, *_args) -> Any:

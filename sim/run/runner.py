@@ -17,7 +17,7 @@ import simpy
 from sim.model import quality
 from sim.model.calendar import ShiftCalendar
 from sim.model.catalogue import Catalogue
-from sim.model.measures import Measures, drift
+from sim.model.measures import Measures
 from sim.model.middleware import Middleware
 from sim.model.office import Engineering, Finance
 from sim.model.operators import Operators
@@ -197,11 +197,8 @@ def _heal(world: World, middleware: Middleware, target: Target) -> None:
 
 def _sample(world: World, middleware: Middleware, target: Target) -> None:
     truth, depth, now = dict(world.truth.stock), middleware.queue_depth(), world.env.now
-    if isinstance(world.measures, DeferredMeasures):  # the books as of now come back later
-        world.measures.sample_books(now, depth, truth, world.catalogue, target.stock())
-        return
-    value, exceptions = drift(truth, target.stock(), world.catalogue.standard_cost)
-    world.measures.sample(now, depth, value, exceptions)
+    # a copy of the truth of now: a pipelined run's books as of now come back later
+    world.measures.sample_books(now, depth, truth, world.catalogue, target.stock())
 
 
 def _sampling(world: World, middleware: Middleware, target: Target):
