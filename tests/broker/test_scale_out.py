@@ -15,7 +15,10 @@ from tests.builders import Envelopes
 from tests.integration.test_service_crash import LedgerSql, Reference
 
 WORK_ORDERS = 40  # streams enough that every queue gets some
-STANDBY_DELAY_S = 1.0
+# Each member subscribes to its own share at once and to the other's only this long after:
+# longer than the two members' start-ups may differ on a loaded machine, or the first one up
+# becomes the active consumer of the other's share as well.
+STANDBY_DELAY_S = 4.0
 
 
 def deliveries(consumer, queue: str) -> float:
