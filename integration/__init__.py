@@ -18,7 +18,7 @@ from integration.alerting import (
 from integration.clock import Clock, ManualClock, SystemClock
 from integration.core import Core, open_store
 from integration.durations import Duration, format_duration, parse_duration
-from integration.envelope import BusinessIds, Envelope, SourceSystem
+from integration.envelope import BusinessIds, Envelope, ParsedPayload, SourceSystem, parse_payload
 from integration.errors import (
     ConfigurationError,
     ErrorCode,
@@ -76,6 +76,8 @@ __all__ = [
     "Envelope",
     "SourceSystem",
     "BusinessIds",
+    "ParsedPayload",
+    "parse_payload",
     "Item",
     "ItemType",
     "UomConversion",

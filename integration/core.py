@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from integration.clock import Clock
-from integration.envelope import Envelope
+from integration.envelope import Payload
 from integration.errors import ConfigurationError, ErrorCode, IntegrationError, NotFound
 from integration.outcome import Outcome
 from integration.pipeline import Pipeline
@@ -66,18 +66,17 @@ class Core:
         self._pipeline.open()
 
     # --- writes ----------------------------------------------------------------------------
-    def submit(
-        self, payload: Envelope | bytes | str | dict[str, Any], sender: Sender | None = None
-    ) -> Outcome:
+    def submit(self, payload: Payload, sender: Sender | None = None) -> Outcome:
         """Apply one message exactly once, or say why not. Never raises for bad input: a
-        payload that cannot be read is dead-lettered with its code, raw text kept.
+        payload that cannot be read is dead-lettered with its code, raw text kept. The payload
+        is JSON text or bytes, a dict, an `Envelope`, or what `parse_payload` read from one.
 
         `sender`, from an authenticated channel, must be the envelope's source system."""
         return self._pipeline.submit(payload, sender)
 
     def submit_many(
         self,
-        payloads: list[Envelope | bytes | str | dict[str, Any]],
+        payloads: list[Payload],
         sender: Sender | Sequence[Sender | None] | None = None,
     ) -> list[Outcome]:
         """Submit a batch in one store transaction: an outcome per message, as `submit` gives

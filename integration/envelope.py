@@ -15,13 +15,14 @@ from integration.errors import ErrorCode, Problem
 from integration.master import Code, Frozen, Seq, Text, Timestamp
 from integration.messages import Message
 from integration.money import LEDGER_LIMIT
-from integration.text import TEXT, encode_raw, is_storable, shown
+from integration.text import TEXT, encode_raw, is_storable, shown, text_refusal
 
 __all__ = [
     "SourceSystem",
     "Envelope",
     "BusinessIds",
     "ParsedPayload",
+    "Payload",
     "parse_payload",
     "payload_hash",
     "business_ids",
@@ -118,6 +119,8 @@ def _beyond_ledger_range(kind: str, context: dict[str, Any]) -> bool:
 
 def _problem_from_error(error: Any) -> Problem:
     field = shown(".".join(str(part) for part in error["loc"]))
+    if refusal := text_refusal(error):
+        return Problem(ErrorCode.SCHEMA_INVALID, refusal, field)
     kind = error["type"]
     if kind == "json_invalid":
         code = ErrorCode.MALFORMED_PAYLOAD
@@ -182,8 +185,13 @@ def _unstorable_path(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] 
     return None
 
 
-def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPayload:
-    """Read an envelope from JSON text, bytes, a dict or an envelope; never raises.
+Payload = Envelope | ParsedPayload | bytes | str | dict[str, Any]
+
+
+def parse_payload(payload: Payload) -> ParsedPayload:
+    """Read an envelope from JSON text, bytes, a dict or an envelope; never raises. A payload
+    this function has already read is returned as it is: reading is pure, so a caller may
+    read payloads on another thread or process and submit what it read.
 
     `raw` is what the inbox and dead letters keep: the payload exactly as received (a dict as
     JSON, or as a bounded rendering when it is too deep to be JSON), base64 when its bytes
@@ -191,6 +199,8 @@ def parse_payload(payload: Envelope | bytes | str | dict[str, Any]) -> ParsedPay
     envelope can come from (MALFORMED_PAYLOAD); a field holding NUL or an unpaired surrogate
     is refused with its path (SCHEMA_INVALID).
     """
+    if isinstance(payload, ParsedPayload):
+        return payload
     if isinstance(payload, Envelope):
         text = _envelope_text(payload)
         if text is not None:

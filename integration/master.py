@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from integration.money import LEDGER_LIMIT, quantity
-from integration.text import plain_text
+from integration.text import PLAIN_PATTERN
 
 __all__ = [
     "Frozen",
@@ -57,8 +57,9 @@ __all__ = [
     "Routing",
 ]
 
-# Text is what every store can hold: no NUL, no unpaired surrogate (SCHEMA_INVALID otherwise).
-Text = Annotated[str, AfterValidator(plain_text)]
+# Text is what every store can hold: no NUL, no unpaired surrogate (SCHEMA_INVALID otherwise,
+# worded by `integration.text.text_refusal`).
+Text = Annotated[str, Field(pattern=PLAIN_PATTERN)]
 Code = Annotated[Text, Field(min_length=1, max_length=64)]
 
 # Integers a store's BIGINT holds; JSON integers only (no "5", no 5.0).
@@ -117,9 +118,11 @@ _DECIMAL_TEXT = re.compile(
 
 
 def _decimal_text(value: Any, info: ValidationInfo) -> Any:
-    if _stored(info) and isinstance(value, str):
+    if not isinstance(value, str):
+        return value
+    if _stored(info):
         return value.strip()
-    if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value) is None:
+    if _DECIMAL_TEXT.fullmatch(value) is None:
         raise PydanticCustomError(
             "decimal_parsing", "Input should be a number or decimal text without padding"
         )

@@ -42,6 +42,7 @@ from integration.service.keys import ApiKey, ApiKeys
 from integration.service.metrics import ServiceMetrics
 from integration.service.runner import CoreRunner
 from integration.service.webhook import Webhook
+from integration.text import text_refusal
 from integration.validation import Sender
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
@@ -213,7 +214,11 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         problems = [
-            {"code": "SCHEMA_INVALID", "message": e["msg"], "field": ".".join(map(str, e["loc"]))}
+            {
+                "code": "SCHEMA_INVALID",
+                "message": text_refusal(e) or e["msg"],
+                "field": ".".join(map(str, e["loc"])),
+            }
             for e in error.errors()
         ]
         return _error(422, "SCHEMA_INVALID", "the request is invalid", problems)

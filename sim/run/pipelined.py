@@ -20,7 +20,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from integration import ConfigurationError, CoreSettings, DeadLetterFilter, Envelope, Outcome
+from integration import (
+    ConfigurationError,
+    CoreSettings,
+    DeadLetterFilter,
+    Envelope,
+    Outcome,
+    parse_payload,
+)
 from sim.model.catalogue import Catalogue
 from sim.model.measures import Measures
 from sim.model.target import Books
@@ -90,7 +97,9 @@ class PipelinedTarget:
         self.core_peak_rss_kb = 0  # the core's process's, once closed
 
     def submit(self, envelope: Envelope, at: datetime) -> Answer:
-        return self._later(("submit", envelope, at))
+        """The envelope is read (serialised and hashed) here, in the twin's process, which
+        has time to spare while the core's is the busier stage."""
+        return self._later(("submit", parse_payload(envelope), at))
 
     def expire(self, at: datetime) -> list[Answer]:
         """One answer: the list of outcomes the core expired (`DeferredMeasures.resolve`)."""

@@ -19,6 +19,7 @@ from integration import (
     Envelope,
     ManualClock,
     Outcome,
+    ParsedPayload,
     Status,
     StockBalance,
     open_store,
@@ -91,7 +92,7 @@ class InProcessTarget:
         self._group = ExitStack()
         self._grouped = 0
 
-    def submit(self, envelope: Envelope, at: datetime) -> Outcome:
+    def submit(self, envelope: Envelope | ParsedPayload, at: datetime) -> Outcome:
         self.clock.set(at)
         self._join_group()
         return self.core.submit(envelope)

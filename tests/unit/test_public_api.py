@@ -15,6 +15,8 @@ PUBLIC = {
     "SystemClock",
     "Envelope",
     "SourceSystem",
+    "ParsedPayload",
+    "parse_payload",
     "BusinessIds",
     "Item",
     "ItemType",
