@@ -27,7 +27,9 @@ from integration import (
     StoreError,
     WorkOrderClosed,
     open_store,
+    parse_payload,
 )
+from integration.envelope import payload_hash
 from tests.builders import START, D, adjustment, confirm, new_core, receipt, release, settings
 
 # March ends at midnight local time: 22:00 UTC in Berlin (P1, CEST), 05:00 UTC in Chicago (P2).
@@ -87,6 +89,30 @@ def test_negative_control_without_idempotency_a_duplicate_posts_twice(first_mess
     assert core.submit(message).status is Status.POSTED
     assert core.store.entry_count() == 2
     assert core.reconcile().ok  # balanced, yet wrong: the harness must count the duplicate
+
+
+def test_a_payload_read_ahead_is_submitted_as_read():
+    """`parse_payload` is pure: what it read on another thread or process is submitted as
+    the payload itself would be, raw text and payload hash included (the duplicate is caught
+    by comparing hashes)."""
+    (direct, env, _), (ahead, _, _) = new_core(), new_core()
+    work_order = release(env)
+    assert [core.submit(work_order).status for core in (direct, ahead)] == [Status.POSTED] * 2
+    message = confirm(env)
+    text = message.model_dump_json()
+    outcomes = [direct.submit(text), ahead.submit(parse_payload(text))]
+    assert [o.status for o in outcomes] == [Status.POSTED, Status.POSTED]
+    assert ahead.submit(parse_payload(message)).status is Status.DUPLICATE
+    changed = message.model_copy(update={"message_id": "other-id"})
+    changed = changed.model_copy(
+        update={"message": changed.message.model_copy(update={"good_qty": D("2")})}
+    )
+    assert ahead.submit(parse_payload(changed)).code is ErrorCode.IDEMPOTENCY_CONFLICT
+    raw = "SELECT envelope, payload_hash FROM inbox WHERE message_id = ?"
+    assert [
+        core.store.connection.execute(raw, (message.message_id,)).fetchone()
+        for core in (direct, ahead)
+    ] == [(text, payload_hash(message))] * 2
 
 
 def test_out_of_order_messages_are_held_and_applied_in_sequence():

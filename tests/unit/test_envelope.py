@@ -7,10 +7,11 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
-from integration import MESSAGE_TYPES, Envelope, ErrorCode
+from integration import MESSAGE_TYPES, Envelope, ErrorCode, WorkOrderClosed
 from integration.envelope import parse_payload, payload_hash
-from integration.text import decode_raw, encode_raw, is_storable
+from integration.text import PLAIN_PATTERN, decode_raw, encode_raw, is_storable, text_refusal
 from tests.builders import Envelopes, master_data, release
 
 
@@ -92,6 +93,39 @@ def test_bad_input_becomes_typed_problems_with_field_paths(payload, code, field)
     assert parsed.envelope is None
     assert (parsed.problems[0].code, parsed.problems[0].field) == (code, field)
     assert parsed.raw  # kept for the dead letter
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        (_raw(plant="P\x001"), "text may not hold NUL (character 1)"),
+        (json.dumps(_raw(plant="PL\x00")), "text may not hold NUL (character 2)"),
+        (_raw(uom="E\ud800"), "text may not hold an unpaired surrogate"),  # JSON can't say it
+        (_top(message_id="m\x00"), "text may not hold NUL (character 1)"),
+    ],
+)
+def test_text_no_store_holds_is_refused_in_words_naming_the_character(payload, message):
+    (problem,) = parse_payload(payload).problems
+    assert (problem.code, problem.message) == (ErrorCode.SCHEMA_INVALID, message)
+
+
+def test_text_refusal_words_only_the_errors_of_unstorable_text():
+    with pytest.raises(ValidationError) as built:  # a Python caller's str, surrogate and all
+        WorkOrderClosed(work_order="WO\ud800")
+    (error,) = built.value.errors()
+    assert text_refusal(error) == "text may not hold an unpaired surrogate (character 2)"
+    other = {"type": "string_pattern_mismatch", "input": "a\x00", "ctx": {"pattern": "^x$"}}
+    assert text_refusal(other) is None  # another pattern's mismatch keeps pydantic's words
+    assert text_refusal({"type": "string_too_short", "input": ""}) is None
+    assert Envelope.model_json_schema()["properties"]["message_id"]["pattern"] == PLAIN_PATTERN
+
+
+def test_a_payload_already_read_is_not_read_again():
+    envelope = sample_envelopes()[-1]
+    read = parse_payload(envelope.model_dump_json())
+    assert parse_payload(read) is read
+    unreadable = parse_payload("{not json")
+    assert parse_payload(unreadable) is unreadable
 
 
 def test_all_problems_of_a_payload_are_reported_at_once():
