@@ -12,9 +12,14 @@ own:
   `trace_bytes_per_message` are the run directory's files over the messages sent.
 * `twin`: the twin alone with its trace, against a null target (books nothing).
 * `3day`: `run` over 3 days, for the memory ratio.
+* `core`: the core stage alone, over 2 days: the twin's calls on its target recorded (the flow
+  does not depend on the answers), then replayed into `InProcessTarget` on a WAL file;
+  `core_cpu_us_per_message` is the replay's CPU time per message (robust where the machine's
+  speed wanders, as wall time is not).
 
 `per_message_us` splits the wall time per message: what the wall target allows, the twin alone,
-and what the core adds to it (run minus twin).
+and what the core adds to it (run minus twin); `core_alone` is the `core` variant's CPU time per
+message, what the core's stage costs in a pipelined run before the pipe's own costs.
 
 With `--baseline REV` (e.g. `71a49ea`), the `run` and `twin` variants also run for git revision
 REV's `sim` and `integration`, alternately with this checkout's, at `--baseline-horizon`, in the
@@ -45,7 +50,8 @@ TARGETS = {
     "speedup_min": 2.4,
     "per_message_ratio_max": 0.5,
 }
-VARIANTS = ("run", "twin", "3day")
+VARIANTS = ("run", "twin", "3day", "core")
+CORE_HORIZON = "horizon=2d"  # the recorded calls are kept in memory
 
 
 def _trace(path: Path):
@@ -57,6 +63,56 @@ def _trace(path: Path):
     return Trace(path)
 
 
+def _core_settings(scenario):
+    """The core settings `twin run` gives its core, wherever the checkout keeps the catalogue."""
+    try:
+        from sim.model.catalogue import Catalogue
+        from sim.model.streams import Streams
+    except ImportError:  # a revision before sim/ was regrouped
+        from sim.catalogue import Catalogue
+        from sim.streams import Streams
+    return Catalogue.generate(scenario, Streams(scenario.seed)).core_settings()
+
+
+def _core_alone(overrides: list[str], out: Path) -> dict:
+    """The twin's calls on its target, recorded, then replayed into the in-process core."""
+    from sim import InProcessTarget, NullTarget, load_scenario, simulate
+
+    calls: list[tuple] = []
+
+    class Recorder(NullTarget):
+        def submit(self, envelope, at):
+            calls.append(("submit", envelope, at))
+            return super().submit(envelope, at)
+
+        def expire(self, at):
+            calls.append(("expire", at))
+            return []
+
+        def heal(self, at):
+            calls.append(("heal", at))
+            return [], []
+
+    scenario = load_scenario(SCENARIO, [*overrides, CORE_HORIZON])
+    simulate(scenario, out / "recording", target=Recorder())
+    target = InProcessTarget(_core_settings(scenario), str(out / "ledger.db"), scenario.start)
+    started, cpu = time.perf_counter(), time.process_time()
+    for name, *args in calls:
+        getattr(target, name)(*args)
+    books = target.books()
+    target.close()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - started
+    messages = sum(1 for call in calls if call[0] == "submit")
+    return {
+        "variant": "core",
+        "messages": messages,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "core_cpu_us_per_message": round(1e6 * cpu / messages, 1),
+        "reconciled": books.reconciled,
+    }
+
+
 def _file_bytes(out: Path, *names: str) -> int:
     return sum((out / name).stat().st_size for name in names if (out / name).exists())
 
@@ -66,6 +122,8 @@ def _variant(name: str, overrides: list[str]) -> dict:
 
     with tempfile.TemporaryDirectory() as work:
         out = Path(work)
+        if name == "core":
+            return _core_alone(overrides, out)
         started = time.perf_counter()
         if name == "twin":
             trace = _trace(out / "trace.jsonl.gz")
@@ -111,11 +169,13 @@ def _in_subprocess(name: str, overrides: list[str], source: Path = ROOT) -> dict
     return json.loads(done.stdout)
 
 
-def _per_message(run: dict, twin: dict) -> dict:
-    """Wall microseconds per message: the twin alone and what the core adds to it."""
+def _per_message(run: dict, twin: dict, core: dict) -> dict:
+    """Microseconds per message: the twin alone and what the core adds to it (wall), and the
+    core's stage alone (CPU)."""
     return {
         "twin_alone": round(1e6 * twin["wall_s"] / twin["messages"], 1),
         "core_added": round(1e6 * (run["wall_s"] - twin["wall_s"]) / run["messages"], 1),
+        "core_alone": core["core_cpu_us_per_message"],
     }
 
 
@@ -125,18 +185,18 @@ def _side_by_side(revision: str, overrides: list[str], repeat: int) -> dict:
         sources = {"this_checkout": ROOT, "baseline": Path(work) / "baseline"}
         commit = export_packages(revision, sources["baseline"], "integration", "sim")
         found: dict[str, dict[str, list[dict]]] = {
-            side: {"run": [], "twin": []} for side in sources
+            side: {"run": [], "twin": [], "core": []} for side in sources
         }
         for turn in range(repeat):
             for side in list(sources) if turn % 2 else list(reversed(sources)):
-                for variant in ("run", "twin"):
+                for variant in ("run", "twin", "core"):
                     figures = _in_subprocess(variant, overrides, sources[side])
                     found[side][variant].append(figures)
     best = {
         side: {variant: min(runs, key=lambda r: r["wall_s"]) for variant, runs in kinds.items()}
         for side, kinds in found.items()
     }
-    per_message = {side: _per_message(b["run"], b["twin"]) for side, b in best.items()}
+    per_message = {side: _per_message(b["run"], b["twin"], b["core"]) for side, b in best.items()}
     ours, theirs = per_message["this_checkout"], per_message["baseline"]
     return {
         "baseline_revision": commit,
@@ -166,7 +226,7 @@ def main() -> None:
         print(json.dumps(_variant(args.variant, [*args.overrides, *extra])))
         return
     figures = {name: _in_subprocess(name, args.overrides) for name in VARIANTS}
-    run, twin, three_days = (figures[name] for name in VARIANTS)
+    run, twin, three_days, core = (figures[name] for name in VARIANTS)
     report = {
         "scenario": SCENARIO.name,
         "revision": source_revision("integration", "sim"),
@@ -176,7 +236,7 @@ def main() -> None:
         "rss_ratio_full_to_3_days": round(run["peak_rss_mb"] / three_days["peak_rss_mb"], 2),
         "per_message_us": {
             "allowed_at_target": round(1e6 * TARGETS["wall_s_max"] / run["messages"], 1),
-            **_per_message(run, twin),
+            **_per_message(run, twin, core),
         },
         "targets": TARGETS,
     }
