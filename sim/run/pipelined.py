@@ -97,8 +97,8 @@ class PipelinedTarget:
         self.core_peak_rss_kb = 0  # the core's process's, once closed
 
     def submit(self, envelope: Envelope, at: datetime) -> Answer:
-        """The envelope is read (serialised and hashed) here, in the twin's process, which
-        has time to spare while the core's is the busier stage."""
+        """The envelope is read (serialised and hashed) here, in the twin's process: the
+        core's was the busier, and with this the two do about the same work."""
         return self._later(("submit", parse_payload(envelope), at))
 
     def expire(self, at: datetime) -> list[Answer]:

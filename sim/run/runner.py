@@ -38,13 +38,12 @@ Progress = Callable[[float, int], None]  # (virtual seconds done, messages so fa
 
 @dataclass
 class Run:
-    """What a finished run leaves: the summary, the series and the measures behind them, and
-    how many processes it used (2: the core in its own, `sim.run.pipelined`)."""
+    """What a finished run leaves: the summary (its `run` section says how many processes it
+    used), the series and the measures behind them."""
 
     summary: dict[str, Any]
     series: list[dict[str, Any]]
     measures: Measures
-    processes: int = 1
 
 
 def _store_url(scenario: Scenario, out: Path | None) -> str:
@@ -104,7 +103,7 @@ def simulate(
         target.close()
     core_rss_kb = target.core_peak_rss_kb if isinstance(target, PipelinedTarget) else 0
     summary["run"] = run_figures(started, measures, used, core_rss_kb)
-    return Run(summary, measures.series, measures, used)
+    return Run(summary, measures.series, measures)
 
 
 def _core(
