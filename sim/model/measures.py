@@ -74,6 +74,7 @@ class Measures:
         self.warmup_s = warmup_s  # latency counts only events that occurred from then on
         self.truth_events = 0
         self.messages = 0
+        self.message_types: Counter[str] = Counter()  # messages sent, by message type
         self.coverage: Counter[str] = Counter(dict.fromkeys(EDGE_CASES, 0))
         self.statuses: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
@@ -120,6 +121,7 @@ class Measures:
 
     def sent(self, envelope: Envelope, event: PhysicalEvent, now: float) -> None:
         self.messages += 1
+        self.message_types[envelope.message.type] += 1
         self._interval_counts["arrivals"] += 1
         if event.sent_at < 0:
             event.sent_at = now

@@ -16,7 +16,6 @@ import html
 import importlib.metadata
 import json
 import subprocess
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,11 @@ from sim.report.figures import (
     verdict_line,
 )
 from sim.report.plots import render_plots
-from sim.report.tables import Table, detail_tables, message_types_table
-from sim.report.trace import read_trace
+from sim.report.tables import Table, detail_tables
 from sim.scenario.assertions import seen_values
 from sim.scenario.document import Scenario, format_duration, load_scenario
 
-__all__ = ["METADATA_MARK", "message_types", "render_html", "run_metadata", "write_html_report"]
+__all__ = ["METADATA_MARK", "render_html", "run_metadata", "write_html_report"]
 
 METADATA_MARK = ("<!-- run-metadata -->", "<!-- /run-metadata -->")
 _TILE_CSS = {True: "alarm", False: "ok", None: "info"}  # by Figure.alarm
@@ -87,13 +85,6 @@ def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None =
     if not rows:
         body = f'<tr><td class=muted colspan="{len(headers)}">none</td></tr>'
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def message_types(trace: Path) -> Counter[str] | None:
-    """Messages sent, by message type, counted from the run's trace (None without a trace)."""
-    if not trace.exists():
-        return None
-    return Counter(r["type"] for r in read_trace(trace) if r.get("kind") == "message")
 
 
 def _git_commit() -> str | None:
@@ -240,11 +231,9 @@ def _detail(
     summary: dict[str, Any],
     currencies: tuple[str, ...],
     series: list[dict[str, Any]],
-    types: Counter[str] | None,
 ) -> str:
     """The latency table across the page, the smaller tables side by side, the load section."""
     latency, *others = detail_tables(summary, currencies, series)
-    others.append(message_types_table(types))
     return (
         '<section id="detail"><h2>Detail</h2>'
         + _detail_table(latency)
@@ -278,7 +267,6 @@ def render_html(
     summary: dict[str, Any],
     scenario: Scenario,
     plots: dict[str, bytes],
-    types: Counter[str] | None,
     metadata: list[tuple[str, str]],
     series: list[dict[str, Any]],
 ) -> str:
@@ -305,7 +293,7 @@ virtual time, then a heal phase of up to {_e(format_duration(scenario.measures.h
 {_verdict(summary)}
 {_tiles(summary, currencies)}
 {_plots(plots, summary["latency_ms"])}
-{_detail(summary, currencies, series, types)}
+{_detail(summary, currencies, series)}
 <h2>Run</h2>
 {METADATA_MARK[0]}{meta}{METADATA_MARK[1]}
 </body>
@@ -325,10 +313,7 @@ def write_html_report(out: Path) -> Path:
     (out / "plots").mkdir(exist_ok=True)
     for name, png in plots.items():
         (out / "plots" / f"{name}.png").write_bytes(png)
-    types = message_types(out / "trace.jsonl.gz")
-    page = render_html(
-        summary, scenario, plots, types, run_metadata(summary, scenario_text), series
-    )
+    page = render_html(summary, scenario, plots, run_metadata(summary, scenario_text), series)
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -6,7 +6,7 @@ cases. Rows that would only say "nothing happened" are collapsed into the table'
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,12 +132,13 @@ def edge_case_table(coverage: dict[str, int]) -> Table:
     return Table("Edge cases exercised", ["edge case", "times"], rows, frozenset({1}), note)
 
 
-def message_types_table(types: Counter[str] | None) -> Table:
-    """Messages sent by type, busiest first (`types` None: the run directory has no trace)."""
+def message_types_table(types: Mapping[str, int] | None) -> Table:
+    """Messages sent by type, busiest first (`types` None: a summary of a build that did not
+    count them)."""
     if types is None:
         return Table("Messages by type", ["message type", "sent", "share"], [],
-                     note="No trace in the run directory.")  # fmt: skip
-    total = sum(types.values())
+                     note="Not counted in this summary.")  # fmt: skip
+    total = sum(types.values()) or 1
     ranked = sorted(types.items(), key=lambda item: (-item[1], item[0]))
     rows = [[name, f"{n:,}", f"{n / total * 100:.1f} %"] for name, n in ranked]
     return Table("Messages by type", ["message type", "sent", "share"], rows, frozenset({1, 2}))
@@ -162,4 +163,5 @@ def detail_tables(
             f"First-pass success {summary.get('first_pass_rate', 0) * 100:.1f} %.",
         ),
         edge_case_table(summary.get("coverage", {})),
+        message_types_table(summary["events"].get("by_type")),
     ]

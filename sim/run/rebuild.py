@@ -27,6 +27,16 @@ from sim.scenario.document import load_scenario
 __all__ = ["rebuild"]
 
 
+class _Message(NamedTuple):
+    type: str
+
+
+class _Sent(NamedTuple):
+    """What the measures read of a sent envelope."""
+
+    message: _Message
+
+
 class _Delivered(NamedTuple):
     """What the measures read of a delivered envelope."""
 
@@ -51,7 +61,8 @@ class _Replay:
         if kind == "truth":
             self._truth(record)
         elif kind == "message":
-            measures.sent(None, self.events[record["event"]], record["t"])
+            sent = _Sent(_Message(record["type"]))
+            measures.sent(sent, self.events[record["event"]], record["t"])
         elif kind == "answer":
             delivered = _Delivered(record["stream"], record["seq"])
             event = self.events[record["event"]]

@@ -87,6 +87,7 @@ def summarise(
             "truth": measures.truth_events,
             "messages": measures.messages,
             "held_at_end": measures.held(),  # still waiting in the core: in no other figure
+            "by_type": dict(sorted(measures.message_types.items())),
         },
         "latency_ms": measures.latency_summary(),
         "duplicates": measures.duplicates(),

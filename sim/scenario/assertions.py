@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from integration import ConfigurationError, ErrorCode, Status
+from integration import MESSAGE_TYPES, ConfigurationError, ErrorCode, Status
 from sim.scenario.expressions import Unusable, holds, parse_line
 from sim.scenario.vocabulary import EDGE_CASES, PARTS, PERCENTILES
 
@@ -38,6 +38,7 @@ __all__ = [
 
 # Sections that list only what happened; anything they do not name happened 0 times.
 _COUNTED = (
+    "events.by_type.",
     "dead_letters.by_code.",
     "dead_letters.by_first_code.",
     "outcomes.",
@@ -54,7 +55,10 @@ _INCIDENTS = {"incidents": None, "open_at_end": None, "mttd": _TIMES, "mttr": _T
 SUMMARY_KEYS: dict[str, Any] = {
     "scenario": None,
     "seed": None,
-    "events": dict.fromkeys(("truth", "messages", "held_at_end")),
+    "events": {
+        **dict.fromkeys(("truth", "messages", "held_at_end")),
+        "by_type": dict.fromkeys(MESSAGE_TYPES),
+    },
     "latency_ms": {"*": {**_FIGURES, "parts": dict.fromkeys(PARTS, _FIGURES)}},
     "duplicates": dict.fromkeys(("delivered", "detected", "posted")),
     "drift": dict.fromkeys(

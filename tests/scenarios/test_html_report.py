@@ -11,6 +11,7 @@ import re
 import shutil
 import struct
 import zlib
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from sim.cli import twin
 from sim.report.html import METADATA_MARK, run_metadata
 from sim.report.plots import PLOTS, latency_cdf_points, shift_boundaries
+from sim.report.trace import read_trace
 from sim.run.session import run_scenario
 from tests.scenarios import harness
 
@@ -123,6 +125,17 @@ def test_report_html_parses_and_holds_the_tables_and_one_image_per_plot(runs):
         assert workflow in words
     assert HOSTILE in words and "&lt;script&gt;" in text  # escaped, so never a tag
     assert summary["dead_letters"]["total"] > 0 and summary["duplicates"]["delivered"] > 0
+
+
+def test_messages_by_type_are_the_traces_messages_counted_by_type(runs):
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    records = read_trace(runs[0] / "trace.jsonl.gz")
+    traced = Counter(r["type"] for r in records if r["kind"] == "message")
+    assert len(traced) > 3 and summary["events"]["by_type"] == dict(sorted(traced.items()))
+    assert sum(traced.values()) == summary["events"]["messages"]
+    words = " ".join(Page((runs[0] / "report.html").read_text(encoding="utf-8")).text)
+    busiest, sent = traced.most_common(1)[0]
+    assert f"{busiest} {sent:,}" in words
 
 
 def test_every_embedded_image_is_a_valid_png_equal_to_its_plots_file(runs):

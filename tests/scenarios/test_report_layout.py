@@ -138,9 +138,11 @@ def test_summary_keys_added_later_show_when_present_and_are_not_needed(run_dir):
         summary["drift"].pop(key, None)
     summary["events"].pop("held_at_end", None)
     summary["dead_letters"].pop("by_first_code", None)
+    summary["events"].pop("by_type")
     older = render_markdown(summary, ("CHF", "EUR"))
     assert "held at the end" not in older and "first failed with" not in older
-    render_html(summary, scenario, {}, None, [], [])  # renders without them
+    assert "Not counted in this summary." in older
+    render_html(summary, scenario, {}, [], [])  # renders without them
     newer = copy.deepcopy(summary)
     newer["drift"] |= {"final_undelivered_value": "1234.50", "final_undelivered_messages": 3}
     newer["events"]["held_at_end"] = 2
@@ -151,7 +153,9 @@ def test_summary_keys_added_later_show_when_present_and_are_not_needed(run_dir):
     assert "EUR 1,234.50" in figures["messages undelivered after healing"].note
     assert figures["messages held at the end"].value == "2"
     assert "first failed with: SEQUENCE_GAP 1" in figures["dead letters remaining"].note
-    page = render_html(newer, scenario, {}, None, [], [])
+    newer["events"]["by_type"] = {"MaterialIssued": 3, "ScrapDeclared": 1}
+    page = render_html(newer, scenario, {}, [], [])
+    assert "MaterialIssued" in page and "75.0 %" in page
     assert "written, by the code they first failed with" in page
     assert "1,234.50 CHF+EUR" in page
 

@@ -141,7 +141,7 @@ def _fixed(node: Any, path: str = "") -> Iterator[str]:
             yield f"{path}{key}"
 
 
-_OPEN_SECTIONS = ("by_code.", "by_first_code.", "outcomes.")  # name only what happened
+_OPEN_SECTIONS = ("by_code.", "by_first_code.", "outcomes.", "by_type.")  # name only what happened
 
 
 def test_the_keys_assertions_accept_are_the_keys_a_summary_has():

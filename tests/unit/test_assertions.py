@@ -325,6 +325,12 @@ def test_relational_lines_that_cannot_be_decided_fail_with_a_reason():
     assert missing.values == {"duplicates.delivered": 4}
 
 
+def test_message_types_count_zero_when_absent():
+    summary = {"events": {"messages": 3, "by_type": {"OperationCompleted": 3}}}
+    assert one("events.by_type.OperationCompleted == events.messages", summary).passed
+    assert one("events.by_type.ScrapDeclared == 0", summary).passed
+
+
 def test_first_codes_count_zero_when_absent():
     assert one("dead_letters.by_first_code.LOT_REQUIRED == 0").passed
     summary = {"dead_letters": {"by_first_code": {"REVISION_MISMATCH": 2}, "total": 2}}
@@ -340,6 +346,7 @@ def test_first_codes_count_zero_when_absent():
         ("coverage.reordr == 0", "no summary key coverage.reordr: coverage has"),
         ("dead_letters.by_code.LOT_MISSING > 0", "no summary key dead_letters.by_code.LOT_MISSING"),
         ("dead_letters.by_first_code.NOPE > 0", "dead_letters.by_first_code has"),
+        ("events.by_type.OperationComplete > 0", "no summary key events.by_type.OperationComplete"),
         ("outcomes.PARKED == 0", "outcomes has POSTED, DUPLICATE, HELD, REJECTED"),
         ("latency.confirmation.p98 < 1s", "no summary key latency_ms.confirmation.p98"),
         ("duplicates.detected == duplicates.delivered-1", "duplicates.delivered-1"),
@@ -356,6 +363,7 @@ def test_keys_a_summary_has_pass_the_syntax_check():
     check_syntax(
         [
             "events.held_at_end == 0",
+            "events.by_type.ScrapDeclared <= events.messages",
             "drift.final_undelivered == drift.final_undelivered_value",
             "drift.final_undelivered_messages <= heal.unsent + heal.in_flight",
             "drift.final_explained <= drift.final",
