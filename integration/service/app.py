@@ -122,7 +122,6 @@ def create_app(
     )
     app.state.core, app.state.metrics, app.state.runner = core, metrics, runner
     app.state.alerts = monitor
-    install_console(app, keys, runner, monitor, metrics)
 
     async def caller(request: Request) -> ApiKey:  # no I/O: async spares a threadpool hop
         header = request.headers.get("authorization", "")
@@ -345,6 +344,9 @@ def create_app(
             ],
         }
 
+    # after the API: routes are matched in order, and a submission should not try the
+    # console's pages first
+    install_console(app, keys, runner, monitor, metrics)
     return app
 
 
