@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def import_from_source_only() -> None:
+    """In a side-by-side child whose PYTHONPATH is another tree (a baseline's export), import
+    `sim` and `integration` from that tree alone. The editable install maps both packages to
+    the working tree and would supply from it any module the other tree lacks (e.g.
+    `sim.report.trace` to a revision from before `sim/` was regrouped): the child would run a
+    mix of the two, and its import fallbacks for an older layout would never be taken."""
+    source = os.environ.get("PYTHONPATH")
+    if source and Path(source).resolve() != ROOT:
+        sys.meta_path[:] = [f for f in sys.meta_path if _name(f) != "_EditableFinder"]
+
+
+def _name(finder: object) -> str:
+    return getattr(finder, "__name__", type(finder).__name__)  # a finder may be a class
 
 
 def source_revision(*watched: str) -> str | None:

@@ -53,7 +53,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pydantic
-from checkout import source_revision
+from checkout import import_from_source_only, source_revision
 from ledger_columns import ENTRY_COLUMNS, INBOX_COLUMNS, LINE_COLUMNS, MOVE_COLUMNS
 from side_by_side import KINDS, SideBySide
 from workload import START, Workload, build_settings, build_workload, mix_shape
@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.messages < 1 or args.repeat < 1 or args.group < 1:
         parser.error("--messages, --repeat and --group must be at least 1")
     if args.core_only:
+        import_from_source_only()
         return core_only(args.messages, args.dir, args.group)
 
     workload = build_workload(args.messages)

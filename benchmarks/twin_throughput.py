@@ -26,7 +26,9 @@ REV's `sim` and `integration`, alternately with this checkout's, at `--baseline-
 same invocation: `side_by_side.speedup` is the baseline's run wall over this checkout's (the
 best of `--repeat` each), `per_message_ratio` this checkout's per-message figures over the
 baseline's. Both sides go through the public API only (`sim.run_scenario`, `sim.simulate`),
-which a revision with another layout of `sim/` also has.
+which a revision with another layout of `sim/` also has, and each imports from its own tree
+only (`checkout.import_from_source_only`: the editable install would otherwise lend REV's
+tree the modules it lacks, such as this checkout's faster trace writer).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from checkout import ROOT, export_packages, source_revision
+from checkout import ROOT, export_packages, import_from_source_only, source_revision
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "month_end_3_plants.yaml"
 TARGETS = {
@@ -222,6 +224,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     if args.variant:
+        import_from_source_only()
         extra = ["horizon=3d"] if args.variant == "3day" else []
         print(json.dumps(_variant(args.variant, [*args.overrides, *extra])))
         return

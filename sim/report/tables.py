@@ -138,7 +138,7 @@ def message_types_table(types: Mapping[str, int] | None) -> Table:
     if types is None:
         return Table("Messages by type", ["message type", "sent", "share"], [],
                      note="Not counted in this summary.")  # fmt: skip
-    total = sum(types.values()) or 1
+    total = sum(types.values())
     ranked = sorted(types.items(), key=lambda item: (-item[1], item[0]))
     rows = [[name, f"{n:,}", f"{n / total * 100:.1f} %"] for name, n in ranked]
     return Table("Messages by type", ["message type", "sent", "share"], rows, frozenset({1, 2}))
