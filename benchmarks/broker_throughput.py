@@ -83,7 +83,6 @@ from integration import SourceSystem
 DEFAULT_PG_URL = os.environ.get("MFG_TWIN_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUN_TIMEOUT_S = 300.0
 KILL_AT = 0.4  # share of the timed outcomes heard before the SIGKILL
-ADMIT_ALL_S = 3600.0  # `twin serve --max-wait-s` for the HTTP baseline: throughput, no refusals
 
 
 def rate(count: int, began: float, ended: float) -> float:
@@ -320,7 +319,6 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 report["recovery_after_sigkill"] = checked(figures, db_url, schema, workload)
             if not args.no_http:
-                os.environ["MFG_TWIN_MAX_WAIT_S"] = str(ADMIT_ALL_S)  # no 429 under other load
                 runs = ServiceRuns(workload, "aiohttp", tmp, config, 1, 16, pg_url, schemas)
                 report["http_batch_postgres"] = runs.measure(
                     runs.postgres("http"), batch_load(workload, 500), 500

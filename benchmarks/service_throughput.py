@@ -6,7 +6,8 @@
         [--compare-with DIR | --baseline REV] [--compare-only]
 
 What is measured (the issue's spec), each run on a fresh `twin serve` subprocess (uvicorn with
-uvloop + httptools, one process) over a fresh ledger:
+uvloop + httptools, one process) over a fresh ledger, admitting every submission (the
+back-pressure bound set far beyond any backlog here: throughput is measured, not refusals):
 
 * single: every timed message is one `POST /v1/messages`, with `--concurrency` requests in
   flight. Each in-flight slot owns whole work orders (round robin) and sends their messages in
