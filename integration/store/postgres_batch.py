@@ -25,7 +25,9 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from integration.store.base import Identity
 from integration.store.deferred import DeferredRows
@@ -40,7 +42,18 @@ from integration.store.sql_writes import (
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["DeferredBatch", "json_fields"]
+__all__ = ["DeferredBatch", "json_fields", "json_text"]
+
+
+def json_text(rows: Any) -> str:
+    """Rows of text, integers and nulls as JSON text for a `::jsonb` parameter (orjson: a
+    fifth of `json.dumps`'s time on a batch's rows, the same values). An integer beyond 64
+    bits, which orjson refuses, goes as `json.dumps` writes it, for PostgreSQL to refuse as
+    out of its column's range: a store error, as any other value the store cannot hold."""
+    try:
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(rows)
 
 
 def json_fields(*types: str, start: int = 0) -> str:
@@ -171,7 +184,7 @@ class DeferredBatch(DeferredRows):
         if rows is None:
             return
         # the arrays as JSON text (timestamps and quantities as strings), then the updates
-        params = [*(json.dumps(rows[table]) for table in _FLUSH_ARRAYS), len(rows["outcomes"])]
+        params = [*(json_text(rows[table]) for table in _FLUSH_ARRAYS), len(rows["outcomes"])]
         try:
             self._db.execute(_FLUSH, params)
         except BaseException:

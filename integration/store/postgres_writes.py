@@ -2,8 +2,8 @@
 moves and stock exceptions in one statement (data-modifying CTEs), so a posting costs one round
 trip to the server for its entry instead of one per table.
 
-The lines, moves and exceptions go as one JSON array of rows each (`json.dumps` is C; psycopg's
-array adaptation costs far more in Python), unpacked by `json_array_elements`: the same rows a
+The lines, moves and exceptions go as one JSON array of rows each (`json_text`, orjson;
+psycopg's array adaptation costs far more in Python), unpacked by `json_array_elements`: the same rows a
 batch sends (`posting_rows`), their entry id taken from the statement. The foreign keys
 from them to their entry are checked at the end of the statement, when the entry row exists;
 an empty array inserts nothing.
@@ -14,11 +14,10 @@ postgres_batch.py).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from integration.store.base import EntryWrite, InboxWrite
-from integration.store.postgres_batch import json_fields
+from integration.store.postgres_batch import json_fields, json_text
 from integration.store.sql_writes import (
     ENTRY_COLUMNS,
     EXCEPTION_COLUMNS,
@@ -66,5 +65,5 @@ class PostgresWrites(SqlWrites):
             return super()._write_entry(inbox_id, inbox, entry)
         # The statement gives the rows their entry's id: the 0 in front of each is skipped.
         rows = posting_rows(0, entry)
-        params = (*self._entry_values(inbox_id, inbox, entry), *map(json.dumps, rows))
+        params = (*self._entry_values(inbox_id, inbox, entry), *map(json_text, rows))
         return self._db_execute(_WRITE_ENTRY, params).fetchone()[0]
