@@ -1,49 +1,37 @@
 """The core as an HTTP service (FastAPI): versioned endpoints, bearer keys, hardened input.
 
 Every answer is JSON with a stable `code` where something went wrong; no request produces a
-stack trace, and a request without a valid key writes nothing.
+stack trace, and a request without a valid key writes nothing. The two submission endpoints
+are answered before the framework (submissions.py), with the same checks and answers.
 """
 
 import json
-import time
-from collections.abc import Awaitable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import Response
 
 from integration.alerting import AlertRules
 from integration.clock import Clock, SystemClock
 from integration.core import Core
-from integration.errors import ConfigurationError, ErrorCode, IntegrationError, NotFound, StoreError
-from integration.outcome import Outcome, Status
+from integration.errors import ConfigurationError
 from integration.reconcile import Reconciliation
 from integration.service.admission import (
     DEFAULT_DEAD_LETTER_QUOTA_BYTES,
     DEFAULT_MAX_WAIT_S,
     Admission,
     DeadLetterQuota,
-    Refused,
-    Reservation,
 )
 from integration.service.alerts import DEFAULT_ALERT_INTERVAL_S, AlertMonitor
+from integration.service.answers import ANSWERED_ERRORS, JsonAnswer, error_answer
 from integration.service.console import install_console
 from integration.service.dead_letters import dead_letter_routes
-from integration.service.inputs import (
-    EXPIRE_BODY,
-    ServiceError,
-    batch_items,
-    older_than,
-    refuse_unstorable_text,
-)
+from integration.service.inputs import EXPIRE_BODY, ServiceError, older_than, refuse_unstorable_text
 from integration.service.keys import ApiKey, ApiKeys
 from integration.service.metrics import ServiceMetrics
 from integration.service.runner import CoreRunner
+from integration.service.submissions import ServiceApp, Submissions
 from integration.service.webhook import Webhook
-from integration.text import text_refusal
-from integration.validation import Sender
 
 __all__ = ["create_app", "DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_BATCH"]
 
@@ -52,33 +40,6 @@ DEFAULT_MAX_BATCH = 1000
 # A source system's name (an unknown one has sent nothing: 404). Plain text, not the enum, so the
 # OpenAPI document keeps one `SourceSystem` schema: the envelope's.
 _SOURCE_QUERY = Query(pattern="^[A-Z]{1,32}$", description="the source system that sent the id")
-T = TypeVar("T")
-
-
-def _error(
-    status: int,
-    code: str,
-    message: str,
-    problems: list | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = {"code": code, "message": message, "problems": problems or []}
-    if status == 401:
-        headers = {"WWW-Authenticate": "Bearer"}
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def outcome_status(outcome: Outcome) -> int:
-    """The HTTP status of a submission's outcome."""
-    if outcome.status is Status.HELD:
-        return 202
-    if outcome.status is not Status.REJECTED:
-        return 200
-    return {
-        ErrorCode.MALFORMED_PAYLOAD: 400,
-        ErrorCode.UNAUTHORISED_SOURCE: 403,
-        ErrorCode.IDEMPOTENCY_CONFLICT: 409,
-    }.get(outcome.code, 422)
 
 
 def create_app(
@@ -114,7 +75,9 @@ def create_app(
     webhook = None if webhook_url is None else Webhook(webhook_url, metrics)
     rules = alert_rules or AlertRules()
     monitor = AlertMonitor(runner, rules, clock, metrics, alert_interval_s, webhook)
-    app = FastAPI(
+    submissions = Submissions(keys, runner, quota, metrics, max_body_bytes, max_batch)
+    app = ServiceApp(
+        submissions,
         title="mfg-twin integration core",
         version="1",
         description="Canonical manufacturing messages in, exactly one ledger effect out.",
@@ -124,12 +87,8 @@ def create_app(
     app.state.alerts = monitor
 
     async def caller(request: Request) -> ApiKey:  # no I/O: async spares a threadpool hop
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        key = keys.find(token.strip()) if scheme.lower() == "bearer" and token else None
-        if key is None:
-            raise ServiceError(401, "UNAUTHENTICATED", "a valid bearer API key is required")
-        refuse_unstorable_text(request)
+        key = submissions.authenticate(request.headers.get("authorization", ""))
+        refuse_unstorable_text(request.path_params, request.query_params)
         return key
 
     Caller = Annotated[ApiKey, Depends(caller)]
@@ -142,94 +101,13 @@ def create_app(
     Operator = Annotated[ApiKey, Depends(operator)]
 
     async def body_of(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            raise ServiceError(
-                413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {max_body_bytes} bytes"
-            )
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise ServiceError(
-                    413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {max_body_bytes} bytes"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await submissions.read_body(request.headers.get("content-length"), request.stream())
 
-    def sender_of(key: ApiKey) -> Sender:
-        if key.sender is None:
-            raise ServiceError(403, "UNAUTHORISED_SOURCE", f"key {key.name} may not submit")
-        return key.sender
+    async def answer_error(_request: Request, error: Exception) -> JsonAnswer:
+        return error_answer(error, metrics)
 
-    async def submit(payload: bytes, key: ApiKey) -> Outcome:
-        sender = sender_of(key)
-        started = time.perf_counter()
-        reservation = quota.reserve(key.name, len(payload))
-        outcome = await _unless_failed(runner.submit(payload, sender), reservation)
-        quota.settle(reservation, len(payload) if _kept(outcome) else 0)
-        metrics.observe(
-            outcome, outcome.message_type or "unreadable", time.perf_counter() - started
-        )
-        return outcome
-
-    async def submit_many(body: bytes, key: ApiKey) -> list[Outcome | BaseException]:
-        sender = sender_of(key)
-        items = batch_items(body, max_batch)
-        started = time.perf_counter()
-        reservation = quota.reserve(key.name, len(body))
-        results = await _unless_failed(runner.submit_batch(items, sender), reservation)
-        each = (time.perf_counter() - started) / max(len(results), 1)
-        kept = 0
-        for item, result in zip(items, results, strict=True):
-            if isinstance(result, Outcome):
-                kept += len(item.encode()) if _kept(result) else 0
-                metrics.observe(result, result.message_type or "unreadable", each)
-        quota.settle(reservation, kept)
-        return results
-
-    @app.exception_handler(Refused)
-    async def _refused(_request: Request, error: Refused) -> JSONResponse:
-        metrics.refused.labels(error.code).inc()
-        headers = {"Retry-After": str(error.retry_after_s)}
-        return _error(error.status, error.code, error.message, headers=headers)
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(_request: Request, error: ServiceError) -> JSONResponse:
-        return _error(error.status, error.code, error.message, error.problems)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(_request: Request, error: NotFound) -> JSONResponse:
-        return _error(404, error.code.value, str(error))
-
-    @app.exception_handler(StoreError)
-    async def _store_failure(_request: Request, error: StoreError) -> JSONResponse:
-        return _error(503, error.code.value, "the ledger store is unavailable; retry later")
-
-    @app.exception_handler(IntegrationError)
-    async def _integration_error(_request: Request, error: IntegrationError) -> JSONResponse:
-        return _error(500, error.code.value, "the core could not process the request")
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "code": "SCHEMA_INVALID",
-                "message": text_refusal(e) or e["msg"],
-                "field": ".".join(map(str, e["loc"])),
-            }
-            for e in error.errors()
-        ]
-        return _error(422, "SCHEMA_INVALID", "the request is invalid", problems)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "HTTP_ERROR")
-        return _error(error.status_code, code, str(error.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, _exception: Exception) -> JSONResponse:
-        return _error(500, "INTERNAL", "the service failed; the request was not applied")
+    for kind in (*ANSWERED_ERRORS, Exception):
+        app.add_exception_handler(kind, answer_error)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -246,18 +124,21 @@ def create_app(
         tags=["messages"],
         responses={202: {}, 400: {}, 403: {}, 409: {}, 413: {}, 422: {}},
     )
-    async def submit_one(request: Request, key: Caller) -> JSONResponse:
+    async def submit_one(request: Request, key: Caller) -> JsonAnswer:
         """Submit one envelope (JSON). POSTED and DUPLICATE answer 200, HELD 202; a rejection
         answers 400/403/409/422 with its code, and its payload is kept in the dead letters."""
-        outcome = await submit(await body_of(request), key)
-        return JSONResponse(outcome.to_dict(), status_code=outcome_status(outcome))
+        return await submissions.one(await body_of(request), key)
 
-    @app.post("/v1/messages/batch", tags=["messages"], responses={400: {}, 413: {}})
-    async def submit_batch(request: Request, key: Caller) -> dict[str, Any]:
+    @app.post(
+        "/v1/messages/batch",
+        tags=["messages"],
+        response_model=dict[str, Any],
+        responses={400: {}, 413: {}},
+    )
+    async def submit_batch(request: Request, key: Caller) -> JsonAnswer:
         """Submit a JSON array of envelopes; each gets its own outcome (partial failure is
         normal, as in an OAGIS ConfirmBOD)."""
-        results = await submit_many(await body_of(request), key)
-        return {"outcomes": [_result_view(result) for result in results]}
+        return await submissions.batch(await body_of(request), key)
 
     @app.get("/v1/messages/{message_id}", tags=["messages"], responses={404: {}})
     async def outcome_of(
@@ -353,36 +234,3 @@ def create_app(
 def _reconciled(core: Core) -> tuple[Reconciliation, int]:
     """Reconciliation and the negative-stock count, in one turn of the core's thread."""
     return core.reconcile(), core.store.stock_exception_count()
-
-
-async def _unless_failed(submission: Awaitable[T], reservation: Reservation) -> T:
-    """Await the submission; one that raised (refused, or rolled back) kept nothing."""
-    try:
-        return await submission
-    except Exception:
-        DeadLetterQuota.settle(reservation, 0)
-        raise
-
-
-def _kept(outcome: Outcome) -> bool:
-    """The outcome's message was dead-lettered with its raw payload."""
-    return outcome.status is Status.REJECTED and outcome.dead_letter_id is not None
-
-
-def _result_view(result: Outcome | BaseException) -> dict[str, Any]:
-    """A batch item's answer: its outcome, or FAILED with the code of what failed its own
-    transaction (STORE_FAILURE: nothing of it was applied, send it again later)."""
-    if isinstance(result, Outcome):
-        return result.to_dict()
-    if isinstance(result, StoreError):
-        code, message = result.code.value, "the ledger store failed on this message; retry later"
-    elif isinstance(result, IntegrationError):
-        code, message = result.code.value, "the core could not process this message"
-    else:
-        code, message = "INTERNAL", "the service failed on this message; it was not applied"
-    problem = {"code": code, "message": message, "field": ""}
-    return Outcome(Status.REJECTED, None).to_dict() | {
-        "status": "FAILED",
-        "code": code,
-        "problems": [problem],
-    }

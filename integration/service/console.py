@@ -112,7 +112,7 @@ def install_console(
         if session is None:
             raise SignInNeeded
         try:
-            refuse_unstorable_text(request)
+            refuse_unstorable_text(request.path_params, request.query_params)
         except ServiceError as error:
             raise ConsoleError(400, "The request holds text no ledger can store.") from error
         return session

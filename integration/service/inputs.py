@@ -3,12 +3,14 @@ bodies of batches and hold expiries."""
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.datastructures import QueryParams
 
 from integration.errors import ErrorCode
 from integration.master import Text
@@ -40,10 +42,10 @@ class ServiceError(Exception):
         self.status, self.code, self.message, self.problems = status, code, message, problems
 
 
-def refuse_unstorable_text(request: Request) -> None:
+def refuse_unstorable_text(path: Mapping[str, Any], query: QueryParams) -> None:
     """400 SCHEMA_INVALID when a path id or query parameter holds NUL or an unpaired
     surrogate: no store can look such text up, so it is refused before any read."""
-    params = [("path", request.path_params.items()), ("query", request.query_params.items())]
+    params = [("path", path.items()), ("query", query.multi_items())]
     problems = [
         {
             "code": "SCHEMA_INVALID",
