@@ -12,7 +12,8 @@ moves stock (an exception in the books is looked for among them).
 The fixes: `master_data`, a confirmation with a stale revision or a missing lot: it is sent
 again corrected (the order's own revision; the lots the floor holds most of) under a new
 message id and key and, once it has posted, the superseded dead letter is discarded (closed
-without a replay); `stock`: the warehouse counts the keys the failed message takes from and
+without a replay), and after a stale revision the parts it takes are counted as for `stock`
+(the order's revision takes other quantities of them than the floor used); `stock`: the warehouse counts the keys the failed message takes from and
 posts a StockAdjusted for what the books miss (truth less the effects still on their way),
 then the letters are replayed; `quality`: quality releases the held lots the refused
 confirmation names (`sim.model.quality`), then every letter of the code and lot is replayed;
@@ -194,6 +195,7 @@ class Operators:
                 self._send_corrected(failing, corrected)
                 yield from self._settled([failing.event])
                 self._discard_superseded(failing)
+                yield from self._settled(self._count_after_correction(failing))
             elif kind == "quality":
                 lots = self._held_lots(failing)
                 yield from self._settled(self._release(failing.event.plant, lots))
@@ -274,6 +276,16 @@ class Operators:
             if missing:
                 events.append(self._adjust(key, missing))
         return events
+
+    def _count_after_correction(self, failing: Failing) -> list[PhysicalEvent]:
+        """After a stale revision's correction has posted: the books backflushed the order's
+        revision, whose quantities of the same parts differ from what the floor used (an ECO
+        changes how many of a component a unit takes), so the warehouse counts those parts
+        (`_count`). A missing lot's correction names lots and takes what the floor took: no
+        count."""
+        if failing.code != ErrorCode.REVISION_MISMATCH.value:
+            return []
+        return self._count(failing)
 
     def _pending_effects(self) -> dict[StockKey, Decimal]:
         """Stock effects of the events whose messages have not applied: still failing, or

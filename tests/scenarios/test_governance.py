@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import csv
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from integration import DeadLetterFilter, Status, open_store
+from sim.model.operators import Operators
 from sim.run.rebuild import rebuild
 from sim.run.runner import simulate
 from sim.run.session import run_scenario
@@ -225,3 +227,22 @@ def test_a_missing_lot_is_corrected_by_the_lot_the_floor_holds_and_the_books_agr
     missing = summary["governance"]["by_code"]["LOT_REQUIRED"]
     assert missing["mttr"]["count"] > 0 and summary["governance"]["fixes"]["master_data"] > 0
     assert summary["drift"]["final_unexplained_value"] == "0.00"
+
+
+def test_a_stale_revision_correction_is_followed_by_a_count_and_the_books_agree(monkeypatch):
+    """REVISION_MISMATCH (master_data): the confirmation is sent again on the order's own
+    revision, whose quantities differ from what the floor used; the warehouse then counts
+    those parts, so no drift is left unexplained. Without the count (the negative control),
+    the corrections leave it."""
+    source = Path(__file__).resolve().parents[2] / "scenarios" / "operations_oncall.yaml"
+    overrides = ["seed=9", "edge_cases.ecos_per_week=40", "edge_cases.eco_adoption_lag=4h"]
+    summary = simulate(load_scenario(source, overrides)).summary
+    stale = summary["governance"]["by_code"][STALE]
+    assert stale["mttr"]["count"] > 0 and summary["governance"]["fixes"]["master_data"] > 0
+    assert summary["drift"]["final_unexplained_value"] == "0.00"
+
+    monkeypatch.setattr(Operators, "_count_after_correction", lambda _self, _failing: [])
+    uncounted = simulate(load_scenario(source, overrides)).summary
+    assert Decimal(uncounted["drift"]["final_unexplained_value"]) > 0
+    counts = [s["events"]["by_type"].get("StockAdjusted", 0) for s in (summary, uncounted)]
+    assert counts[0] > counts[1], counts
