@@ -3,10 +3,10 @@ moves and stock exceptions in one statement (data-modifying CTEs), so a posting 
 trip to the server for its entry instead of one per table.
 
 The lines, moves and exceptions go as one JSON array of rows each (`json_text`, orjson;
-psycopg's array adaptation costs far more in Python), unpacked by `json_array_elements`: the same rows a
-batch sends (`posting_rows`), their entry id taken from the statement. The foreign keys
-from them to their entry are checked at the end of the statement, when the entry row exists;
-an empty array inserts nothing.
+psycopg's array adaptation costs far more in Python), unpacked by `json_array_elements`: the
+same rows a batch sends (`posting_rows`), their entry id taken from the statement. The foreign
+keys from them to their entry are checked at the end of the statement, when the entry row
+exists; an empty array inserts nothing.
 
 Inside a batch, the rows go to the batch's `DeferredBatch` instead (see sql_writes.py and
 postgres_batch.py).
