@@ -13,12 +13,12 @@ The fixes: `master_data`, a confirmation with a stale revision or a missing lot:
 again corrected (the order's own revision; the lots the floor holds most of) under a new
 message id and key and, once it has posted, the superseded dead letter is discarded (closed
 without a replay), and after a stale revision the parts it takes are counted as for `stock`
-(the order's revision takes other quantities of them than the floor used); `stock`: the warehouse counts the keys the failed message takes from and
-posts a StockAdjusted for what the books miss (truth less the effects still on their way),
-then the letters are replayed; `quality`: quality releases the held lots the refused
-confirmation names (`sim.model.quality`), then every letter of the code and lot is replayed;
-anything else: replayed. An incident a fix did not close is taken up again at an evaluation
-that still covers it, up to `attempts` times.
+(the order's revision takes other quantities of them than the floor used); `stock`: the
+warehouse counts the keys the failed message takes from and posts a StockAdjusted for what the
+books miss (truth less the effects still on their way), then the letters are replayed;
+`quality`: quality releases the held lots the refused confirmation names (`sim.model.quality`),
+then every letter of the code and lot is replayed; anything else: replayed. An incident a fix
+did not close is taken up again at an evaluation that still covers it, up to `attempts` times.
 """
 
 from __future__ import annotations
