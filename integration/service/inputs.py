@@ -45,7 +45,7 @@ class ServiceError(Exception):
 def refuse_unstorable_text(path: Mapping[str, Any], query: QueryParams) -> None:
     """400 SCHEMA_INVALID when a path id or query parameter holds NUL or an unpaired
     surrogate: no store can look such text up, so it is refused before any read."""
-    params = [("path", path.items()), ("query", query.multi_items())]
+    params = [("path", path.items()), ("query", query.items())]
     problems = [
         {
             "code": "SCHEMA_INVALID",

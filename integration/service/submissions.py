@@ -8,7 +8,7 @@ time the server held the interpreter, more than the core's share. `ServiceApp` t
 answers these two paths itself, before the framework: the same key check, body limits,
 admission, quota, core call, metrics and answers (`Submissions`, `error_answer`) as the
 framework's routes, which stay declared for the OpenAPI document and serve the same paths when
-the app is mounted under a prefix.
+the app is mounted under a prefix, or when FastAPI traces requests itself (OpenTelemetry).
 """
 
 import logging
@@ -64,7 +64,7 @@ class Submissions:
     async def read_body(self, declared: str | None, chunks: AsyncIterator[bytes]) -> bytes:
         """The body, or 413 PAYLOAD_TOO_LARGE as soon as its declared or read size passes
         the limit."""
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if declared is not None and _larger(declared, self.max_body_bytes):
             raise self._too_large()
         parts, size = [], 0
         async for chunk in chunks:
@@ -128,7 +128,7 @@ class ServiceApp(FastAPI):
         endpoint = None
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._direct.get(scope["path"])
-        if endpoint is None:
+        if endpoint is None or self._traced():
             await super().__call__(scope, receive, send)
             return
         try:
@@ -136,6 +136,12 @@ class ServiceApp(FastAPI):
         except ClientDisconnect:
             return  # nobody to answer
         await answer(scope, receive, send)
+
+    def _traced(self) -> bool:
+        """Whether FastAPI traces requests itself (OpenTelemetry configured, FastAPI 0.16x's
+        native telemetry): submissions then go through it, so that they stay in the traces."""
+        telemetry = getattr(self, "_native_telemetry", None)
+        return telemetry is not None and telemetry.enabled()
 
     async def _answer(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> JsonAnswer:
         submissions = self._submissions
@@ -150,10 +156,19 @@ class ServiceApp(FastAPI):
             return await endpoint(body, key)
         except ClientDisconnect:
             raise
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - answered with its code, never a trace
             if not isinstance(error, (ServiceError, IntegrationError)):
                 _log.exception("a submission failed")
             return error_answer(error, submissions.metrics)
+
+
+def _larger(declared: str, limit: int) -> bool:
+    """Whether a Content-Length declares more than `limit` bytes; one that is not a decimal
+    number is left to the count of what arrives."""
+    if not (declared.isascii() and declared.isdigit()):
+        return False
+    digits = declared.lstrip("0")  # int() of thousands of digits would raise
+    return len(digits) > len(str(limit)) or int(digits or "0") > limit
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

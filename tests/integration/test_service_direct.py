@@ -16,6 +16,7 @@ import json
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -119,3 +120,53 @@ def test_the_direct_path_answers_as_the_framework_does(framework_paths):
     assert direct[2][2]["status"] == "DUPLICATE"
     assert direct[-1][3]["retry-after"] is not None
     assert direct_metrics == routed_metrics
+
+
+class _Tracer(trace.NoOpTracer):
+    def __init__(self, spans: list[str]) -> None:
+        self.spans = spans
+
+    def start_span(self, name, *args, **kwargs):
+        self.spans.append(name)
+        return super().start_span(name, *args, **kwargs)
+
+
+class _TracerProvider(trace.TracerProvider):
+    """An OpenTelemetry tracer provider that records the names of the spans started."""
+
+    def __init__(self) -> None:
+        self.spans: list[str] = []
+
+    def get_tracer(self, *args, **kwargs) -> trace.Tracer:
+        return _Tracer(self.spans)
+
+
+def test_with_opentelemetry_configured_submissions_go_through_fastapi_and_are_traced(
+    monkeypatch, framework_paths
+):
+    provider = _TracerProvider()
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)  # restored after the test
+    path, body, headers = requests()[0]
+
+    async def submit() -> int:
+        _app, client = served("")
+        async with client:
+            return (await client.post(path.lstrip("/"), content=body, headers=headers)).status_code
+
+    assert asyncio.run(submit()) == 200
+    assert framework_paths == [path]
+    assert any(name.startswith("POST") for name in provider.spans), provider.spans
+
+
+def test_a_content_length_of_thousands_of_digits_is_too_large_not_a_failure():
+    huge = "9" * 5000  # int() refuses to read it: it once answered 500 INTERNAL
+
+    async def submit() -> httpx.Response:
+        _app, client = served("")
+        async with client:
+            request = client.build_request("POST", "v1/messages", content=b"{}")
+            request.headers.update({**auth("MES"), "content-length": huge})
+            return await client.send(request)
+
+    answer = asyncio.run(submit())
+    assert (answer.status_code, answer.json()["code"]) == (413, "PAYLOAD_TOO_LARGE")
