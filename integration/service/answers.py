@@ -17,15 +17,9 @@ from integration.text import text_refusal
 
 __all__ = ["ANSWERED_ERRORS", "JsonAnswer", "error_answer", "outcome_status"]
 
-# Every error with an answer of its own (`error_answer`); anything else answers 500 INTERNAL.
-ANSWERED_ERRORS = (
-    ServiceError,
-    NotFound,
-    StoreError,
-    IntegrationError,
-    RequestValidationError,
-    StarletteHTTPException,
-)
+# The errors with an answer of their own (`error_answer`), by base class (a handler registered
+# for one serves its subclasses: Refused, NotFound, StoreError); anything else is 500 INTERNAL.
+ANSWERED_ERRORS = (ServiceError, IntegrationError, RequestValidationError, StarletteHTTPException)
 
 
 class JsonAnswer(Response):
