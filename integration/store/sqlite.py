@@ -31,10 +31,18 @@ from integration.store.schema import SCHEMA_VERSION, SQLITE_SCHEMA
 from integration.store.sql_reads import SqlReads
 from integration.store.sql_writes import INSERT_ENTRY, SqlWrites
 from integration.store.sqlite_batch import SqliteBatch
+from integration.store.writer_lock import WriterLock
 
 __all__ = ["SqliteStore"]
 
 _FAILURES = (sqlite3.Error, OverflowError)  # what SQLite (or binding a value) raises
+
+
+def _writer_lock(path: str) -> WriterLock:
+    try:
+        return WriterLock(path)
+    except OSError as error:
+        raise ConfigurationError(f"cannot open the writer lock of {path}: {error}") from error
 
 
 class SqliteStore(SqlReads, SqlWrites):
@@ -48,9 +56,11 @@ class SqliteStore(SqlReads, SqlWrites):
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as error:
             raise ConfigurationError(f"cannot open SQLite database {self.path}: {error}") from error
+        self._writer: WriterLock | None = None  # a private database has one writer
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._writer = _writer_lock(self.path)
         self._db.execute("PRAGMA foreign_keys=ON")
         self._deferred: DeferredRows | None = None  # the open batch's rows, if any
         self._migrate()
@@ -99,8 +109,8 @@ class SqliteStore(SqlReads, SqlWrites):
             self.upgraded_from = version
 
     def exclusive(self) -> AbstractContextManager[None]:
-        # One process writes an SQLite ledger; `BEGIN IMMEDIATE` guards each commit anyway.
-        return nullcontext()
+        """The ledger file's writer lock (`writer_lock.py`), shared with other processes."""
+        return nullcontext() if self._writer is None else self._writer.held()
 
     def data_version(self) -> int:
         if self.path == ":memory:":
@@ -117,6 +127,10 @@ class SqliteStore(SqlReads, SqlWrites):
     def batch(self, expected: Iterable[Identity] = ()) -> Iterator[None]:
         """One transaction around many commits, whose rows are deferred and written together
         (sqlite_batch.py); `expected` identities are looked up in one query when it begins."""
+        with self.exclusive():
+            yield from self._batch(expected)
+
+    def _batch(self, expected: Iterable[Identity]) -> Iterator[None]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
@@ -201,3 +215,5 @@ class SqliteStore(SqlReads, SqlWrites):
 
     def close(self) -> None:
         self._db.close()
+        if self._writer is not None:
+            self._writer.close()

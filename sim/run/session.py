@@ -20,7 +20,8 @@ from sim.scenario.document import Scenario, load_scenario
 __all__ = ["RunOutcome", "run_scenario", "report_run", "default_run_dir", "prepare_run_dir"]
 
 STALE = (
-    *("ledger.db", "ledger.db-wal", "ledger.db-shm", "trace.jsonl.gz", "junit.xml", "books.json"),
+    *("ledger.db", "ledger.db-wal", "ledger.db-shm", "ledger.db.lock"),
+    *("trace.jsonl.gz", "junit.xml", "books.json"),
     *("summary.json", "series.json", "histograms.json", "report.md", "report.html"),
 )
 
