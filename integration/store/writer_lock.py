@@ -4,9 +4,9 @@ Several processes may open one ledger file: `twin consume` writing it while `twi
 heal phase expires holds and replays dead letters in it, or two services sharing it. Each
 core decides against books caught up with the store, then commits, and SQLite's own locks
 guard only the commit: between one core's catching up and its commit, another could commit,
-and the first would write over a state it never saw (a held message already released,
-expired and posted a second time). So, as PostgreSQL's advisory lock does for that adapter,
-every pipeline step holds this lock from catching up to its last commit.
+and the first would write over a state it never saw (it could expire, and replay, a held
+message the other had just released and posted). So, as PostgreSQL's advisory lock does for
+that adapter, every pipeline step holds this lock from catching up to its last commit.
 
 It is an exclusive `flock` on a file beside the ledger (`<ledger>.lock`, created when
 missing): a process that dies releases it with its file descriptors. Within a process it is
