@@ -128,26 +128,23 @@ class SqliteStore(SqlReads, SqlWrites):
         """One transaction around many commits, whose rows are deferred and written together
         (sqlite_batch.py); `expected` identities are looked up in one query when it begins."""
         with self.exclusive():
-            yield from self._batch(expected)
-
-    def _batch(self, expected: Iterable[Identity]) -> Iterator[None]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StoreError(f"SQLite failure: {error}") from error
-        try:
-            batch = self._deferred = SqliteBatch(self._db, expected)
-            yield
-            batch.flush()
-            self._db.execute("COMMIT")
-        except _FAILURES as error:
-            self._rollback()
-            raise StoreError(f"SQLite failure: {error}") from error
-        except BaseException:
-            self._rollback()
-            raise
-        finally:
-            self._deferred = None
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise StoreError(f"SQLite failure: {error}") from error
+            try:
+                batch = self._deferred = SqliteBatch(self._db, expected)
+                yield
+                batch.flush()
+                self._db.execute("COMMIT")
+            except _FAILURES as error:
+                self._rollback()
+                raise StoreError(f"SQLite failure: {error}") from error
+            except BaseException:
+                self._rollback()
+                raise
+            finally:
+                self._deferred = None
 
     def commit(self, commit: Commit) -> Committed:
         if self._deferred is not None:

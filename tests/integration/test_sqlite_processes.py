@@ -79,15 +79,12 @@ def test_a_consumer_and_a_heal_loop_in_two_processes_keep_one_consistent_ledger(
     core.replay()
     ledger = {key: balance.qty for key, balance in core.stock().items() if balance.qty}
     books = {key: balance.qty for key, balance in core.book_stock().items() if balance.qty}
-    assert ledger == books  # no message posted twice, none posted against books it never saw
+    # the rebuild decided every posted message once, against books in the ledger's order: a
+    # message posted twice, or against books it never saw, leaves the ledger's stock different
+    assert ledger == books
     assert core.reconcile().ok
-    posted = core.store.connection.execute(
-        "SELECT count(*), count(DISTINCT inbox_id) FROM journal_entry"
-    ).fetchone()
-    assert posted[0] == posted[1] > 0
-    assert core.store.connection.execute("SELECT count(*) FROM inbox").fetchone()[0] == len(
-        set(bodies)
-    )
+    inbox = core.store.connection.execute("SELECT count(*) FROM inbox").fetchone()[0]
+    assert inbox == len(set(bodies))  # every message recorded, once
     core.close()
 
 
@@ -96,28 +93,27 @@ def test_the_writer_lock_excludes_another_process_until_released(tmp_path):
     SqliteStore(url).close()
     held, release = SPAWN.Event(), SPAWN.Event()
     other = SPAWN.Process(target=_hold_the_lock, args=(url, held, release))
+    store, entered = SqliteStore(url), threading.Event()
+
+    def write() -> None:
+        with store.batch():
+            store.commit(Commit(inbox=inbox(), entries=(entry(),)))
+        entered.set()
+
     other.start()
     try:
         assert held.wait(60)
-        store = SqliteStore(url)
-        entered = threading.Event()
-
-        def write() -> None:
-            with store.batch():
-                store.commit(Commit(inbox=inbox(), entries=(entry(),)))
-            entered.set()
-
         writer = threading.Thread(target=write)
         writer.start()
         assert not entered.wait(0.5)  # waits for the other process
         release.set()
         assert entered.wait(30)
         writer.join(30)
+        assert store.connection.execute("SELECT count(*) FROM inbox").fetchone()[0] == 1
     finally:
         release.set()
         other.join(30)
-    assert store.connection.execute("SELECT count(*) FROM inbox").fetchone()[0] == 1
-    store.close()
+        store.close()
 
 
 def test_threads_sharing_one_file_store_take_turns_under_the_writer_lock(tmp_path):
