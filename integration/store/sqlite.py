@@ -38,13 +38,6 @@ __all__ = ["SqliteStore"]
 _FAILURES = (sqlite3.Error, OverflowError)  # what SQLite (or binding a value) raises
 
 
-def _writer_lock(path: str) -> WriterLock:
-    try:
-        return WriterLock(path)
-    except OSError as error:
-        raise ConfigurationError(f"cannot open the writer lock of {path}: {error}") from error
-
-
 class SqliteStore(SqlReads, SqlWrites):
     """A ledger in one SQLite database: `:memory:` for tests and runs, a file (WAL) to keep."""
 
@@ -60,7 +53,12 @@ class SqliteStore(SqlReads, SqlWrites):
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._writer = _writer_lock(self.path)
+            try:
+                self._writer = WriterLock(self.path)
+            except OSError as error:
+                self._db.close()
+                message = f"cannot open the writer lock of {self.path}: {error}"
+                raise ConfigurationError(message) from error
         self._db.execute("PRAGMA foreign_keys=ON")
         self._deferred: DeferredRows | None = None  # the open batch's rows, if any
         self._migrate()
