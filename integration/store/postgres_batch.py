@@ -7,12 +7,14 @@ kept, and how a commit is answered without asking) and sent together, one statem
 the rows as jsonb arrays) for every group of `_CHUNK` messages, for what is left
 when the batch ends, and before anything else touches the database. A batch expected to be
 larger than a group runs in pipeline mode: the server writes one group while the core decides
-the next. Every batch's last rows go with its COMMIT, in one round trip, and its opening query
-(MAX(applied_seq), blocks of ids, the expected identities present) with the BEGIN.
+the next. Every batch's last rows go with its COMMIT, in one round trip, and its opening queries
+with the BEGIN: MAX(applied_seq) and blocks of ids (prepared), and the expected identities
+present (planned anew each time).
 
 Inbox and journal entry ids are drawn from their identity sequences in blocks, as many as the
-batch has messages. Ids a block does not use are skipped, as PostgreSQL skips the ids of
-rolled-back inserts: ids are unique and increase in commit order, with gaps.
+batch has messages, with one `nextval` and one `setval` a block. Ids a block does not use are
+skipped, as PostgreSQL skips the ids of rolled-back inserts: ids are unique and increase in
+commit order, with gaps.
 
 A failure surfaces when rows are sent or at the next answer waited for (the server checks the
 rows itself: `_FLUSH` fails when an outcome's record is missing), so it cannot be pinned on one
@@ -75,12 +77,16 @@ _PRESENT = (
     f" UNION ALL {_FOUND} WHERE unique_ids = 1"
     " AND message_type = asked.message_type AND idempotency_key = asked.idempotency_key) AS found"
 )
-_IDS = "ARRAY(SELECT nextval(pg_get_serial_sequence('{0}', '{1}')) FROM generate_series(1, {2}))"
+# A block of ids from a sequence in two calls, not one a row: its last id, drawn with the data
+# version's row lock held, which every writer takes before it inserts, so no other writer's
+# `nextval` comes between the two.
+_BLOCK = (
+    "setval(pg_get_serial_sequence('{0}', '{1}'),"
+    " nextval(pg_get_serial_sequence('{0}', '{1}')) + %(n)s::bigint - 1)"
+)
 _BEGIN = (  # after the data_version bump: a statement of its own, so it sees the commits before
     "SELECT (SELECT COALESCE(MAX(applied_seq), 0) FROM inbox),"
-    f" {_IDS.format('inbox', 'inbox_id', '%(n)s')},"
-    f" {_IDS.format('journal_entry', 'entry_id', '%(n)s')},"
-    f" ARRAY({_PRESENT})"
+    f" {_BLOCK.format('inbox', 'inbox_id')}, {_BLOCK.format('journal_entry', 'entry_id')}"
 )
 _CHUNK = 25  # messages whose rows are sent at a time
 _TEXT6 = ("text",) * 6
@@ -139,24 +145,30 @@ class DeferredBatch(DeferredRows):
     (sequence blocks), lookups and sending (`_FLUSH`)."""
 
     def __init__(self, db: psycopg.Connection, expected: Iterable[Identity]) -> None:
-        """Send the batch's opening query; `opened` reads its answer. In between, the store
-        collects it in the round trip that begins the transaction."""
+        """Send the batch's opening queries; `opened` reads their answers. In between, the store
+        collects them in the round trip that begins the transaction."""
         super().__init__(expected)
         self.version = 0
         self._db = db
         self._block = max(len(self.expected), 1)
-        params = {"n": self._block, **_asked(self.expected)}
-        # Planned anew each time: the generic plan psycopg's prepared statement would settle on
-        # knows neither the batch's size nor its ids, and scans where it should look up.
-        self._opening = db.execute(_BEGIN, params, prepare=False)
+        self._opening = db.execute(_BEGIN, {"n": self._block}, prepare=True)
+        # Planned anew each time: the generic plan a prepared statement would settle on, made
+        # on a young table, scans a whole index where it should look up.
+        self._found = None
+        if self.expected:
+            found = f"SELECT ARRAY({_PRESENT})"
+            self._found = db.execute(found, _asked(self.expected), prepare=False)
         self._ids: dict[str, deque[int]] = {}
 
     def opened(self, version: int) -> None:
-        """The transaction has begun at this data version: read the opening query's answer."""
+        """The transaction has begun at this data version: read the opening queries' answers."""
         self.version = version
-        self._applied, inbox_ids, entry_ids, present = self._opening.fetchone()
-        self._ids = {"inbox": deque(sorted(inbox_ids)), "journal_entry": deque(sorted(entry_ids))}
-        for found in present:
+        self._applied, last_inbox_id, last_entry_id = self._opening.fetchone()
+        self._ids = {
+            "inbox": _ids_up_to(last_inbox_id, self._block),
+            "journal_entry": _ids_up_to(last_entry_id, self._block),
+        }
+        for found in self._found.fetchone()[0] if self._found else ():
             self._take(Identity(*found))
 
     @property
@@ -196,9 +208,14 @@ class DeferredBatch(DeferredRows):
         ids = self._ids[table]
         if not ids:
             column = "inbox_id" if table == "inbox" else "entry_id"
-            block = self._db.execute(f"SELECT {_IDS.format(table, column, self._block)}")
-            ids.extend(sorted(block.fetchone()[0]))
+            block = self._db.execute(f"SELECT {_BLOCK.format(table, column)}", {"n": self._block})
+            ids.extend(_ids_up_to(block.fetchone()[0], self._block))
         return ids.popleft()
+
+
+def _ids_up_to(last: int, count: int) -> deque[int]:
+    """The block of `count` ids that ends at `last`, in order."""
+    return deque(range(last - count + 1, last + 1))
 
 
 def _asked(identities: list[Identity]) -> dict[str, list[str]]:

@@ -288,7 +288,7 @@ def test_an_unexpected_failure_is_a_json_internal_error_that_reveals_nothing(mon
         async with httpx.AsyncClient(transport=transport, base_url="http://core") as client:
             return await client.post("/v1/messages", content=b"{}", headers=auth("MES"))
 
-    monkeypatch.setattr(core, "submit", broken)
+    monkeypatch.setattr(core, "submit_many", broken)
     try:
         answer = asyncio.run(call())
     finally:
