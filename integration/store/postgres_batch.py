@@ -12,7 +12,8 @@ with the BEGIN: MAX(applied_seq) and blocks of ids (prepared), and the expected 
 present (planned anew each time).
 
 Inbox and journal entry ids are drawn from their identity sequences in blocks, as many as the
-batch has messages, with one `nextval` and one `setval` a block. Ids a block does not use are
+batch has messages (then, in a batch that writes more, twice as many each time, up to
+`_MAX_REFILL`), with one `nextval` and one `setval` a block. Ids a block does not use are
 skipped, as PostgreSQL skips the ids of rolled-back inserts: ids are unique and increase in
 commit order, with gaps.
 
@@ -89,6 +90,10 @@ _BEGIN = (  # after the data_version bump: a statement of its own, so it sees th
     f" {_BLOCK.format('inbox', 'inbox_id')}, {_BLOCK.format('journal_entry', 'entry_id')}"
 )
 _CHUNK = 25  # messages whose rows are sent at a time
+# A batch that writes more than it was told of (`Core.transaction()` is told of nothing) draws
+# blocks twice as large each time, up to this: a round trip for ids every message would cost
+# more than the ids it skips.
+_MAX_REFILL = 1024
 _TEXT6 = ("text",) * 6
 _INBOX_TYPES = (
     "bigint", "text", "text", "smallint", "text", "text", "text", "text", "bigint", *_TEXT6, "text",
@@ -159,6 +164,7 @@ class DeferredBatch(DeferredRows):
             found = f"SELECT ARRAY({_PRESENT})"
             self._found = db.execute(found, _asked(self.expected), prepare=False)
         self._ids: dict[str, deque[int]] = {}
+        self._refills = dict.fromkeys(("inbox", "journal_entry"), self._block)
 
     def opened(self, version: int) -> None:
         """The transaction has begun at this data version: read the opening queries' answers."""
@@ -208,8 +214,9 @@ class DeferredBatch(DeferredRows):
         ids = self._ids[table]
         if not ids:
             column = "inbox_id" if table == "inbox" else "entry_id"
-            block = self._db.execute(f"SELECT {_BLOCK.format(table, column)}", {"n": self._block})
-            ids.extend(_ids_up_to(block.fetchone()[0], self._block))
+            size = self._refills[table] = min(self._refills[table] * 2, _MAX_REFILL)
+            block = self._db.execute(f"SELECT {_BLOCK.format(table, column)}", {"n": size})
+            ids.extend(_ids_up_to(block.fetchone()[0], size))
         return ids.popleft()
 
 
