@@ -78,6 +78,7 @@ _PRESENT = (
     f" UNION ALL {_FOUND} WHERE unique_ids = 1"
     " AND message_type = asked.message_type AND idempotency_key = asked.idempotency_key) AS found"
 )
+_ALL_PRESENT = f"SELECT ARRAY({_PRESENT})"
 # A block of ids from a sequence in two calls, not one a row: its last id, drawn with the data
 # version's row lock held, which every writer takes before it inserts, so no other writer's
 # `nextval` comes between the two.
@@ -161,8 +162,7 @@ class DeferredBatch(DeferredRows):
         # on a young table, scans a whole index where it should look up.
         self._found = None
         if self.expected:
-            found = f"SELECT ARRAY({_PRESENT})"
-            self._found = db.execute(found, _asked(self.expected), prepare=False)
+            self._found = db.execute(_ALL_PRESENT, _asked(self.expected), prepare=False)
         self._ids: dict[str, deque[int]] = {}
         self._refills = dict.fromkeys(("inbox", "journal_entry"), self._block)
 
