@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,19 @@ def import_from_source_only() -> None:
     source = os.environ.get("PYTHONPATH")
     if source and Path(source).resolve() != ROOT:
         sys.meta_path[:] = [f for f in sys.meta_path if _name(f) != "_EditableFinder"]
+
+
+def json_child(command: list[str], source: Path) -> dict:
+    """Run `command` (a benchmark in a child mode) in a fresh subprocess whose PYTHONPATH is
+    the tree `source`, so that it imports that tree's packages; the JSON it prints."""
+    done = subprocess.run(
+        command,
+        env={**os.environ, "PYTHONPATH": str(source)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
 
 
 def _name(finder: object) -> str:

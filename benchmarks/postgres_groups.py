@@ -29,15 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-from checkout import ROOT, export_packages, import_from_source_only, source_revision
+from checkout import ROOT, export_packages, import_from_source_only, json_child, source_revision
 from service_postgres import drop_schema, pg_base, schema_name, with_query
 from workload import START, build_settings, build_workload
 
@@ -117,14 +115,7 @@ def _chunks(items: list, size: int) -> list[list]:
 def run_child(source: Path, way: str, messages: int, pg_url: str) -> dict:
     """`measure_way` in a fresh subprocess with the `integration` package of `source`."""
     command = [sys.executable, __file__, "--child", way, "--messages", str(messages)]
-    done = subprocess.run(
-        [*command, "--pg-url", pg_url],
-        env={**os.environ, "PYTHONPATH": str(source)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return json_child([*command, "--pg-url", pg_url], source)
 
 
 def figures(runs: list[dict]) -> dict:

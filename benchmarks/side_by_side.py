@@ -9,13 +9,10 @@ on a shared machine the CPU time is the steadier of the two.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from checkout import ROOT, export_packages
+from checkout import ROOT, export_packages, json_child
 
 KINDS = ("memory", "wal_file")
 
@@ -26,15 +23,7 @@ def core_times(
     """{kind: {"wall": s, "cpu": s}} of one core run per kind, `group` messages per
     transaction, with the `integration` package found under `source`, in a subprocess."""
     command = [sys.executable, script, "--core-only", "--messages", str(messages)]
-    command += ["--group", str(group)]
-    done = subprocess.run(
-        [*command, "--dir", directory],
-        env={**os.environ, "PYTHONPATH": str(source)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    return json_child([*command, "--group", str(group), "--dir", directory], source)
 
 
 class SideBySide:

@@ -36,13 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from checkout import ROOT, export_packages, import_from_source_only, source_revision
+from checkout import ROOT, export_packages, import_from_source_only, json_child, source_revision
 
 SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "month_end_3_plants.yaml"
 TARGETS = {
@@ -166,9 +165,7 @@ def _in_subprocess(name: str, overrides: list[str], source: Path = ROOT) -> dict
     command = [sys.executable, __file__, "--variant", name]
     for override in overrides:
         command += ["--set", override]
-    env = {**os.environ, "PYTHONPATH": str(source)}
-    done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
-    return json.loads(done.stdout)
+    return json_child(command, source)
 
 
 def _per_message(run: dict, twin: dict, core: dict) -> dict:
