@@ -136,3 +136,15 @@ def test_a_group_whose_transaction_fails_is_submitted_message_by_message(pg_core
         (200, "POSTED", "POSTED")
     ] * MESSAGES
     assert core.reconcile().ok
+
+
+def test_a_lone_submission_is_committed_as_a_batch_of_one(pg_core):
+    """On PostgreSQL a batch's transaction is the cheaper one for a single message too."""
+    core, env, schema = pg_core
+    sizes = GroupSizes(core)
+    core.submit_many = sizes
+    app = create_app(core, ApiKeys((ApiKey(name="mes", key=KEYS["MES"], source="MES"),)))
+    [(status, body, seen)] = asyncio.run(post_all(app, confirmations(env)[:1], schema))
+
+    assert (status, body["status"], seen) == (200, "POSTED", "POSTED")
+    assert sizes.sizes == [1]
