@@ -86,9 +86,10 @@ _BLOCK = (
     "setval(pg_get_serial_sequence('{0}', '{1}'),"
     " nextval(pg_get_serial_sequence('{0}', '{1}')) + %(n)s::bigint - 1)"
 )
+_ID_COLUMNS = {"inbox": "inbox_id", "journal_entry": "entry_id"}  # the ids a batch assigns
 _BEGIN = (  # after the data_version bump: a statement of its own, so it sees the commits before
-    "SELECT (SELECT COALESCE(MAX(applied_seq), 0) FROM inbox),"
-    f" {_BLOCK.format('inbox', 'inbox_id')}, {_BLOCK.format('journal_entry', 'entry_id')}"
+    "SELECT (SELECT COALESCE(MAX(applied_seq), 0) FROM inbox), "
+    + ", ".join(_BLOCK.format(table, column) for table, column in _ID_COLUMNS.items())
 )
 _CHUNK = 25  # messages whose rows are sent at a time
 # A batch that writes more than it was told of (`Core.transaction()` is told of nothing) draws
@@ -164,15 +165,15 @@ class DeferredBatch(DeferredRows):
         if self.expected:
             self._found = db.execute(_ALL_PRESENT, _asked(self.expected), prepare=False)
         self._ids: dict[str, deque[int]] = {}
-        self._refills = dict.fromkeys(("inbox", "journal_entry"), self._block)
+        self._refills = dict.fromkeys(_ID_COLUMNS, self._block)
 
     def opened(self, version: int) -> None:
         """The transaction has begun at this data version: read the opening queries' answers."""
         self.version = version
-        self._applied, last_inbox_id, last_entry_id = self._opening.fetchone()
+        self._applied, *last_ids = self._opening.fetchone()
         self._ids = {
-            "inbox": _ids_up_to(last_inbox_id, self._block),
-            "journal_entry": _ids_up_to(last_entry_id, self._block),
+            table: _ids_up_to(last, self._block)
+            for table, last in zip(_ID_COLUMNS, last_ids, strict=True)
         }
         for found in self._found.fetchone()[0] if self._found else ():
             self._take(Identity(*found))
@@ -213,9 +214,9 @@ class DeferredBatch(DeferredRows):
     def _next_id(self, table: str) -> int:
         ids = self._ids[table]
         if not ids:
-            column = "inbox_id" if table == "inbox" else "entry_id"
             size = self._refills[table] = min(self._refills[table] * 2, _MAX_REFILL)
-            block = self._db.execute(f"SELECT {_BLOCK.format(table, column)}", {"n": size})
+            sql = f"SELECT {_BLOCK.format(table, _ID_COLUMNS[table])}"
+            block = self._db.execute(sql, {"n": size})
             ids.extend(_ids_up_to(block.fetchone()[0], size))
         return ids.popleft()
 
