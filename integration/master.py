@@ -70,6 +70,7 @@ Seq = Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)]
 # valid date after conversion to any plant's zone.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_WELL_INSIDE_YEARS = (EARLIEST.year + 1, LATEST.year - 2)
 
 
 # Validation context for envelopes read back from a ledger: they were judged when they arrived,
@@ -84,6 +85,8 @@ def _stored(info: ValidationInfo) -> bool:
 
 
 def _in_window(moment: datetime, info: ValidationInfo) -> datetime:
+    if _WELL_INSIDE_YEARS[0] <= moment.year <= _WELL_INSIDE_YEARS[1]:
+        return moment  # no zone offset (under a day) takes it out: no aware comparison
     if not _stored(info) and not EARLIEST <= moment < LATEST:
         raise PydanticCustomError(
             "datetime_out_of_range",
@@ -99,9 +102,9 @@ _ISO_MOMENT = re.compile(
 
 
 def _iso_text(value: Any, info: ValidationInfo) -> Any:
-    if isinstance(value, datetime) or _stored(info):
+    if isinstance(value, str) and _ISO_MOMENT.fullmatch(value) is not None:
         return value
-    if not isinstance(value, str) or _ISO_MOMENT.fullmatch(value) is None:
+    if not (isinstance(value, datetime) or _stored(info)):
         raise PydanticCustomError(
             "datetime_type", "Input should be ISO-8601 text with a date, a time and a zone"
         )
@@ -118,21 +121,23 @@ _DECIMAL_TEXT = re.compile(
 
 
 def _decimal_text(value: Any, info: ValidationInfo) -> Any:
-    if not isinstance(value, str):
+    if not isinstance(value, str) or _DECIMAL_TEXT.fullmatch(value) is not None:
         return value
     if _stored(info):
         return value.strip()
-    if _DECIMAL_TEXT.fullmatch(value) is None:
-        raise PydanticCustomError(
-            "decimal_parsing", "Input should be a number or decimal text without padding"
-        )
-    return value
+    raise PydanticCustomError(
+        "decimal_parsing", "Input should be a number or decimal text without padding"
+    )
+
+
+_SIX_PLACES = Decimal("0.000001")  # a quantity at least this far from zero does not round to 0
 
 
 def _not_below_precision(value: Decimal, info: ValidationInfo) -> Decimal:
     """A quantity that is not zero but rounds to zero at the ledger's six places would post
     nothing: refused as INVALID_QUANTITY, as zero is where zero is not allowed."""
-    if value and not quantity(value) and not _stored(info):
+    near_zero = -_SIX_PLACES < value < _SIX_PLACES
+    if near_zero and value and not quantity(value) and not _stored(info):
         raise PydanticCustomError(
             "quantity_below_precision", "Input should not round to 0 at six decimal places"
         )

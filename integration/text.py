@@ -33,6 +33,8 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 def is_storable(text: str) -> bool:
     """True when `text` holds neither NUL nor an unpaired surrogate."""
+    if text.isascii():  # known without a scan (CPython keeps it), and the common case
+        return "\x00" not in text
     return _UNSTORABLE.search(text) is None
 
 
