@@ -125,23 +125,36 @@ class CoreRunner:
 
     async def _drain(self) -> None:
         """Submit what is pending, a group per worker turn, until nothing is left. Every
-        pending answer gets its outcome or its error, whatever happens."""
-        while self._pending:
-            group = self._take_group()
-            self.metrics.observe_group([pending.sender for pending in group])
+        pending answer gets its outcome or its error, whatever happens. The next group goes
+        to the worker before this one's requests are answered: the worker opens its
+        transaction while the event loop writes the answers."""
+        group = self._take_group()
+        running = self._start(group)
+        while True:
             try:
-                results = await self.call(
-                    submit_together, self.core, [(p.payload, p.sender) for p in group]
-                )
+                results = await running
             except Exception as error:  # the worker is gone (shut down): fail the group
                 results = [error] * len(group)
-            for pending, result in zip(group, results, strict=True):
-                if pending.answer.done():  # the client went away meanwhile
-                    continue
-                if isinstance(result, BaseException):
-                    pending.answer.set_exception(result)
-                else:
-                    pending.answer.set_result(result)
+            following = self._take_group() if self._pending else None
+            if following is not None:
+                running = self._start(following)
+            _answer(group, results)
+            if following is None:
+                return
+            group = following
+
+    def _start(self, group: list[_Pending]) -> asyncio.Future:
+        """The group's submission, handed to the worker thread now (not at the next turn of
+        the event loop); its future."""
+        self.metrics.observe_group([pending.sender for pending in group])
+        messages = [(pending.payload, pending.sender) for pending in group]
+        loop = asyncio.get_running_loop()
+        try:
+            return loop.run_in_executor(self._worker, submit_together, self.core, messages)
+        except RuntimeError as error:  # the worker is shut down: the group fails
+            failed = loop.create_future()
+            failed.set_exception(error)
+            return failed
 
     def _take_group(self) -> list[_Pending]:
         """The oldest pending submissions, whichever their senders, in arrival order."""
@@ -151,3 +164,14 @@ class CoreRunner:
     def close(self) -> None:
         """Stop the worker thread once what is queued has run."""
         self._worker.shutdown(wait=True)
+
+
+def _answer(group: list[_Pending], results: list[Outcome | BaseException]) -> None:
+    """Each pending request's outcome, or its error; a client gone meanwhile gets nothing."""
+    for pending, result in zip(group, results, strict=True):
+        if pending.answer.done():
+            continue
+        if isinstance(result, BaseException):
+            pending.answer.set_exception(result)
+        else:
+            pending.answer.set_result(result)
