@@ -178,7 +178,10 @@ def test_answers_lost_after_the_server_applied_them_are_recovered_from_the_dupli
         served.stop()
     load = summary["load"]
     assert load["retries"] == {"timeout": len(transport.seen)}
-    assert summary["outcomes"]["DUPLICATE"] >= load["sends"]["scheduled"]
+    # Each retry is answered DUPLICATE. Not one per scheduled send: the scenario delivers one
+    # message twice at once, and which of the two answers is lost depends on which comes
+    # back first (when the POSTED one gets through, that send is not counted DUPLICATE).
+    assert summary["outcomes"]["DUPLICATE"] >= len(transport.seen)
     assert summary["dead_letters"]["remaining"] > 0
     assert summary["drift"]["final_unexplained_value"] == "0.00"  # each dead letter is named
     assert summary["duplicates"]["posted"] == 0
