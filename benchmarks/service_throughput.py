@@ -60,8 +60,8 @@ interrupted.
 Side by side (`--compare-with DIR`, or `--baseline REV` for a git revision exported to a
 temporary directory; service_compare.py): PostgreSQL single, the largest batch and SQLite single
 again for the service of another checkout of the project and for this one, alternately, in the
-same invocation (`side_by_side`, with each side's speedup); with `--compare-only`, only the
-trivial baseline and these.
+same invocation (`side_by_side`: each side's best run, the speedup of the best runs and that of
+the medians, `speedup_median`); with `--compare-only`, only the trivial baseline and these.
 
 This script runs the measurements in order and prints the report; the parts, beside it:
 service_processes.py (the subprocesses and their config), service_load.py (the load client and
