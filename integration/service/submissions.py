@@ -143,7 +143,7 @@ class ServiceApp(FastAPI):
         native telemetry): submissions then go through it, so that they stay in the traces.
         Decided at the first request, as OpenTelemetry is configured when a process starts:
         asked on every request, unconfigured providers cost three environment look-ups, 4 %
-        of the service's time on single submissions (py-spy `--gil`)."""
+        of the server's interpreter time on single submissions (py-spy `--gil`)."""
         if self._traces is None:
             telemetry = getattr(self, "_native_telemetry", None)
             self._traces = telemetry is not None and telemetry.enabled()
