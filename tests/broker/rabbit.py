@@ -289,7 +289,11 @@ class Rabbit:
             if not missing:
                 return seen
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(missing)} messages without {statuses}: {missing[:5]}")
+                shown = {m: [o["status"] for o in seen.get(m, ())] for m in missing[:5]}
+                raise AssertionError(
+                    f"{len(missing)} messages without {statuses}; the first, with the "
+                    f"outcomes they had: {shown}"
+                )
             time.sleep(0.1)
 
     def drain(self, queue_name: str) -> list[Delivered]:
