@@ -35,7 +35,7 @@ from integration.store.migrations import (
     migration_steps,
     run_step,
 )
-from integration.store.postgres_batch import DeferredBatch
+from integration.store.postgres_batch import BUMP_VERSION, DeferredBatch
 from integration.store.postgres_writes import PostgresWrites
 from integration.store.schema import POSTGRES_SCHEMA, SCHEMA_VERSION
 from integration.store.sql_reads import SqlReads
@@ -50,9 +50,6 @@ _STREAM_BATCH = 1000
 _cursor_ids = count(1)
 
 _DATA_VERSION = "SELECT value FROM meta WHERE key = 'data_version'"
-_BUMP_VERSION = (
-    "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'data_version' RETURNING value"
-)
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -249,13 +246,8 @@ class PostgresStore(SqlReads, PostgresWrites):
         in pipeline mode."""
         with self._guard:
             try:
-                with self._db.pipeline():
-                    self._db.execute("BEGIN")
-                    self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
-                    bump = self._db.execute(_BUMP_VERSION)
-                    batch = self._deferred = DeferredBatch(self._db, expected)
-                version = int(bump.fetchone()[0])
-                batch.opened(version)
+                batch = self._deferred = DeferredBatch(self._db, expected)
+                version = batch.open(self._lock, self._pg.ClientCursor)
                 self._version_under_lock = version - 1  # what the others had committed
                 with self._db.pipeline() if batch.sends_in_chunks else nullcontext():
                     yield
@@ -294,7 +286,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         db = self._db
         try:
             with db.transaction():  # first, the row lock that orders every writer's commits
-                version = int(db.execute(_BUMP_VERSION).fetchone()[0])
+                version = int(db.execute(BUMP_VERSION).fetchone()[0])
                 inbox_id, entry_ids, dead_letter_id, applied_seq = self._write(commit)
         except pg.errors.UniqueViolation as error:
             if error.diag.constraint_name in _INBOX_UNIQUE:
