@@ -95,10 +95,10 @@ _ID_COLUMNS = {"inbox": "inbox_id", "journal_entry": "entry_id"}  # the ids a ba
 BUMP_VERSION = (
     "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'data_version' RETURNING value"
 )
-_BEGIN = "SELECT (SELECT COALESCE(MAX(applied_seq), 0) FROM inbox), " + ", ".join(
+_APPLIED_AND_IDS = "SELECT (SELECT COALESCE(MAX(applied_seq), 0) FROM inbox), " + ", ".join(
     _BLOCK.format(table, column) for table, column in _ID_COLUMNS.items()
 )
-_OPENING = f"BEGIN; SELECT pg_advisory_xact_lock(%(lock)s); {BUMP_VERSION}; {_BEGIN}"
+_OPENING = f"BEGIN; SELECT pg_advisory_xact_lock(%(lock)s); {BUMP_VERSION}; {_APPLIED_AND_IDS}"
 _CHUNK = 25  # messages whose rows are sent at a time
 # A batch that writes more than it was told of (`Core.transaction()` is told of nothing) draws
 # blocks twice as large each time, up to this: a round trip for ids every message would cost
