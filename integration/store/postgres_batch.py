@@ -172,9 +172,9 @@ class DeferredBatch(DeferredRows):
         queries and the expected identities' look-up; the data version it begins at.
 
         One script of several statements (simple protocol, its parameters bound by the client):
-        one round trip, and 15 to 21 % less of the core's CPU time per batch of 1 to 8
-        messages than the same statements sent as a pipeline, each its own turn of psycopg's
-        pipeline loop (benchmarks/postgres_groups.py). Each statement takes its own snapshot,
+        one round trip, and less of the core's CPU time than the same statements sent as a
+        pipeline, each its own turn of psycopg's pipeline loop: a fifth less per batch of one
+        message, a tenth per batch of 8 (benchmarks/postgres_groups.py). Each statement takes its own snapshot,
         so the ones after the lock see what the writers before committed. The look-up is
         planned anew each time, as before: the generic plan a prepared statement settles on,
         made on a young table, scans a whole index where it should look up."""
