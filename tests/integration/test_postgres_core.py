@@ -24,7 +24,7 @@ from integration import (
     StoreError,
     open_store,
 )
-from integration.store.base import Commit, InboxStatus
+from integration.store.base import Commit, DuplicateDelivery, InboxStatus
 from integration.store.postgres import split_schema
 from integration.store.schema import SCHEMA_VERSION
 from tests.builders import (
@@ -382,6 +382,37 @@ def test_the_version_read_with_the_lock_includes_the_last_holders_commit(ledger)
         committed = one.commit(Commit(inbox=inbox(), entries=(entry(),)))
     waiter.join(10)
     assert seen == [committed.data_version] and committed.data_version == 1
+
+
+def test_a_batch_that_waited_for_the_lock_counts_on_from_what_its_holder_committed(ledger):
+    """A batch opens with one script (the lock, the version bump, MAX(applied_seq) and the id
+    blocks, the look-up): the statements after the lock take their own snapshots, so a batch
+    that waited for another's lock sees that batch's commits. Were they one statement, its
+    snapshot would predate them: an applied_seq taken twice, or a duplicate let through."""
+    one, two = ledger.store(), ledger.store()
+    second: list = []
+
+    def batch_behind_the_lock() -> None:
+        expected = [identity(), identity("m-2", "k-2")]
+        with two.batch(expected):
+            try:
+                two.commit(Commit(inbox=inbox(), entries=(entry(),)))
+            except DuplicateDelivery:  # found by the batch's opening look-up
+                second.append("duplicate")
+            second.append(two.commit(Commit(inbox=inbox("m-2", "k-2"), entries=(entry(),))))
+
+    with one.batch([identity()]):
+        first = one.commit(Commit(inbox=inbox(), entries=(entry(),)))
+        waiter = threading.Thread(target=batch_behind_the_lock)
+        waiter.start()
+        waiter.join(0.5)  # queued behind the lock
+        assert not second
+    waiter.join(10)
+    duplicate, committed = second
+    assert duplicate == "duplicate"
+    assert committed.applied_seq == first.applied_seq + 1
+    assert committed.inbox_id > first.inbox_id
+    assert one.data_version() == 2 and two.entry_count() == 2
 
 
 def test_the_version_read_with_the_lock_is_not_answered_once_the_lock_is_released(ledger):
