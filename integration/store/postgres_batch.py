@@ -174,10 +174,10 @@ class DeferredBatch(DeferredRows):
         One script of several statements (simple protocol, its parameters bound by the client):
         one round trip, and less of the core's CPU time than the same statements sent as a
         pipeline, each its own turn of psycopg's pipeline loop: a fifth less per batch of one
-        message, a tenth per batch of 8 (benchmarks/postgres_groups.py). Each statement takes its own snapshot,
-        so the ones after the lock see what the writers before committed. The look-up is
-        planned anew each time, as before: the generic plan a prepared statement settles on,
-        made on a young table, scans a whole index where it should look up."""
+        message, a tenth per batch of 8 (benchmarks/postgres_groups.py). Each statement takes
+        its own snapshot, so the ones after the lock see what the writers before committed.
+        The look-up is planned anew each time, as before: the generic plan a prepared statement
+        settles on, made on a young table, scans a whole index where it should look up."""
         script, params = _OPENING, {"lock": lock, "n": self._block}
         if self.expected:
             script, params["asked"] = f"{script}; {_ALL_PRESENT}", _asked(self.expected)
