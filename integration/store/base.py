@@ -105,6 +105,16 @@ class InboxWrite(NamedTuple):
     inbox_id: int | None = None  # set: update that record instead of inserting
     correlation_id: str = ""  # the envelope's, which a correlation's story is found by
 
+    @property
+    def claims(self) -> Identity | None:
+        """The identity a new record takes in the inbox; None for an update, or a record
+        that keeps nothing unique."""
+        if self.inbox_id is not None or not self.unique:
+            return None
+        return Identity(
+            self.source_system, self.message_id, self.message_type, self.idempotency_key
+        )
+
 
 class EntryWrite(NamedTuple):
     """One balanced journal entry of one plant, with its lines and stock moves."""

@@ -29,6 +29,7 @@ from integration.store.base import (
     DuplicateDelivery,
     Identity,
 )
+from integration.store.identity_filter import KnownIdentities
 from integration.store.migrations import (
     POSTGRES_MIGRATIONS,
     announce_upgrade,
@@ -112,6 +113,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         # a commit's transaction, a read), as processes take turns on the advisory lock.
         self._guard = threading.RLock()
         self._deferred: DeferredBatch | None = None  # the open batch's rows, if any
+        self._known = KnownIdentities()  # spares a batch its look-up (identity_filter.py)
         self._version_under_lock: int | None = None  # read with the writer lock, not yet asked
         self.upgraded_from: int | None = None  # the schema version an older ledger had
         try:
@@ -246,7 +248,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         in pipeline mode."""
         with self._guard:
             try:
-                batch = self._deferred = DeferredBatch(self._db, expected)
+                batch = self._deferred = DeferredBatch(self._db, expected, self._known)
                 version = batch.open(self._lock, self._pg.ClientCursor)
                 self._version_under_lock = version - 1  # what the others had committed
                 with self._db.pipeline() if batch.sends_in_chunks else nullcontext():
@@ -258,6 +260,7 @@ class PostgresStore(SqlReads, PostgresWrites):
                 # PostgreSQL answers its COMMIT with a ROLLBACK instead of an error.
                 if committed.statusmessage != "COMMIT":
                     raise StoreError("the batch's transaction failed and was rolled back")
+                batch.committed()
             except self._failures as error:
                 raise StoreError(f"PostgreSQL failure: {error}") from error
             finally:
@@ -296,6 +299,9 @@ class PostgresStore(SqlReads, PostgresWrites):
             raise StoreError(f"integrity failure: {error}") from error
         except self._failures as error:
             raise StoreError(f"PostgreSQL failure: {error}") from error
+        if commit.inbox is not None and (identity := commit.inbox.claims) is not None:
+            self._known.note(identity)
+        self._known.committed(version)
         return Committed(inbox_id, entry_ids, dead_letter_id, applied_seq, version)
 
     def _commit_deferred(self, commit: Commit, batch: DeferredBatch) -> Committed:

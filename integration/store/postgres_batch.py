@@ -34,6 +34,7 @@ import orjson
 
 from integration.store.base import Identity
 from integration.store.deferred import DeferredRows
+from integration.store.identity_filter import KnownIdentities
 from integration.store.sql_writes import (
     ENTRY_COLUMNS,
     EXCEPTION_COLUMNS,
@@ -81,6 +82,8 @@ _PRESENT = (
     " AND message_type = asked.message_type AND idempotency_key = asked.idempotency_key) AS found"
 )
 _ALL_PRESENT = f"SELECT ARRAY({_PRESENT})"
+_IDENTITIES = f"{_FOUND} WHERE unique_ids = 1"  # every identity the inbox keeps unique
+_IDENTITY_COUNT = "SELECT count(*) FROM inbox WHERE unique_ids = 1"
 # A block of ids from a sequence in two calls, not one a row: its last id, drawn with the data
 # version's row lock held, which every writer takes before it inserts, so no other writer's
 # `nextval` comes between the two.
@@ -159,17 +162,21 @@ class DeferredBatch(DeferredRows):
     """The rows one batch has written and not yet sent (deferred.py), with PostgreSQL's ids
     (sequence blocks), lookups and sending (`_FLUSH`)."""
 
-    def __init__(self, db: psycopg.Connection, expected: Iterable[Identity]) -> None:
+    def __init__(
+        self, db: psycopg.Connection, expected: Iterable[Identity], known: KnownIdentities
+    ) -> None:
         super().__init__(expected)
         self.version = 0
         self._db = db
+        self._known = known
         self._block = max(len(self.expected), 1)
         self._ids: dict[str, deque[int]] = {}
         self._refills = dict.fromkeys(_ID_COLUMNS, self._block)
 
     def open(self, lock: int, client_cursor: type[psycopg.ClientCursor]) -> int:
         """Begin the batch's transaction under the writer lock `lock`, with its opening
-        queries and the expected identities' look-up; the data version it begins at.
+        queries and the look-up of the expected identities that `known` cannot rule out; the
+        data version it begins at.
 
         One script of several statements (simple protocol, its parameters bound by the client):
         one round trip, and less of the core's CPU time than the same statements sent as a
@@ -177,10 +184,15 @@ class DeferredBatch(DeferredRows):
         message, a tenth per batch of 8 (benchmarks/postgres_groups.py). Each statement takes
         its own snapshot, so the ones after the lock see what the writers before committed.
         The look-up is planned anew each time, as before: the generic plan a prepared statement
-        settles on, made on a young table, scans a whole index where it should look up."""
+        settles on, made on a young table, scans a whole index where it should look up. So it
+        is left out whenever `known` says every expected identity is absent (identity_filter.py)
+        and, should the version then show another writer, sent on its own after all."""
+        maybe, ruled_out = [], []
+        for identity in self.expected:
+            (maybe if self._known.note(identity) else ruled_out).append(identity)
         script, params = _OPENING, {"lock": lock, "n": self._block}
-        if self.expected:
-            script, params["asked"] = f"{script}; {_ALL_PRESENT}", _asked(self.expected)
+        if maybe:
+            script, params["asked"] = f"{script}; {_ALL_PRESENT}", _asked(maybe)
         cursor = client_cursor(self._db).execute(script, params)
         cursor.nextset()  # past BEGIN
         cursor.nextset()  # past the lock
@@ -191,10 +203,34 @@ class DeferredBatch(DeferredRows):
             table: _ids_up_to(last, self._block)
             for table, last in zip(_ID_COLUMNS, last_ids, strict=True)
         }
-        if cursor.nextset():
-            for found in cursor.fetchone()[0]:
-                self._take(Identity(*found))
+        found = cursor.fetchone()[0] if cursor.nextset() else []
+        if not self._known.vouches_at(self.version) and ruled_out:  # another writer came
+            found = [*found, *self._look_up(ruled_out)]
+        for identity in found:
+            self._take(Identity(*identity))
+        if self._known.wanted:
+            self._load_known()
         return self.version
+
+    def committed(self) -> None:
+        """The batch's COMMIT succeeded: what it inserted is known."""
+        self._known.committed(self.version)
+
+    def _look_up(self, identities: list[Identity]) -> list[list[str]]:
+        asked = {"asked": _asked(identities)}
+        return self._db.execute(_ALL_PRESENT, asked, prepare=False).fetchone()[0]
+
+    def _load_known(self) -> None:
+        """Fill `known` with every identity the inbox holds before this batch (its lock is
+        held: nobody else inserts), read through a server-side cursor; then note the ones
+        this batch expects."""
+        count = self._db.execute(_IDENTITY_COUNT).fetchone()[0]
+        with self._db.cursor(name="known_identities") as rows:
+            rows.itersize = 10_000
+            rows.execute(_IDENTITIES)
+            self._known.load((Identity(*row) for row in rows), count, self.version - 1)
+        for identity in self.expected:
+            self._known.note(identity)
 
     @property
     def chunk(self) -> int:  # type: ignore[override]
@@ -209,6 +245,8 @@ class DeferredBatch(DeferredRows):
         return self._block > self.chunk
 
     def _present(self, identity: Identity) -> bool:
+        if not self._known.note(identity):
+            return False
         found = self._db.execute(_PRESENT, {"asked": _asked([identity])}, prepare=False)
         return found.fetchone() is not None
 

@@ -25,7 +25,6 @@ from integration.store.base import (
     Commit,
     DeadLetterWrite,
     EntryWrite,
-    Identity,
     InboxStatus,
     InboxWrite,
 )
@@ -210,12 +209,8 @@ class SqlWrites:
         if batch is not None:
             if row.inbox_id is not None:
                 return batch.update_inbox(self._inbox_outcome(row), row.inbox_id, posted)
-            if row.unique:
-                batch.claim(
-                    Identity(
-                        row.source_system, row.message_id, row.message_type, row.idempotency_key
-                    )
-                )
+            if (identity := row.claims) is not None:
+                batch.claim(identity)
             return batch.add_inbox(self._inbox_values(row), posted)
         if row.inbox_id is not None:
             found = self._execute(

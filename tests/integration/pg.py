@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from integration import PostgresStore
+from integration import Core, ManualClock, PostgresStore, open_store
+from tests.builders import START, settings
 
 PG_URL = os.environ.get("MFG_TWIN_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -92,3 +93,40 @@ class ScratchPostgresStore(PostgresStore):
     def close(self) -> None:
         super().close()
         drop_schema(self.schema)
+
+
+class Ledger:
+    """One test's PostgreSQL ledger (a fresh schema); every store opened on it is closed at
+    the end of the test, failed or not."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.url = schema_url(schema)
+        self._opened: list = []
+
+    def store(self) -> PostgresStore:
+        """A store of its own connection, opened through `open_store`."""
+        return self.track(open_store(self.url))
+
+    def track(self, store):
+        self._opened.append(store)
+        return store
+
+    def core(self, clock: ManualClock | None = None, **overrides) -> Core:
+        """A core on its own connection to the ledger, nothing posted."""
+        return Core(settings(**overrides), self.store(), clock or ManualClock(START))
+
+    def close(self) -> None:
+        for store in self._opened:
+            store.close()
+
+
+@contextmanager
+def postgres_ledger() -> Iterator[Ledger]:
+    """A test's `Ledger` in a fresh schema: its stores closed and the schema dropped after."""
+    with fresh_schema() as name:
+        opened = Ledger(name)
+        try:
+            yield opened
+        finally:
+            opened.close()

@@ -38,44 +38,14 @@ from tests.builders import (
     release,
     settings,
 )
-from tests.integration.pg import fresh_schema, schema_url
+from tests.integration.pg import postgres_ledger
 from tests.integration.test_store_contract import entry, identity, inbox
-
-
-class Ledger:
-    """One test's PostgreSQL ledger (a fresh schema); every store opened on it is closed at
-    the end of the test, failed or not."""
-
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-        self.url = schema_url(schema)
-        self._opened: list = []
-
-    def store(self) -> PostgresStore:
-        """A store of its own connection, opened through `open_store`."""
-        return self.track(open_store(self.url))
-
-    def track(self, store):
-        self._opened.append(store)
-        return store
-
-    def core(self, clock: ManualClock | None = None, **overrides) -> Core:
-        """A core on its own connection to the ledger, nothing posted."""
-        return Core(settings(**overrides), self.store(), clock or ManualClock(START))
-
-    def close(self) -> None:
-        for store in self._opened:
-            store.close()
 
 
 @pytest.fixture
 def ledger():
-    with fresh_schema() as name:
-        opened = Ledger(name)
-        try:
-            yield opened
-        finally:
-            opened.close()
+    with postgres_ledger() as opened:
+        yield opened
 
 
 def post_all(core: Core, envelopes) -> None:
