@@ -53,7 +53,9 @@ class DeferredRows:
         self._taken_keys: set[tuple[str, str]] = set()
         self._applied = 0
         self._new_inbox: dict[int, list] = {}  # inbox_id -> its row, until sent
-        self._outcomes: list[tuple] = []  # changes to records sent before: (*outcome, seq, id)
+        # The last change of each record sent before: inbox_id -> (*outcome, seq, id). One row
+        # a record: a statement that updates a row from two rows of its input updates it once.
+        self._outcomes: dict[int, tuple] = {}
         self._entries: list[tuple] = []
         self._posting: dict[str, list[tuple]] = {table: [] for table in POSTING_TABLES}
         self._streams: dict[str, int] = {}
@@ -100,7 +102,7 @@ class DeferredRows:
         applied = self._next_applied(posted)
         unsent = self._new_inbox.get(inbox_id)
         if unsent is None:
-            self._outcomes.append((*outcome, applied, inbox_id))
+            self._outcomes[inbox_id] = (*outcome, applied, inbox_id)
         else:
             unsent[_OUTCOME] = (*outcome, applied)
         return inbox_id, applied
@@ -128,7 +130,7 @@ class DeferredRows:
             return None
         return {
             "inbox": list(self._new_inbox.values()),
-            "outcomes": self._outcomes,
+            "outcomes": list(self._outcomes.values()),
             "journal_entry": self._entries,
             **self._posting,
             "stream_position": list(self._streams.items()),
@@ -137,7 +139,7 @@ class DeferredRows:
     def _sent(self) -> None:
         """The pending rows have been sent: forget them."""
         self._new_inbox = {}
-        self._outcomes = []
+        self._outcomes = {}
         self._entries = []
         self._posting = {table: [] for table in POSTING_TABLES}
         self._streams = {}
