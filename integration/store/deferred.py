@@ -45,7 +45,7 @@ class DeferredRows:
 
     def __init__(self, expected: Iterable[Identity]) -> None:
         expected = list(expected)
-        self.broken = False
+        self.failure: BaseException | None = None  # the first write that failed, if any
         self.expected = expected
         self._checked_ids = {_scoped_id(identity) for identity in expected}
         self._checked_keys = {_scoped_key(identity) for identity in expected}
@@ -71,9 +71,17 @@ class DeferredRows:
         raise NotImplementedError
 
     def check(self) -> None:
-        """Raise if an earlier write of this batch failed: nothing more may be written."""
-        if self.broken:
-            raise StoreError("an earlier write of this batch failed: the batch rolls back")
+        """Raise if an earlier write of this batch failed: nothing more may be written. The
+        error names that failure (a caller may have swallowed it, as a release does)."""
+        if self.failure is not None:
+            raise StoreError(
+                f"an earlier write of this batch failed ({self.failure}): the batch rolls back"
+            ) from self.failure
+
+    def fail(self, error: BaseException) -> None:
+        """A write failed: the batch is broken; `check` raises from then on."""
+        if self.failure is None:
+            self.failure = error
 
     # --- what a commit adds ----------------------------------------------------------------
     def claim(self, identity: Identity) -> None:

@@ -313,7 +313,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         except DuplicateDelivery:
             raise  # found before anything of the commit was kept
         except BaseException as error:
-            batch.broken = True  # part of the commit may be kept: none of the batch may be
+            batch.fail(error)  # part of the commit may be kept: none of the batch may be
             if isinstance(error, self._failures):
                 raise StoreError(f"PostgreSQL failure: {error}") from error
             raise
@@ -354,7 +354,7 @@ class PostgresStore(SqlReads, PostgresWrites):
         """A read failed: inside a batch, its transaction is aborted, and so is the batch
         (the failure may be its own rows', surfacing at this read's answer)."""
         if self._deferred is not None:
-            self._deferred.broken = True
+            self._deferred.fail(error)
         return StoreError(f"PostgreSQL failure: {error}")
 
     def _rows(self, sql: str, params: tuple | list = ()) -> list[tuple]:

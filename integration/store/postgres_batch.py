@@ -262,8 +262,8 @@ class DeferredBatch(DeferredRows):
         params = [*(json_text(rows[table]) for table in _FLUSH_ARRAYS), len(rows["outcomes"])]
         try:
             self._db.execute(_FLUSH, params)
-        except BaseException:
-            self.broken = True
+        except BaseException as error:
+            self.fail(error)
             raise
         self._sent()
 

@@ -174,7 +174,7 @@ class SqliteStore(SqlReads, SqlWrites):
         except DuplicateDelivery:
             raise
         except BaseException as error:
-            batch.broken = True
+            batch.fail(error)
             if isinstance(error, _FAILURES):
                 raise StoreError(f"SQLite failure: {error}") from error
             raise

@@ -112,8 +112,8 @@ class SqliteBatch(DeferredRows):
             return
         try:
             self._write(rows)
-        except BaseException:
-            self.broken = True
+        except BaseException as error:
+            self.fail(error)
             raise
         self._sent()
 
