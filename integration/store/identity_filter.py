@@ -1,8 +1,9 @@
 """What one writer knows of the inbox's identities, so that a batch need not ask the database.
 
 A PostgreSQL batch used to look up every message it expected (its id in its source, its key in
-its type) as it opened: about half a millisecond of the server's time per group of 8, most of
-it planning, for an answer that is almost always "none of them". `IdentityFilter` is a Bloom
+its type) as it opened: about 0.4 ms of the server's time per group of 8, most of it parsing
+and planning, for an answer that is almost always "none of them"; and a message it was not told
+of (`Core.transaction()`) cost a look-up of its own, a round trip each. `IdentityFilter` is a Bloom
 filter of every identity in the inbox: when it says "absent", the identity is absent; when it
 says "maybe", the database is asked as before. `KnownIdentities` says when the filter can be
 believed: it covers exactly the commits up to one data version, all of them this writer's
@@ -26,7 +27,7 @@ from integration.store.base import Identity
 __all__ = ["IdentityFilter", "KnownIdentities"]
 
 # Each key sets `_PROBES` of `_BITS_PER_KEY` bits: about 1 in 600 absent keys is a "maybe". The
-# optimum for those bits (17 probes, 1 in 50,000) would cost the core's thread several times
+# optimum for those bits (17 probes, 1 in 100,000) would cost the core's thread several times
 # as long per message, for a look-up saved once in a few hundred batches.
 _BITS_PER_KEY = 24
 _PROBES = 3

@@ -204,7 +204,8 @@ class DeferredBatch(DeferredRows):
             for table, last in zip(_ID_COLUMNS, last_ids, strict=True)
         }
         found = cursor.fetchone()[0] if cursor.nextset() else []
-        if not self._known.vouches_at(self.version) and ruled_out:  # another writer came
+        current = self._known.vouches_at(self.version)  # every batch: `_present` relies on it
+        if ruled_out and not current:  # another writer came between: ask after all
             found = [*found, *self._look_up(ruled_out)]
         for identity in found:
             self._take(Identity(*identity))

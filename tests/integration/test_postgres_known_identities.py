@@ -80,6 +80,14 @@ def test_the_first_batch_looks_up_before_anything_is_known(ledger, tmp_path):
     assert _LOOK_UP in opening
 
 
+def test_what_the_batch_that_loads_the_filter_posts_is_known_to_the_next(ledger):
+    core = ledger.core(ManualClock(START))
+    env = Envelopes()
+    first = master_data(env)
+    assert {o.status for o in core.submit_many(first)} == {Status.POSTED}  # loads, then posts
+    assert [o.status for o in core.submit_many(first[:2])] == [Status.DUPLICATE] * 2
+
+
 def test_a_redelivered_message_is_looked_up_and_answered_as_a_duplicate(ledger, tmp_path):
     core, env = started(ledger)
     first = receipt(env)
