@@ -246,10 +246,7 @@ class DeferredBatch(DeferredRows):
         return self._block > self.chunk
 
     def _present(self, identity: Identity) -> bool:
-        if not self._known.note(identity):
-            return False
-        found = self._db.execute(_PRESENT, {"asked": _asked([identity])}, prepare=False)
-        return found.fetchone() is not None
+        return self._known.note(identity) and bool(self._look_up([identity]))
 
     def flush(self) -> None:
         """Send every pending row. The server checks them (`_FLUSH` fails when an outcome's

@@ -158,8 +158,7 @@ def test_a_wrong_absent_cannot_post_twice(ledger):
     core, env = started(ledger)
     taken = receipt(env)
     post_all(core, [taken])
-    known = core.store._known  # noqa: SLF001 - the fault injected
-    known.load([], 0, known._version)  # noqa: SLF001
+    core.store._known.load([], 0, core.store.data_version())  # noqa: SLF001 - the fault
     before = books(core)
     with pytest.raises(StoreError):
         core.submit_many([receipt(env), taken])
