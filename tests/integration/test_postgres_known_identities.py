@@ -1,6 +1,7 @@
 """A PostgreSQL batch leaves out its look-up of the expected identities when the writer's
 filter of the inbox rules them all out (integration/store/identity_filter.py), and looks them up
-whenever it cannot: a possible duplicate, another writer's commit, a filter not loaded yet.
+whenever it cannot: a possible duplicate, another writer's commit, a filter not loaded yet (it
+is loaded after a streak of the writer's own commits).
 
 What the batch sends is read off libpq's own trace of the connection, not guessed."""
 
@@ -14,13 +15,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from integration import Core, ManualClock, Status, StoreError
+from integration import Core, Envelope, ManualClock, Status, StoreError
+from integration.store.identity_filter import _FIRST_STREAK
 from tests.builders import START, Envelopes, master_data, release
 from tests.integration.pg import Ledger, postgres_ledger
 from tests.integration.test_postgres_core import books, post_all, receipt, sql
 
 _OPENING = "pg_advisory_xact_lock"
 _LOOK_UP = "jsonb_array_elements"  # only the identities' look-up reads a JSON array at BEGIN
+_LOAD = 'DECLARE "known_identities"'  # the cursor that reads the inbox into the filter
 
 
 @pytest.fixture
@@ -56,10 +59,21 @@ def looked_up(statements: list[str]) -> bool:
     return any(_LOOK_UP in statement for statement in statements)
 
 
+def alone_until_loaded(core: Core, env: Envelopes) -> list[Envelope]:
+    """Batches of one receipt, this writer's own commits in a row, up to the one that loads
+    the filter; what they posted."""
+    posted = [receipt(env) for _ in range(_FIRST_STREAK + 1)]
+    for message in posted:
+        assert core.submit_many([message])[0].status is Status.POSTED
+    return posted
+
+
 def started(ledger: Ledger) -> tuple[Core, Envelopes]:
+    """A core whose writer has loaded its filter."""
     core = ledger.core(ManualClock(START))
     env = Envelopes()
-    core.submit_many([*master_data(env), release(env)])  # the first batch loads the filter
+    core.submit_many([*master_data(env), release(env)])
+    alone_until_loaded(core, env)
     return core, env
 
 
@@ -80,12 +94,39 @@ def test_the_first_batch_looks_up_before_anything_is_known(ledger, tmp_path):
     assert _LOOK_UP in opening
 
 
+def test_the_filter_is_loaded_after_a_streak_of_own_commits(ledger, tmp_path):
+    core = ledger.core(ManualClock(START))
+    env = Envelopes()
+    core.submit_many(master_data(env))
+    with sent(core, tmp_path / "trace") as statements:
+        alone_until_loaded(core, env)
+    loads = [n for n, statement in enumerate(statements) if _LOAD in statement]
+    opened = [n for n, statement in enumerate(statements) if _OPENING in statement]
+    assert len(opened) == _FIRST_STREAK + 1 and len(loads) == 1 and loads[0] > opened[-1]
+
+
 def test_what_the_batch_that_loads_the_filter_posts_is_known_to_the_next(ledger):
     core = ledger.core(ManualClock(START))
     env = Envelopes()
-    first = master_data(env)
-    assert {o.status for o in core.submit_many(first)} == {Status.POSTED}  # loads, then posts
-    assert [o.status for o in core.submit_many(first[:2])] == [Status.DUPLICATE] * 2
+    core.submit_many(master_data(env))
+    posted = alone_until_loaded(core, env)  # the last batch loads, then posts
+    assert [o.status for o in core.submit_many(posted[-2:])] == [Status.DUPLICATE] * 2
+
+
+def test_writers_that_take_turns_never_load_the_filter(ledger, tmp_path):
+    """Each sees the other's commit before its own every time: loading a filter that the
+    next batch drops would only cost each of them a read of the whole inbox."""
+    a = ledger.core(ManualClock(START))
+    env = Envelopes()
+    a.submit_many(master_data(env))
+    b = ledger.core(ManualClock(START))
+    with sent(a, tmp_path / "a") as by_a, sent(b, tmp_path / "b") as by_b:
+        for _ in range(10):  # turns enough for two streaks, were they counted wrong
+            for writer in (a, b):
+                assert writer.submit_many([receipt(env)])[0].status is Status.POSTED
+    assert not any(_LOAD in statement for statement in [*by_a, *by_b])
+    assert all(_LOOK_UP in opening for opening in openings(by_a) + openings(by_b))
+    assert books(a) == books(b) and a.reconcile().ok
 
 
 def test_a_redelivered_message_is_looked_up_and_answered_as_a_duplicate(ledger, tmp_path):

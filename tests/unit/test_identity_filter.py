@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from integration.store.base import Identity
-from integration.store.identity_filter import IdentityFilter, KnownIdentities
+from integration.store.identity_filter import _FIRST_STREAK, IdentityFilter, KnownIdentities
 
 texts = st.text(min_size=1, max_size=12)
 identities = st.builds(Identity, texts, texts, texts, texts)
@@ -61,31 +61,66 @@ def test_a_full_filter_grows_a_stage_twice_as_large_and_keeps_every_answer():
     assert absent(known, 10_000) < 10_000 * 0.006
 
 
+def alone(known: KnownIdentities, first: int, commits: int) -> int:
+    """`commits` of this writer's own in a row from data version `first`: the next version."""
+    for version in range(first, first + commits):
+        known.committed(version)
+    return first + commits
+
+
+def loaded(version: int) -> KnownIdentities:
+    """A filter loaded as of `version`, after the streak of own commits that made it wanted."""
+    known = KnownIdentities()
+    following = alone(known, version - _FIRST_STREAK, _FIRST_STREAK + 1)
+    assert known.wanted and following == version + 1
+    known.load([numbered(1)], count=1, version=version)
+    return known
+
+
 def test_nothing_is_ruled_out_before_a_load():
     known = KnownIdentities()
-    assert known.wanted
+    assert not known.wanted  # no commit of this writer's seen yet
     assert known.note(numbered(1)) and not known.vouches_at(1)
 
 
-def test_a_loaded_filter_vouches_for_the_next_version_and_follows_its_own_commits():
+def test_the_filter_is_wanted_after_a_streak_of_own_commits():
     known = KnownIdentities()
-    known.load([numbered(1)], count=1, version=4)
+    following = alone(known, 10, _FIRST_STREAK)
+    assert not known.wanted  # the first commit follows nothing known
+    alone(known, following, 1)
+    assert known.wanted
+
+
+def test_writers_that_take_turns_never_want_the_filter():
+    known = KnownIdentities()
+    for version in range(1, 200, 2):  # every other commit is another writer's
+        assert not known.vouches_at(version)
+        known.committed(version)
+        assert not known.wanted
+
+
+def test_a_loaded_filter_vouches_for_the_next_version_and_follows_its_own_commits():
+    known = loaded(version=4)
     assert known.note(numbered(1)) and not known.note(numbered(2))
     assert known.vouches_at(5)
     known.committed(5)
     assert known.vouches_at(6) and known.note(numbered(2))
 
 
-def test_another_writers_commit_drops_the_filter_for_good():
-    known = KnownIdentities()
-    known.load([], count=0, version=4)
+def test_another_writers_commit_drops_the_filter_until_a_streak_twice_as_long():
+    known = loaded(version=4)
     assert not known.vouches_at(7)  # versions 5 and 6 were not this writer's
-    assert known.shared and not known.wanted
-    assert known.note(numbered(1))
+    assert not known.wanted and known.note(numbered(2))  # nothing is ruled out any more
+    known.committed(7)
+    following = alone(known, 8, 2 * _FIRST_STREAK - 1)
+    assert not known.wanted
+    alone(known, following, 1)
+    assert known.wanted
 
 
 def test_a_commit_the_filter_did_not_follow_drops_it():
-    known = KnownIdentities()
-    known.load([], count=0, version=4)
-    known.committed(6)  # 5 was someone else's
-    assert known.shared and not known.vouches_at(7)
+    """A lost answer to this writer's own COMMIT looks the same: the next commit it sees is
+    not the one after its last."""
+    known = loaded(version=4)
+    known.committed(6)  # 5 was someone else's, or this writer's whose answer it lost
+    assert not known.vouches_at(7) and not known.wanted
