@@ -14,7 +14,11 @@ ways:
   transaction each: what the service's group commit and its batch endpoint run (with 16
   requests in flight, service_throughput.py's single run forms groups of about 8);
 * `transaction_1000`: `Core.transaction()` around 1,000 `Core.submit` calls, as an embedded
-  caller that submits message by message.
+  caller that submits message by message;
+* `joined_8`: a first core posts half the messages in batches of 500 (untimed); a second core
+  then joins the ledger and the two take turns, `Core.submit_many` of 8 each: only the second
+  core's batches are timed, what a process that joins a busy ledger pays (scaled-out consumers,
+  a service beside a CLI).
 
 For each way, the best of `--repeat` runs: milliseconds of wall and CPU time per transaction
 and microseconds per message. CPU time is the core's process alone, so wall minus CPU is about
@@ -46,6 +50,7 @@ WAYS = {  # way -> (how, messages per transaction)
     "batch_8": ("submit_many", 8),
     "batch_500": ("submit_many", 500),
     "transaction_1000": ("transaction", 1000),
+    "joined_8": ("joined", 8),
 }
 
 
@@ -57,20 +62,21 @@ def measure_way(way: str, messages: int, pg_url: str) -> dict:
     how, size = WAYS[way]
     workload = build_workload(messages)
     schema = schema_name("groups")
+
+    def new_core() -> Core:
+        url = with_query(pg_url, schema=schema)
+        return Core(build_settings(), open_store(url), ManualClock(START + timedelta(days=1)))
+
     try:
-        core = Core(
-            build_settings(),
-            open_store(with_query(pg_url, schema=schema)),
-            ManualClock(START + timedelta(days=1)),
-        )
+        core = new_core()
         for chunk in _chunks(workload.setup_messages, 500):
             core.submit_many(chunk)
-        transactions = _chunks(workload.timed, size)
-        send = _sender(core, how)
-        start, start_cpu = time.perf_counter(), time.process_time()
-        for messages_of_one in transactions:
-            send(messages_of_one)
-        wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+        if how == "joined":
+            joined = new_core()
+            transactions, wall, cpu = _taking_turns(core, joined, workload.timed, size)
+            joined.close()
+        else:
+            transactions, wall, cpu = _alone(core, how, workload.timed, size)
         _check(core, workload)
         core.close()
     finally:
@@ -79,8 +85,19 @@ def measure_way(way: str, messages: int, pg_url: str) -> dict:
         "wall_s": wall,
         "cpu_s": cpu,
         "transactions": len(transactions),
-        "messages": len(workload.timed),
+        "messages": sum(len(transaction) for transaction in transactions),
     }
+
+
+def _alone(core, how: str, messages: list[str], size: int) -> tuple[list, float, float]:
+    """Every message sent by `core` the way `how` says, `size` a transaction: the
+    transactions, and their wall and CPU seconds."""
+    transactions = _chunks(messages, size)
+    send = _sender(core, how)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for messages_of_one in transactions:
+        send(messages_of_one)
+    return transactions, time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def _sender(core, how: str):
@@ -96,6 +113,24 @@ def _sender(core, how: str):
                 core.submit(message)
 
     return in_transaction
+
+
+def _taking_turns(first, joined, messages: list[str], size: int) -> tuple[list, float, float]:
+    """`first` posts half the messages in batches of 500; then `first` and `joined` take turns,
+    `size` messages a batch. `joined`'s batches, and their wall and CPU seconds."""
+    half = len(messages) // 2
+    for chunk in _chunks(messages[:half], 500):
+        first.submit_many(chunk)
+    turns = _chunks(messages[half:], size)
+    wall = cpu = 0.0
+    for turn, chunk in enumerate(turns):
+        if turn % 2:
+            first.submit_many(chunk)
+            continue
+        start, start_cpu = time.perf_counter(), time.process_time()
+        joined.submit_many(chunk)
+        wall, cpu = wall + time.perf_counter() - start, cpu + time.process_time() - start_cpu
+    return turns[0::2], wall, cpu
 
 
 def _check(core, workload) -> None:
