@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import multiprocessing.connection
+import os
 import queue
 import resource
 import signal
+import threading
 import traceback
 from datetime import datetime
 from typing import Any
@@ -24,6 +27,7 @@ __all__ = ["CoreProcess", "CoreProcessError"]
 Call = tuple[Any, ...]  # (method name of InProcessTarget, *arguments)
 LOOK = 1.0  # seconds between looks at whether the core's process is still alive while waiting
 CLOSE = "close"
+TWIN_GONE = 3  # the exit code of a core's process whose twin was killed
 
 
 class CoreProcessError(RuntimeError):
@@ -42,6 +46,7 @@ def _serve(
     block ending with `close` closes the core, answers it with the process's peak resident
     memory (KiB) and ends the process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the twin's: it closes the core
+    _end_with_the_twin()
     gc.set_threshold(*collect)  # as in the twin's process (`runner._young_collections_every`)
     try:
         target = InProcessTarget(settings, store_url, start)
@@ -49,28 +54,32 @@ def _serve(
         answers.put(_Failure(traceback.format_exc()))
         return
     try:
-        while (calls := _next_block(requests)) is not None:
+        while True:
+            calls = requests.get()
             results = [getattr(target, name)(*args) for name, *args in calls]
             if calls[-1][0] == CLOSE:
                 results[-1] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 answers.put(results)
                 return
             answers.put(results)
-        answers.cancel_join_thread()  # the twin is gone: nobody reads what is left to write
     except BaseException:  # noqa: BLE001 - reported to the twin, which raises it
         answers.put(_Failure(traceback.format_exc()))
 
 
-def _next_block(requests) -> list[Call] | None:
-    """The next block of calls; None once the twin has gone without a `close` (killed): this
-    process holds both ends of the queue, so it would never see the end of it."""
-    parent = multiprocessing.parent_process()
-    while True:
-        try:
-            return requests.get(timeout=LOOK)
-        except queue.Empty:
-            if parent is not None and not parent.is_alive():
-                return None
+def _end_with_the_twin() -> None:
+    """End this process the moment the twin's ends without a `close` (killed), whatever this
+    one is doing. Its queue would never tell: this process holds both ends of each pipe, so a
+    read never sees the end of one, and a block the twin died sending would be waited for
+    for ever. Its uncommitted group rolls back with it, as the twin's run is lost anyway."""
+    twin = multiprocessing.parent_process()
+    if twin is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([twin.sentinel])
+        os._exit(TWIN_GONE)
+
+    threading.Thread(target=watch, name="twin-watch", daemon=True).start()
 
 
 class CoreProcess:

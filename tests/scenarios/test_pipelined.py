@@ -205,14 +205,37 @@ if __name__ == "__main__":
 """
 
 
-def test_a_killed_twin_leaves_no_process_behind(tmp_path: Path) -> None:
-    """The core's process ends once the twin is gone without a word (killed)."""
-    script = tmp_path / "killed.py"
-    script.write_text(KILLED, encoding="utf-8")
+# A twin killed halfway through sending a block: the block's length and its first bytes are in
+# the pipe, the rest never comes. The core's process holds a write end of that pipe too, so a
+# read of the block would wait for the rest for ever.
+KILLED_MID_BLOCK = """
+import os, struct, time
+from sim.model.catalogue import Catalogue
+from sim.model.streams import Streams
+from sim.run.core_process import CoreProcess
+from tests.scenarios import harness
+
+if __name__ == "__main__":
+    scenario = harness.scenario()
+    settings = Catalogue.generate(scenario, Streams(scenario.seed)).core_settings()
+    core = CoreProcess(settings, ":memory:", scenario.start)
+    pipe = core._requests._writer.fileno()
+    os.write(pipe, struct.pack("!i", 1 << 20) + bytes(100))
+    print(core._process.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("script", [KILLED, KILLED_MID_BLOCK], ids=["running", "mid_block"])
+def test_a_killed_twin_leaves_no_process_behind(tmp_path: Path, script: str) -> None:
+    """The core's process ends once the twin is gone without a word (killed), whatever it
+    was doing."""
+    path = tmp_path / "killed.py"
+    path.write_text(script, encoding="utf-8")
     root = Path(__file__).parents[2]
     environment = {**os.environ, "PYTHONPATH": str(root)}
     with subprocess.Popen(
-        [sys.executable, str(script)], cwd=root, env=environment, stdout=subprocess.PIPE, text=True
+        [sys.executable, str(path)], cwd=root, env=environment, stdout=subprocess.PIPE, text=True
     ) as twin_process:
         try:
             children = [int(pid) for pid in twin_process.stdout.readline().split()]
