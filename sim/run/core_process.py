@@ -99,6 +99,10 @@ class CoreProcess:
         )
         self._failed = False
         self._process.start()
+        # The twin only reads the answers: without its own write end of their pipe, a core's
+        # process that dies reads as the end of it, even halfway through an answer (which
+        # would otherwise be waited for for ever).
+        self._answers._writer.close()
 
     def send(self, calls: list[Call]) -> None:
         """Queue a block of calls (answered in order by one `receive`)."""
@@ -116,6 +120,8 @@ class CoreProcess:
                         return None
                     continue
                 answer = self._last_word()
+            except (EOFError, OSError):  # the pipe ended, or ended inside an answer
+                raise self._died() from None
             if isinstance(answer, _Failure):
                 self._failed = True
                 raise CoreProcessError(f"the core's process failed:\n{answer.text}")
@@ -125,9 +131,13 @@ class CoreProcess:
         """What the ended process wrote last (all of it is in the pipe once it has ended)."""
         try:
             return self._answers.get(timeout=LOOK)
-        except queue.Empty:
-            self._failed, code = True, self._process.exitcode
-            raise CoreProcessError(f"the core's process died (exit code {code})") from None
+        except (queue.Empty, EOFError, OSError):
+            raise self._died() from None
+
+    def _died(self) -> CoreProcessError:
+        self._process.join(timeout=LOOK)  # its exit code, once the end of the pipe is seen
+        self._failed, code = True, self._process.exitcode
+        return CoreProcessError(f"the core's process died (exit code {code})")
 
     @property
     def alive(self) -> bool:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from functools import cache
@@ -22,9 +24,11 @@ from click.testing import CliRunner
 
 from integration import ConfigurationError
 from sim.cli import twin
+from sim.model.catalogue import Catalogue
+from sim.model.streams import Streams
 from sim.report.trace import Trace
 from sim.run import pipelined, runner
-from sim.run.core_process import CoreProcessError
+from sim.run.core_process import CoreProcess, CoreProcessError
 from sim.run.pipelined import DeferredMeasures, PipelinedTarget, processes_for
 from sim.run.runner import Run, simulate
 from sim.scenario.document import Scenario, load_scenario
@@ -189,6 +193,34 @@ def test_a_failing_core_surfaces_with_its_traceback_and_no_process_is_left(
         simulate(scenario, processes=2)
     assert "cannot open SQLite database" in str(failed.value)  # the core's own traceback
     assert not _core_processes()
+
+
+def test_a_core_killed_while_answering_is_reported_dead_not_waited_for() -> None:
+    """The core's process dies halfway through writing an answer (killed while its answer,
+    larger than a pipe holds, waits for the twin to read): the twin's next read ends in
+    `CoreProcessError`, not in a wait for the rest."""
+    scenario = harness.scenario()
+    settings = Catalogue.generate(scenario, Streams(scenario.seed)).core_settings()
+    core = CoreProcess(settings, ":memory:", scenario.start)
+    try:
+        core.send([("stock",)] * 200_000)  # the answer: 200,000 books, several pipes full
+        started = core._answers._reader.poll(60)  # noqa: SLF001 - its first bytes are there
+        os.kill(core._process.pid, signal.SIGKILL)  # noqa: SLF001
+        raised: list[BaseException] = []
+        reader = threading.Thread(target=_receive_into, args=(core, raised), daemon=True)
+        reader.start()
+        reader.join(30)  # a bound on waiting, not a speed figure
+        assert started and raised, "the twin still waits for the rest of the answer"
+        assert isinstance(raised[0], CoreProcessError) and "died" in str(raised[0])
+    finally:
+        core.stop()
+
+
+def _receive_into(core: CoreProcess, raised: list[BaseException]) -> None:
+    try:
+        core.receive()
+    except BaseException as error:  # noqa: BLE001 - what the test looks at
+        raised.append(error)
 
 
 KILLED = """
