@@ -149,13 +149,14 @@ class KnownIdentities:
         long enough."""
         return self._filter is None and self._alone >= self._streak
 
-    def load(self, identities: Iterable[Identity], count: int, version: int) -> None:
-        """The filter of the `count` `identities` the inbox holds as of data `version` (room
-        for as many again before it grows)."""
+    def load(self, identities: Iterable[Identity], count: int) -> None:
+        """The filter of the `count` `identities` the inbox holds as of this writer's last
+        commit (room for as many again before it grows): read while `wanted`, under the
+        lock of a batch that `vouches_at` found no other writer's commit before."""
         fresh = IdentityFilter(2 * count)
         for identity in identities:
             fresh.add(identity)
-        self._filter, self._version = fresh, version
+        self._filter = fresh
 
     def vouches_at(self, version: int) -> bool:
         """Whether the filter covers every commit before `version` (the data version a

@@ -229,7 +229,7 @@ class DeferredBatch(DeferredRows):
         with self._db.cursor(name="known_identities") as rows:
             rows.itersize = 10_000
             rows.execute(_IDENTITIES)
-            self._known.load((Identity(*row) for row in rows), count, self.version - 1)
+            self._known.load((Identity(*row) for row in rows), count)
         for identity in self.expected:
             self._known.note(identity)
 

@@ -199,7 +199,7 @@ def test_a_wrong_absent_cannot_post_twice(ledger):
     core, env = started(ledger)
     taken = receipt(env)
     post_all(core, [taken])
-    core.store._known.load([], 0, core.store.data_version())  # noqa: SLF001 - the fault
+    core.store._known.load([], 0)  # noqa: SLF001 - the fault
     before = books(core)
     with pytest.raises(StoreError):
         core.submit_many([receipt(env), taken])

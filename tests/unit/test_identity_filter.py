@@ -73,7 +73,7 @@ def loaded(version: int) -> KnownIdentities:
     known = KnownIdentities()
     following = alone(known, version - _FIRST_STREAK, _FIRST_STREAK + 1)
     assert known.wanted and following == version + 1
-    known.load([numbered(1)], count=1, version=version)
+    known.load([numbered(1)], count=1)
     return known
 
 
