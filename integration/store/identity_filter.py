@@ -181,7 +181,7 @@ class KnownIdentities:
         self._version = version
 
     def _follows(self, version: int) -> bool:
-        return self._version is not None and self._version == version - 1
+        return self._version == version - 1  # never, before this writer's first commit
 
     def _interrupted(self) -> None:
         if self._filter is not None:
